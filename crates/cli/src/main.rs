@@ -1,1 +1,52 @@
-fn main() {}
+//! `portcullis`: argument parsing and wiring. Decisions live in the library crates.
+
+mod policy_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for policy and setup errors (every problem is listed first).
+const EXIT_SETUP: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "The control plane for AI agents: policy for every tool call, walls around the host, an audit trail the agent cannot edit",
+    long_about = "Portcullis decides what an AI agent's tool calls actually do. The model decides what it wants; \
+Portcullis checks each tool call, exec, connection and file access against one policy, and answers \
+allow, ask or deny, naming the rules behind every answer.",
+    after_help = "Examples:
+  portcullis policy init                         write a commented starter policy
+  portcullis policy check portcullis.toml        validate a policy, listing every problem
+  portcullis policy explain --tool Bash --input '{\"command\":\"git push --force\"}'
+                                                 show what the policy decides, and why
+
+Run `portcullis help <command>` for more."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write, check and question policies.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(command) => policy_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}

@@ -163,6 +163,20 @@ pub enum Reason {
     Invalid(InvalidRequest),
 }
 
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Matched => f.write_str("rules in the policy matched"),
+            Reason::Builtin => f.write_str("a built-in protection applies"),
+            Reason::Default => f.write_str("no rule matched, so the default applies"),
+            Reason::NotStatic => f.write_str(
+                "the command has parts that cannot be read statically, so no rule can allow it",
+            ),
+            Reason::Invalid(invalid) => write!(f, "malformed request: {}", invalid.message()),
+        }
+    }
+}
+
 /// The answer to "may this happen?": the verdict, the rules that made it, and why.
 ///
 /// `rules` is never empty: defaults and built-in protections are rules too, so every verdict
@@ -270,7 +284,11 @@ impl<'p> Verdict<'p> {
                 let origin = |o: Origin| self.rules.iter().any(|r| r.origin == o);
                 if origin(Origin::Policy) {
                     Reason::Matched
-                } else if self.rules.iter().any(|r| r.id == crate::profile::NOT_STATIC_ID) {
+                } else if self
+                    .rules
+                    .iter()
+                    .any(|r| r.id == crate::profile::NOT_STATIC_ID)
+                {
                     Reason::NotStatic
                 } else if origin(Origin::Builtin) {
                     Reason::Builtin

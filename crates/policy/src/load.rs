@@ -204,12 +204,35 @@ struct Loader<'s> {
     problems: Vec<Problem>,
 }
 
-const TOP_KEYS: &[&str] = &["version", "network", "filesystem", "limits", "tools", "agents", "hooks", "audit", "alerts"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "network",
+    "filesystem",
+    "limits",
+    "tools",
+    "agents",
+    "hooks",
+    "audit",
+    "alerts",
+];
 const AGENT_KEYS: &[&str] = &["description", "network", "filesystem", "limits", "tools"];
 const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "dns"];
-const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
+const DNS_KEYS: &[&str] = &[
+    "strict",
+    "max_label_length",
+    "max_label_entropy",
+    "max_unique_subdomains",
+];
 const FS_KEYS: &[&str] = &["writable", "read_only", "hidden", "ephemeral"];
-const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "memory", "processes", "disk", "tokens", "usd"];
+const LIMIT_KEYS: &[&str] = &[
+    "wall_clock",
+    "tool_calls",
+    "memory",
+    "processes",
+    "disk",
+    "tokens",
+    "usd",
+];
 const TOOL_KEYS: &[&str] = &["allow", "ask", "deny", "rate", "default", "exec_default"];
 const HOOK_EVENTS: &[&str] = &["pre_tool_use", "post_tool_use", "user_prompt_submit"];
 const HOOK_KEYS: &[&str] = &["matcher", "command", "timeout", "on_error"];
@@ -223,47 +246,80 @@ pub(crate) fn load(src: &str, file: &str, env: &Environment) -> Result<Loaded, L
         src,
         file: Arc::from(file),
         env,
-        line_starts: std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect(),
+        line_starts: std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
         problems: Vec::new(),
     };
     let (doc, syntax) = DeTable::parse_recoverable(src);
     for e in syntax {
         let span = e.span().unwrap_or(0..0);
-        loader.problem(span, format!("invalid TOML: {}", e.message().trim_end_matches('\n')), None);
+        loader.problem(
+            span,
+            format!("invalid TOML: {}", e.message().trim_end_matches('\n')),
+            None,
+        );
     }
     let loaded = loader.document(doc.get_ref());
-    loader.problems.sort_by_key(|p| (p.location.line, p.location.column));
+    loader
+        .problems
+        .sort_by_key(|p| (p.location.line, p.location.column));
     loader.problems.dedup();
     if loader.problems.is_empty() {
         Ok(loaded)
     } else {
-        Err(LoadErrors { problems: loader.problems })
+        Err(LoadErrors {
+            problems: loader.problems,
+        })
     }
 }
 
 impl<'s> Loader<'s> {
     fn location(&self, offset: usize) -> (u32, u32, &'s str) {
-        let line = self.line_starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.line_starts[line];
-        let end = self.src[start..].find('\n').map_or(self.src.len(), |i| start + i);
+        let end = self.src[start..]
+            .find('\n')
+            .map_or(self.src.len(), |i| start + i);
         let offset = offset.min(end);
         let column = self.src.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
         let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        (to_u32(line + 1), to_u32(column), self.src.get(start..end).unwrap_or_default().trim_end_matches('\r'))
+        (
+            to_u32(line + 1),
+            to_u32(column),
+            self.src
+                .get(start..end)
+                .unwrap_or_default()
+                .trim_end_matches('\r'),
+        )
     }
 
     fn loc(&self, span: &Span) -> Location {
         let (line, column, _) = self.location(span.start);
-        Location { file: self.file.clone(), line, column }
+        Location {
+            file: self.file.clone(),
+            line,
+            column,
+        }
     }
 
     fn problem(&mut self, span: Span, message: String, hint: Option<String>) {
         let (line, column, text) = self.location(span.start);
-        let width = self.src.get(span.clone()).map_or(1, |s| s.lines().next().unwrap_or_default().chars().count());
+        let width = self
+            .src
+            .get(span.clone())
+            .map_or(1, |s| s.lines().next().unwrap_or_default().chars().count());
         self.problems.push(Problem {
             message,
             hint,
-            location: Location { file: self.file.clone(), line, column },
+            location: Location {
+                file: self.file.clone(),
+                line,
+                column,
+            },
             line_text: text.to_owned(),
             width,
         });
@@ -276,10 +332,25 @@ impl<'s> Loader<'s> {
                 let name = key.get_ref();
                 let hint = match suggest::closest(name, allowed.iter().copied()) {
                     Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("the keys here are {}", allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "the keys here are {}",
+                        allowed
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 };
-                let place = if path.is_empty() { "at the top level".to_owned() } else { format!("in `[{path}]`") };
-                self.problem(key.span(), format!("unknown key `{name}` {place}"), Some(hint));
+                let place = if path.is_empty() {
+                    "at the top level".to_owned()
+                } else {
+                    format!("in `[{path}]`")
+                };
+                self.problem(
+                    key.span(),
+                    format!("unknown key `{name}` {place}"),
+                    Some(hint),
+                );
             }
         }
     }
@@ -288,7 +359,11 @@ impl<'s> Loader<'s> {
         match node.get_ref() {
             DeValue::Table(t) => Some(t),
             other => {
-                self.problem(node.span(), format!("`{path}` must be a table, not {}", other.type_str()), None);
+                self.problem(
+                    node.span(),
+                    format!("`{path}` must be a table, not {}", other.type_str()),
+                    None,
+                );
                 None
             }
         }
@@ -298,7 +373,11 @@ impl<'s> Loader<'s> {
         match node.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             other => {
-                self.problem(node.span(), format!("`{path}` must be a string, not {}", other.type_str()), None);
+                self.problem(
+                    node.span(),
+                    format!("`{path}` must be a string, not {}", other.type_str()),
+                    None,
+                );
                 None
             }
         }
@@ -308,7 +387,14 @@ impl<'s> Loader<'s> {
         match node.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             other => {
-                self.problem(node.span(), format!("`{path}` must be `true` or `false`, not {}", other.type_str()), None);
+                self.problem(
+                    node.span(),
+                    format!(
+                        "`{path}` must be `true` or `false`, not {}",
+                        other.type_str()
+                    ),
+                    None,
+                );
                 None
             }
         }
@@ -318,12 +404,18 @@ impl<'s> Loader<'s> {
         if let DeValue::Integer(i) = node.get_ref() {
             let digits = i.as_str().replace('_', "");
             let digits = digits.trim_start_matches('+');
-            let digits = ["0x", "0o", "0b"].iter().fold(digits, |d, p| d.strip_prefix(p).unwrap_or(d));
+            let digits = ["0x", "0o", "0b"]
+                .iter()
+                .fold(digits, |d, p| d.strip_prefix(p).unwrap_or(d));
             if let Ok(n) = u64::from_str_radix(digits, i.radix()) {
                 return Some(n);
             }
         }
-        self.problem(node.span(), format!("`{path}` must be a whole number of zero or more"), None);
+        self.problem(
+            node.span(),
+            format!("`{path}` must be a whole number of zero or more"),
+            None,
+        );
         None
     }
 
@@ -344,36 +436,57 @@ impl<'s> Loader<'s> {
         match value {
             Some(v) if v.is_finite() && v >= 0.0 => Some(v),
             _ => {
-                self.problem(node.span(), format!("`{path}` must be a number of zero or more"), None);
+                self.problem(
+                    node.span(),
+                    format!("`{path}` must be a number of zero or more"),
+                    None,
+                );
                 None
             }
         }
     }
 
-    fn unit<T>(&mut self, node: &Node<'s>, path: &str, parse: impl Fn(&str) -> Result<T, units::UnitError>) -> Option<T> {
+    fn unit<T>(
+        &mut self,
+        node: &Node<'s>,
+        path: &str,
+        example: &str,
+        parse: impl Fn(&str) -> Result<T, units::UnitError>,
+    ) -> Option<T> {
         let text = match node.get_ref() {
             DeValue::String(s) => s.to_string(),
             DeValue::Integer(i) => i.as_str().replace('_', ""),
             other => {
-                self.problem(node.span(), format!("`{path}` must be a string such as \"2h\" or \"100 MiB\", not {}", other.type_str()), None);
+                self.problem(
+                    node.span(),
+                    format!(
+                        "`{path}` must be a string such as \"{example}\", not {}",
+                        other.type_str()
+                    ),
+                    None,
+                );
                 return None;
             }
         };
         match parse(&text) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.problem(node.span(), format!("`{path}`: {}", e.message), Some(e.hint.to_owned()));
+                self.problem(
+                    node.span(),
+                    format!("`{path}`: {}", e.message),
+                    Some(e.hint.to_owned()),
+                );
                 None
             }
         }
     }
 
     fn size(&mut self, node: &Node<'s>, path: &str) -> Option<ByteSize> {
-        self.unit(node, path, ByteSize::parse)
+        self.unit(node, path, "4 GiB", ByteSize::parse)
     }
 
     fn duration(&mut self, node: &Node<'s>, path: &str) -> Option<Duration> {
-        self.unit(node, path, units::parse_duration)
+        self.unit(node, path, "2h", units::parse_duration)
     }
 
     fn decision(&mut self, node: &Node<'s>, path: &str) -> Option<Decision> {
@@ -381,8 +494,13 @@ impl<'s> Loader<'s> {
         match text.parse::<Decision>() {
             Ok(d) => Some(d),
             Err(_) => {
-                let hint = suggest::closest(&text, ["allow", "ask", "deny"]).map(|n| format!("did you mean `{n}`?"));
-                self.problem(node.span(), format!("`{path}` must be `allow`, `ask` or `deny`, not `{text}`"), hint);
+                let hint = suggest::closest(&text, ["allow", "ask", "deny"])
+                    .map(|n| format!("did you mean `{n}`?"));
+                self.problem(
+                    node.span(),
+                    format!("`{path}` must be `allow`, `ask` or `deny`, not `{text}`"),
+                    hint,
+                );
                 None
             }
         }
@@ -390,7 +508,11 @@ impl<'s> Loader<'s> {
 
     fn strings(&mut self, node: &Node<'s>, path: &str) -> Vec<(String, Span)> {
         let DeValue::Array(items) = node.get_ref() else {
-            self.problem(node.span(), format!("`{path}` must be an array of strings"), None);
+            self.problem(
+                node.span(),
+                format!("`{path}` must be an array of strings"),
+                None,
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -405,7 +527,14 @@ impl<'s> Loader<'s> {
     /// A list of rule entries; `id` is the list's path (`tools.deny`).
     fn entries(&mut self, node: &Node<'s>, id: &str) -> Vec<Entry> {
         let DeValue::Array(items) = node.get_ref() else {
-            self.problem(node.span(), format!("`{id}` must be an array"), Some(format!("write `{} = [\"…\"]`", id.rsplit('.').next().unwrap_or(id))));
+            self.problem(
+                node.span(),
+                format!("`{id}` must be an array"),
+                Some(format!(
+                    "write `{} = [\"…\"]`",
+                    id.rsplit('.').next().unwrap_or(id)
+                )),
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -423,16 +552,44 @@ impl<'s> Loader<'s> {
                 DeValue::Table(t) => {
                     self.check_keys(t, &entry_id, ENTRY_KEYS);
                     let Some(rule) = t.get("rule") else {
-                        self.problem(item.span(), format!("`{entry_id}` has no `rule`"), Some("write `{ rule = \"…\", match = [\"…\"] }`".into()));
+                        self.problem(
+                            item.span(),
+                            format!("`{entry_id}` has no `rule`"),
+                            Some("write `{ rule = \"…\", match = [\"…\"] }`".into()),
+                        );
                         continue;
                     };
-                    let Some(text) = self.string(rule, &format!("{entry_id}.rule")) else { continue };
-                    let matches = t.get("match").map(|n| self.strings(n, &format!("{entry_id}.match"))).unwrap_or_default();
-                    let not_matches = t.get("not_match").map(|n| self.strings(n, &format!("{entry_id}.not_match"))).unwrap_or_default();
-                    let note = t.get("note").and_then(|n| self.string(n, &format!("{entry_id}.note")));
-                    out.push(Entry { id: entry_id, text, span: rule.span(), matches, not_matches, note });
+                    let Some(text) = self.string(rule, &format!("{entry_id}.rule")) else {
+                        continue;
+                    };
+                    let matches = t
+                        .get("match")
+                        .map(|n| self.strings(n, &format!("{entry_id}.match")))
+                        .unwrap_or_default();
+                    let not_matches = t
+                        .get("not_match")
+                        .map(|n| self.strings(n, &format!("{entry_id}.not_match")))
+                        .unwrap_or_default();
+                    let note = t
+                        .get("note")
+                        .and_then(|n| self.string(n, &format!("{entry_id}.note")));
+                    out.push(Entry {
+                        id: entry_id,
+                        text,
+                        span: rule.span(),
+                        matches,
+                        not_matches,
+                        note,
+                    });
                 }
-                other => self.problem(item.span(), format!("`{entry_id}` must be a string or a table, not {}", other.type_str()), None),
+                other => self.problem(
+                    item.span(),
+                    format!(
+                        "`{entry_id}` must be a string or a table, not {}",
+                        other.type_str()
+                    ),
+                    None,
+                ),
             }
         }
         out
@@ -440,10 +597,14 @@ impl<'s> Loader<'s> {
 
     fn document(&mut self, doc: &DeTable<'s>) -> Loaded {
         self.check_keys(doc, "", TOP_KEYS);
-        if let Some(v) = doc.get("version") {
-            if self.integer(v, "version").is_some_and(|n| n != 1) {
-                self.problem(v.span(), "this Portcullis reads policy `version = 1` only".into(), None);
-            }
+        if let Some(v) = doc.get("version")
+            && self.integer(v, "version").is_some_and(|n| n != 1)
+        {
+            self.problem(
+                v.span(),
+                "this Portcullis reads policy `version = 1` only".into(),
+                None,
+            );
         }
         let top = self.section(doc, "");
         let builtin_hidden: Vec<Entry> = BUILTIN_HIDDEN
@@ -460,24 +621,33 @@ impl<'s> Loader<'s> {
             .collect();
         let root = self.compile(None, &top, &builtin_hidden);
         let mut agents = BTreeMap::new();
-        if let Some(node) = doc.get("agents") {
-            if let Some(table) = self.expect_table(node, "agents") {
-                for (name, value) in table.iter() {
-                    let name_str = name.get_ref().to_string();
-                    if !valid_agent_name(&name_str) {
-                        self.problem(name.span(), format!("`{name_str}` is not an agent name"), Some("use letters, digits, `-` and `_`".into()));
-                        continue;
-                    }
-                    let path = format!("agents.{name_str}");
-                    let Some(agent) = self.expect_table(value, &path) else { continue };
-                    self.check_keys(agent, &path, AGENT_KEYS);
-                    if let Some(d) = agent.get("description") {
-                        self.string(d, &format!("{path}.description"));
-                    }
-                    let own = self.section(agent, &path);
-                    let merged = top.inherit(own);
-                    agents.insert(name_str.clone(), self.compile(Some(name_str), &merged, &builtin_hidden));
+        if let Some(node) = doc.get("agents")
+            && let Some(table) = self.expect_table(node, "agents")
+        {
+            for (name, value) in table.iter() {
+                let name_str = name.get_ref().to_string();
+                if !valid_agent_name(&name_str) {
+                    self.problem(
+                        name.span(),
+                        format!("`{name_str}` is not an agent name"),
+                        Some("use letters, digits, `-` and `_`".into()),
+                    );
+                    continue;
                 }
+                let path = format!("agents.{name_str}");
+                let Some(agent) = self.expect_table(value, &path) else {
+                    continue;
+                };
+                self.check_keys(agent, &path, AGENT_KEYS);
+                if let Some(d) = agent.get("description") {
+                    self.string(d, &format!("{path}.description"));
+                }
+                let own = self.section(agent, &path);
+                let merged = top.inherit(own);
+                agents.insert(
+                    name_str.clone(),
+                    self.compile(Some(name_str), &merged, &builtin_hidden),
+                );
             }
         }
         Loaded {
@@ -491,14 +661,24 @@ impl<'s> Loader<'s> {
 
     /// Reads the `network`, `filesystem`, `limits` and `tools` tables under `prefix`.
     fn section(&mut self, table: &DeTable<'s>, prefix: &str) -> Raw {
-        let p = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+        let p = |key: &str| {
+            if prefix.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{prefix}.{key}")
+            }
+        };
         let mut raw = Raw::default();
         if let Some(node) = table.get("network") {
             let path = p("network");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, NETWORK_KEYS);
-                raw.net_allow = t.get("allow").map(|n| self.entries(n, &format!("{path}.allow")));
-                raw.net_deny = t.get("deny").map(|n| self.entries(n, &format!("{path}.deny")));
+                raw.net_allow = t
+                    .get("allow")
+                    .map(|n| self.entries(n, &format!("{path}.allow")));
+                raw.net_deny = t
+                    .get("deny")
+                    .map(|n| self.entries(n, &format!("{path}.deny")));
                 raw.allow_cidrs = t.get("allow_cidrs").map(|n| {
                     let list = self.strings(n, &format!("{path}.allow_cidrs"));
                     list.into_iter()
@@ -511,15 +691,25 @@ impl<'s> Loader<'s> {
                         })
                         .collect()
                 });
-                raw.outbound_bytes = t.get("outbound_bytes").and_then(|n| self.size(n, &format!("{path}.outbound_bytes")));
+                raw.outbound_bytes = t
+                    .get("outbound_bytes")
+                    .and_then(|n| self.size(n, &format!("{path}.outbound_bytes")));
                 if let Some(dns) = t.get("dns") {
                     let dpath = format!("{path}.dns");
                     if let Some(d) = self.expect_table(dns, &dpath) {
                         self.check_keys(d, &dpath, DNS_KEYS);
-                        raw.dns_strict = d.get("strict").and_then(|n| self.boolean(n, &format!("{dpath}.strict")));
-                        raw.dns_label_len = d.get("max_label_length").and_then(|n| self.small_integer(n, &format!("{dpath}.max_label_length")));
-                        raw.dns_entropy = d.get("max_label_entropy").and_then(|n| self.float(n, &format!("{dpath}.max_label_entropy")));
-                        raw.dns_subdomains = d.get("max_unique_subdomains").and_then(|n| self.small_integer(n, &format!("{dpath}.max_unique_subdomains")));
+                        raw.dns_strict = d
+                            .get("strict")
+                            .and_then(|n| self.boolean(n, &format!("{dpath}.strict")));
+                        raw.dns_label_len = d.get("max_label_length").and_then(|n| {
+                            self.small_integer(n, &format!("{dpath}.max_label_length"))
+                        });
+                        raw.dns_entropy = d
+                            .get("max_label_entropy")
+                            .and_then(|n| self.float(n, &format!("{dpath}.max_label_entropy")));
+                        raw.dns_subdomains = d.get("max_unique_subdomains").and_then(|n| {
+                            self.small_integer(n, &format!("{dpath}.max_unique_subdomains"))
+                        });
                     }
                 }
             }
@@ -528,10 +718,18 @@ impl<'s> Loader<'s> {
             let path = p("filesystem");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, FS_KEYS);
-                raw.writable = t.get("writable").map(|n| self.entries(n, &format!("{path}.writable")));
-                raw.read_only = t.get("read_only").map(|n| self.entries(n, &format!("{path}.read_only")));
-                raw.hidden = t.get("hidden").map(|n| self.entries(n, &format!("{path}.hidden")));
-                raw.ephemeral = t.get("ephemeral").and_then(|n| self.boolean(n, &format!("{path}.ephemeral")));
+                raw.writable = t
+                    .get("writable")
+                    .map(|n| self.entries(n, &format!("{path}.writable")));
+                raw.read_only = t
+                    .get("read_only")
+                    .map(|n| self.entries(n, &format!("{path}.read_only")));
+                raw.hidden = t
+                    .get("hidden")
+                    .map(|n| self.entries(n, &format!("{path}.hidden")));
+                raw.ephemeral = t
+                    .get("ephemeral")
+                    .and_then(|n| self.boolean(n, &format!("{path}.ephemeral")));
             }
         }
         if let Some(node) = table.get("limits") {
@@ -539,10 +737,16 @@ impl<'s> Loader<'s> {
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, LIMIT_KEYS);
                 let k = |key: &str| format!("{path}.{key}");
-                raw.wall_clock = t.get("wall_clock").and_then(|n| self.duration(n, &k("wall_clock")));
-                raw.tool_calls = t.get("tool_calls").and_then(|n| self.integer(n, &k("tool_calls")));
+                raw.wall_clock = t
+                    .get("wall_clock")
+                    .and_then(|n| self.duration(n, &k("wall_clock")));
+                raw.tool_calls = t
+                    .get("tool_calls")
+                    .and_then(|n| self.integer(n, &k("tool_calls")));
                 raw.memory = t.get("memory").and_then(|n| self.size(n, &k("memory")));
-                raw.processes = t.get("processes").and_then(|n| self.integer(n, &k("processes")));
+                raw.processes = t
+                    .get("processes")
+                    .and_then(|n| self.integer(n, &k("processes")));
                 raw.disk = t.get("disk").and_then(|n| self.size(n, &k("disk")));
                 raw.tokens = t.get("tokens").and_then(|n| self.integer(n, &k("tokens")));
                 raw.usd = t.get("usd").and_then(|n| self.float(n, &k("usd")));
@@ -552,18 +756,30 @@ impl<'s> Loader<'s> {
             let path = p("tools");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, TOOL_KEYS);
-                raw.tools_allow = t.get("allow").map(|n| self.entries(n, &format!("{path}.allow")));
-                raw.tools_ask = t.get("ask").map(|n| self.entries(n, &format!("{path}.ask")));
-                raw.tools_deny = t.get("deny").map(|n| self.entries(n, &format!("{path}.deny")));
-                raw.tools_default = t.get("default").and_then(|n| self.decision(n, &format!("{path}.default")));
-                raw.exec_default = t.get("exec_default").and_then(|n| self.decision(n, &format!("{path}.exec_default")));
+                raw.tools_allow = t
+                    .get("allow")
+                    .map(|n| self.entries(n, &format!("{path}.allow")));
+                raw.tools_ask = t
+                    .get("ask")
+                    .map(|n| self.entries(n, &format!("{path}.ask")));
+                raw.tools_deny = t
+                    .get("deny")
+                    .map(|n| self.entries(n, &format!("{path}.deny")));
+                raw.tools_default = t
+                    .get("default")
+                    .and_then(|n| self.decision(n, &format!("{path}.default")));
+                raw.exec_default = t
+                    .get("exec_default")
+                    .and_then(|n| self.decision(n, &format!("{path}.exec_default")));
                 if let Some(rates) = t.get("rate") {
                     let rpath = format!("{path}.rate");
                     if let Some(rt) = self.expect_table(rates, &rpath) {
                         let mut map = BTreeMap::new();
                         for (tool_name, value) in rt.iter() {
                             let name = tool_name.get_ref().to_string();
-                            if let Some(rate) = self.unit(value, &format!("{rpath}.{name}"), Rate::parse) {
+                            if let Some(rate) =
+                                self.unit(value, &format!("{rpath}.{name}"), "60/min", Rate::parse)
+                            {
                                 map.insert(tool::canonical_tool(&name).to_owned(), rate);
                             }
                         }
@@ -587,19 +803,34 @@ impl<'s> Loader<'s> {
     }
 
     fn builtin_rule(&self, id: &str, text: String, decision: Decision, origin: Origin) -> Rule {
-        Rule { id: id.into(), text, decision, origin, location: None, note: None }
+        Rule {
+            id: id.into(),
+            text,
+            decision,
+            origin,
+            location: None,
+            note: None,
+        }
     }
 
     /// Checks an entry's examples with `matches`, reporting each one that fails.
     fn examples(&mut self, entry: &Entry, matches: impl Fn(&str) -> bool) {
         for (example, span) in &entry.matches {
             if !matches(example) {
-                self.problem(span.clone(), format!("`{}` should match `{example}` but does not", entry.text), Some("fix the rule or the example".into()));
+                self.problem(
+                    span.clone(),
+                    format!("`{}` should match `{example}` but does not", entry.text),
+                    Some("fix the rule or the example".into()),
+                );
             }
         }
         for (example, span) in &entry.not_matches {
             if matches(example) {
-                self.problem(span.clone(), format!("`{}` should not match `{example}` but does", entry.text), Some("fix the rule or the example".into()));
+                self.problem(
+                    span.clone(),
+                    format!("`{}` should not match `{example}` but does", entry.text),
+                    Some("fix the rule or the example".into()),
+                );
             }
         }
     }
@@ -607,26 +838,43 @@ impl<'s> Loader<'s> {
     fn compile(&mut self, name: Option<String>, raw: &Raw, builtin_hidden: &[Entry]) -> Profile {
         let env = self.env.clone();
         let mut set = RuleSet::default();
-        let tool_lists = [(&raw.tools_allow, Decision::Allow), (&raw.tools_ask, Decision::Ask), (&raw.tools_deny, Decision::Deny)];
+        let tool_lists = [
+            (&raw.tools_allow, Decision::Allow),
+            (&raw.tools_ask, Decision::Ask),
+            (&raw.tools_deny, Decision::Deny),
+        ];
         for (list, decision) in tool_lists {
             for entry in list.iter().flatten() {
                 match ToolRule::parse(&entry.text, &env) {
                     Ok(rule) => {
                         self.examples(entry, |ex| tool_example_matches(&rule, ex, &env));
-                        set.tools.push((rule, self.rule_meta(entry, decision, Origin::Policy)));
+                        set.tools
+                            .push((rule, self.rule_meta(entry, decision, Origin::Policy)));
                     }
-                    Err(e) => self.problem(entry.span.clone(), format!("bad tool rule: {}", e.message), e.hint),
+                    Err(e) => self.problem(
+                        entry.span.clone(),
+                        format!("bad tool rule: {}", e.message),
+                        e.hint,
+                    ),
                 }
             }
         }
-        for (list, decision) in [(&raw.net_allow, Decision::Allow), (&raw.net_deny, Decision::Deny)] {
+        for (list, decision) in [
+            (&raw.net_allow, Decision::Allow),
+            (&raw.net_deny, Decision::Deny),
+        ] {
             for entry in list.iter().flatten() {
                 match HostPattern::parse(&entry.text) {
                     Ok(pattern) => {
                         self.examples(entry, |ex| host_example_matches(&pattern, ex));
-                        set.hosts.push((pattern, self.rule_meta(entry, decision, Origin::Policy)));
+                        set.hosts
+                            .push((pattern, self.rule_meta(entry, decision, Origin::Policy)));
                     }
-                    Err(e) => self.problem(entry.span.clone(), format!("bad host pattern: {}", e.message), e.hint),
+                    Err(e) => self.problem(
+                        entry.span.clone(),
+                        format!("bad host pattern: {}", e.message),
+                        e.hint,
+                    ),
                 }
             }
         }
@@ -644,24 +892,51 @@ impl<'s> Loader<'s> {
         };
         let fs_lists: [(&[Entry], FsKind, Decision, Origin); 4] = [
             (writable, FsKind::Writable, Decision::Allow, writable_origin),
-            (raw.read_only.as_deref().unwrap_or_default(), FsKind::ReadOnly, Decision::Deny, Origin::Policy),
-            (builtin_hidden, FsKind::Hidden, Decision::Deny, Origin::Builtin),
-            (raw.hidden.as_deref().unwrap_or_default(), FsKind::Hidden, Decision::Deny, Origin::Policy),
+            (
+                raw.read_only.as_deref().unwrap_or_default(),
+                FsKind::ReadOnly,
+                Decision::Deny,
+                Origin::Policy,
+            ),
+            (
+                builtin_hidden,
+                FsKind::Hidden,
+                Decision::Deny,
+                Origin::Builtin,
+            ),
+            (
+                raw.hidden.as_deref().unwrap_or_default(),
+                FsKind::Hidden,
+                Decision::Deny,
+                Origin::Policy,
+            ),
         ];
         for (list, kind, decision, origin) in fs_lists {
             for entry in list {
                 match PathPattern::compile(&entry.text, PathSyntax::Filesystem, &env) {
                     Ok(pattern) => {
-                        self.examples(entry, |ex| env.absolute(ex.as_ref()).and_then(|p| p.to_str().map(|p| pattern.matches(p))).unwrap_or(false));
-                        set.paths.push((pattern, kind, self.rule_meta(entry, decision, origin)));
+                        self.examples(entry, |ex| {
+                            env.absolute(ex.as_ref())
+                                .and_then(|p| p.to_str().map(|p| pattern.matches(p)))
+                                .unwrap_or(false)
+                        });
+                        set.paths
+                            .push((pattern, kind, self.rule_meta(entry, decision, origin)));
                     }
-                    Err(m) => self.problem(entry.span.clone(), format!("bad path `{}`: {m}", entry.text), None),
+                    Err(m) => self.problem(
+                        entry.span.clone(),
+                        format!("bad path `{}`: {m}", entry.text),
+                        None,
+                    ),
                 }
             }
         }
         let tools_default = raw.tools_default.unwrap_or(Decision::Ask);
         let exec_default = raw.exec_default.unwrap_or(Decision::Allow);
-        let texts = |list: Option<&Vec<Entry>>| list.map(|l| l.iter().map(|e| e.text.clone()).collect::<Vec<_>>()).unwrap_or_default();
+        let texts = |list: Option<&Vec<Entry>>| {
+            list.map(|l| l.iter().map(|e| e.text.clone()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
         let settings = Settings {
             network: NetworkSettings {
                 allow_cidrs: raw.allow_cidrs.clone().unwrap_or_default(),
@@ -677,7 +952,11 @@ impl<'s> Loader<'s> {
                 ephemeral: raw.ephemeral.unwrap_or(true),
                 writable: writable.iter().map(|e| e.text.clone()).collect(),
                 read_only: texts(raw.read_only.as_ref()),
-                hidden: BUILTIN_HIDDEN.iter().map(|s| (*s).to_owned()).chain(texts(raw.hidden.as_ref())).collect(),
+                hidden: BUILTIN_HIDDEN
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .chain(texts(raw.hidden.as_ref()))
+                    .collect(),
             },
             limits: Limits {
                 wall_clock: raw.wall_clock,
@@ -719,29 +998,59 @@ impl<'s> Loader<'s> {
 
     fn hooks(&mut self, node: &Node<'s>) -> Hooks {
         let mut hooks = Hooks::default();
-        let Some(table) = self.expect_table(node, "hooks") else { return hooks };
+        let Some(table) = self.expect_table(node, "hooks") else {
+            return hooks;
+        };
         self.check_keys(table, "hooks", HOOK_EVENTS);
         for event in HOOK_EVENTS {
-            let Some(list) = table.get(*event) else { continue };
+            let Some(list) = table.get(*event) else {
+                continue;
+            };
             let path = format!("hooks.{event}");
             let DeValue::Array(items) = list.get_ref() else {
-                self.problem(list.span(), format!("`{path}` must be an array of tables"), Some(format!("write `[[{path}]]`")));
+                self.problem(
+                    list.span(),
+                    format!("`{path}` must be an array of tables"),
+                    Some(format!("write `[[{path}]]`")),
+                );
                 continue;
             };
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let hpath = format!("{path}[{i}]");
-                let Some(t) = self.expect_table(item, &hpath) else { continue };
+                let Some(t) = self.expect_table(item, &hpath) else {
+                    continue;
+                };
                 self.check_keys(t, &hpath, HOOK_KEYS);
-                let command = t.get("command").and_then(|n| self.string(n, &format!("{hpath}.command")));
+                let command = t
+                    .get("command")
+                    .and_then(|n| self.string(n, &format!("{hpath}.command")));
                 if t.get("command").is_none() {
-                    self.problem(item.span(), format!("`{hpath}` has no `command`"), Some("write `command = \"./hooks/check.sh\"`".into()));
+                    self.problem(
+                        item.span(),
+                        format!("`{hpath}` has no `command`"),
+                        Some("write `command = \"./hooks/check.sh\"`".into()),
+                    );
                 }
-                let matcher = t.get("matcher").and_then(|n| self.string(n, &format!("{hpath}.matcher"))).unwrap_or_else(|| "*".into());
-                let timeout = t.get("timeout").and_then(|n| self.duration(n, &format!("{hpath}.timeout"))).unwrap_or(Duration::from_secs(30));
-                let on_error = t.get("on_error").and_then(|n| self.decision(n, &format!("{hpath}.on_error"))).unwrap_or(Decision::Deny);
+                let matcher = t
+                    .get("matcher")
+                    .and_then(|n| self.string(n, &format!("{hpath}.matcher")))
+                    .unwrap_or_else(|| "*".into());
+                let timeout = t
+                    .get("timeout")
+                    .and_then(|n| self.duration(n, &format!("{hpath}.timeout")))
+                    .unwrap_or(Duration::from_secs(30));
+                let on_error = t
+                    .get("on_error")
+                    .and_then(|n| self.decision(n, &format!("{hpath}.on_error")))
+                    .unwrap_or(Decision::Deny);
                 if let Some(command) = command {
-                    out.push(Hook { matcher, command, timeout, on_error });
+                    out.push(Hook {
+                        matcher,
+                        command,
+                        timeout,
+                        on_error,
+                    });
                 }
             }
             match *event {
@@ -759,17 +1068,29 @@ impl<'s> Loader<'s> {
             dir: None,
             durability: Durability::Group,
         };
-        let Some(t) = node.and_then(|n| self.expect_table(n, "audit")) else { return audit };
+        let Some(t) = node.and_then(|n| self.expect_table(n, "audit")) else {
+            return audit;
+        };
         self.check_keys(t, "audit", AUDIT_KEYS);
-        if let Some(r) = t.get("retention").and_then(|n| self.duration(n, "audit.retention")) {
+        if let Some(r) = t
+            .get("retention")
+            .and_then(|n| self.duration(n, "audit.retention"))
+        {
             audit.retention = r;
         }
-        audit.dir = t.get("dir").and_then(|n| self.string(n, "audit.dir")).map(PathBuf::from);
+        audit.dir = t
+            .get("dir")
+            .and_then(|n| self.string(n, "audit.dir"))
+            .map(PathBuf::from);
         if let Some(n) = t.get("durability") {
             match self.string(n, "audit.durability").as_deref() {
                 Some("sync") => audit.durability = Durability::Sync,
                 Some("group") => audit.durability = Durability::Group,
-                Some(other) => self.problem(n.span(), format!("`audit.durability` must be `sync` or `group`, not `{other}`"), None),
+                Some(other) => self.problem(
+                    n.span(),
+                    format!("`audit.durability` must be `sync` or `group`, not `{other}`"),
+                    None,
+                ),
                 None => {}
             }
         }
@@ -777,19 +1098,33 @@ impl<'s> Loader<'s> {
     }
 
     fn alerts(&mut self, node: Option<&Node<'s>>) -> AlertSettings {
-        let mut alerts = AlertSettings { repeated_denials: 10, ..AlertSettings::default() };
-        let Some(t) = node.and_then(|n| self.expect_table(n, "alerts")) else { return alerts };
+        let mut alerts = AlertSettings {
+            repeated_denials: 10,
+            ..AlertSettings::default()
+        };
+        let Some(t) = node.and_then(|n| self.expect_table(n, "alerts")) else {
+            return alerts;
+        };
         self.check_keys(t, "alerts", ALERT_KEYS);
-        alerts.command = t.get("command").and_then(|n| self.string(n, "alerts.command"));
-        if let Some(n) = t.get("working_hours") {
-            if let Some(s) = self.string(n, "alerts.working_hours") {
-                match parse_hours(&s) {
-                    Some(h) => alerts.working_hours = Some(h),
-                    None => self.problem(n.span(), format!("`alerts.working_hours` must look like `08:00-18:30`, not `{s}`"), None),
-                }
+        alerts.command = t
+            .get("command")
+            .and_then(|n| self.string(n, "alerts.command"));
+        if let Some(n) = t.get("working_hours")
+            && let Some(s) = self.string(n, "alerts.working_hours")
+        {
+            match parse_hours(&s) {
+                Some(h) => alerts.working_hours = Some(h),
+                None => self.problem(
+                    n.span(),
+                    format!("`alerts.working_hours` must look like `08:00-18:30`, not `{s}`"),
+                    None,
+                ),
             }
         }
-        if let Some(n) = t.get("repeated_denials").and_then(|n| self.small_integer(n, "alerts.repeated_denials")) {
+        if let Some(n) = t
+            .get("repeated_denials")
+            .and_then(|n| self.small_integer(n, "alerts.repeated_denials"))
+        {
             alerts.repeated_denials = n;
         }
         alerts
@@ -797,7 +1132,10 @@ impl<'s> Loader<'s> {
 }
 
 fn valid_agent_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn parse_hours(s: &str) -> Option<(u16, u16)> {
@@ -816,23 +1154,39 @@ fn tool_example_matches(rule: &ToolRule, example: &str, env: &Environment) -> bo
     match &rule.spec {
         Specifier::Command(pattern) => {
             let line = shell::split(example);
-            pattern.matches(&line.whole) || line.segments.iter().any(|s| s.candidates().any(|c| pattern.matches(c)))
+            pattern.matches(&line.whole)
+                || line
+                    .segments
+                    .iter()
+                    .any(|s| s.candidates().any(|c| pattern.matches(c)))
         }
-        Specifier::Path(pattern) => env.absolute(example.as_ref()).and_then(|p| p.to_str().map(|p| pattern.matches(p))).unwrap_or(false),
+        Specifier::Path(pattern) => env
+            .absolute(example.as_ref())
+            .and_then(|p| p.to_str().map(|p| pattern.matches(p)))
+            .unwrap_or(false),
         Specifier::Domain(pattern) => {
             let (host, port) = match url::Url::parse(example) {
-                Ok(u) if u.host_str().is_some() => (u.host_str().unwrap_or_default().to_owned(), u.port_or_known_default()),
+                Ok(u) if u.host_str().is_some() => (
+                    u.host_str().unwrap_or_default().to_owned(),
+                    u.port_or_known_default(),
+                ),
                 _ => match crate::request::parse_host_port(example) {
                     Ok((h, p)) => (h, Some(p)),
                     Err(_) => (example.to_owned(), None),
                 },
             };
-            host::normalize_host(host.trim_start_matches('[').trim_end_matches(']')).is_ok_and(|h| pattern.matches(&h, port))
+            host::normalize_host(host.trim_start_matches('[').trim_end_matches(']'))
+                .is_ok_and(|h| pattern.matches(&h, port))
         }
         Specifier::Name(pattern) => tool::wildcard(pattern.as_bytes(), example.as_bytes()),
         Specifier::Any => match &rule.target {
             Target::Tool(_) => rule.tool_names().contains(&tool::canonical_tool(example)),
-            Target::McpServer(server) => example.strip_prefix("mcp__").and_then(|r| r.split("__").next()) == Some(server.as_str()),
+            Target::McpServer(server) => {
+                example
+                    .strip_prefix("mcp__")
+                    .and_then(|r| r.split("__").next())
+                    == Some(server.as_str())
+            }
         },
     }
 }

@@ -28,7 +28,8 @@ pub struct UnitError {
 }
 
 const SIZE_HINT: &str = "write a size like `100 MiB`; units: B, KB, KiB, MB, MiB, GB, GiB, TB, TiB";
-const DURATION_HINT: &str = "write a duration like `2h`, `30min` or `1h30m`; units: ms, s, min (or m), h, d, w";
+const DURATION_HINT: &str =
+    "write a duration like `2h`, `30min` or `1h30m`; units: ms, s, min (or m), h, d, w";
 const RATE_HINT: &str = "write a rate like `60/min`; units: s, min, h, day";
 
 fn err(message: String, hint: &'static str) -> UnitError {
@@ -48,15 +49,19 @@ fn parse_number(number: &str) -> Option<f64> {
     if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
         return None;
     }
-    number.replace('_', "").parse::<f64>().ok().filter(|n| n.is_finite())
+    number
+        .replace('_', "")
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
 }
 
 impl ByteSize {
     /// Parses `100 MiB`, `1.5GB`, `4096` (bytes).
     pub fn parse(s: &str) -> Result<Self, UnitError> {
         let (number, unit) = split_number(s);
-        let value = parse_number(number)
-            .ok_or_else(|| err(format!("`{s}` is not a size"), SIZE_HINT))?;
+        let value =
+            parse_number(number).ok_or_else(|| err(format!("`{s}` is not a size"), SIZE_HINT))?;
         let scale: u64 = match unit {
             "" | "B" | "b" => 1,
             "KB" | "kB" | "kb" => 1_000,
@@ -67,23 +72,40 @@ impl ByteSize {
             "GiB" | "G" => 1 << 30,
             "TB" | "tb" => 1_000_000_000_000,
             "TiB" | "T" => 1 << 40,
-            other => return Err(err(format!("unknown size unit `{other}` in `{s}`"), SIZE_HINT)),
+            other => {
+                return Err(err(
+                    format!("unknown size unit `{other}` in `{s}`"),
+                    SIZE_HINT,
+                ));
+            }
         };
         let bytes = value * scale as f64;
         if bytes.fract() != 0.0 || bytes > u64::MAX as f64 {
-            return Err(err(format!("`{s}` is not a whole number of bytes"), SIZE_HINT));
+            return Err(err(
+                format!("`{s}` is not a whole number of bytes"),
+                SIZE_HINT,
+            ));
         }
         // INVARIANT: `bytes` is finite, integral and within u64's range, checked above.
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked above")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "range checked above"
+        )]
         Ok(ByteSize(bytes as u64))
     }
 }
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, scale) in UNITS {
-            if self.0 >= scale && self.0 % scale == 0 {
+            if self.0 >= scale && self.0.is_multiple_of(scale) {
                 return write!(f, "{} {name}", self.0 / scale);
             }
         }
@@ -121,8 +143,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
         if unit.is_empty() {
             return Err(err(format!("`{s}` needs a unit"), DURATION_HINT));
         }
-        let scale = duration_unit(unit)
-            .ok_or_else(|| err(format!("unknown duration unit `{unit}` in `{s}`"), DURATION_HINT))?;
+        let scale = duration_unit(unit).ok_or_else(|| {
+            err(
+                format!("unknown duration unit `{unit}` in `{s}`"),
+                DURATION_HINT,
+            )
+        })?;
         total += value * scale;
         rest = tail[unit_end..].trim_start();
     }
@@ -136,21 +162,30 @@ impl Rate {
         let Some((count, unit)) = s.split_once('/') else {
             return Err(err(format!("`{s}` is not a rate"), RATE_HINT));
         };
-        let count: u32 = count
-            .trim()
-            .replace('_', "")
-            .parse()
-            .map_err(|_| err(format!("`{}` is not a whole number of calls", count.trim()), RATE_HINT))?;
+        let count: u32 = count.trim().replace('_', "").parse().map_err(|_| {
+            err(
+                format!("`{}` is not a whole number of calls", count.trim()),
+                RATE_HINT,
+            )
+        })?;
         let unit = unit.trim();
         let secs = match unit {
             "s" | "sec" | "second" => 1,
             "m" | "min" | "minute" => 60,
             "h" | "hr" | "hour" => 3600,
             "d" | "day" => 86_400,
-            _ => return Err(err(format!("unknown rate unit `{unit}` in `{s}`"), RATE_HINT)),
+            _ => {
+                return Err(err(
+                    format!("unknown rate unit `{unit}` in `{s}`"),
+                    RATE_HINT,
+                ));
+            }
         };
         if count == 0 {
-            return Err(err(format!("`{s}` allows nothing; use a deny rule instead"), RATE_HINT));
+            return Err(err(
+                format!("`{s}` allows nothing; use a deny rule instead"),
+                RATE_HINT,
+            ));
         }
         Ok(Rate {
             count,
@@ -160,7 +195,10 @@ impl Rate {
 }
 
 mod duration_secs {
-    pub(super) fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -186,7 +224,10 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert_eq!(parse_duration("5 s").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("2 fortnights").is_err());
