@@ -1154,7 +1154,7 @@ fn tool_example_matches(rule: &ToolRule, example: &str, env: &Environment) -> bo
     match &rule.spec {
         Specifier::Command(pattern) => {
             let line = shell::split(example);
-            pattern.matches(&line.whole)
+            pattern.matches(&shell::collapse_whitespace(example))
                 || line
                     .segments
                     .iter()

@@ -334,7 +334,7 @@ impl Profile {
 
     fn shell_line(&self, line: &str) -> Evaluation<'_> {
         let parsed = shell::split(line);
-        if parsed.segments.is_empty() && parsed.whole.is_empty() {
+        if parsed.segments.is_empty() && line.trim().is_empty() {
             return self.invalid(InvalidRequest::EmptyCommand);
         }
         let mut v = Verdict::default();
@@ -342,9 +342,10 @@ impl Profile {
         for segment in &parsed.segments {
             v.merge(self.segment(rules, segment, &self.builtin.tools_default));
         }
-        if let Some(rules) = rules {
+        if let Some(rules) = rules.filter(|r| !r.pipelines.is_empty()) {
+            let whole = shell::collapse_whitespace(line);
             for (pattern, rule) in &rules.pipelines {
-                if pattern.matches(&parsed.whole) {
+                if pattern.matches(&whole) {
                     v.add(rule);
                 }
             }

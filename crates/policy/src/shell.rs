@@ -57,8 +57,11 @@ pub(crate) struct CommandLine {
     pub(crate) segments: Vec<Segment>,
     /// True when the line has expansions, substitutions, here-documents or cannot be parsed.
     pub(crate) not_static: bool,
-    /// The raw line with whitespace runs collapsed, for rules that describe whole pipelines.
-    pub(crate) whole: String,
+}
+
+/// The raw line with whitespace runs collapsed, for rules that describe whole pipelines.
+pub(crate) fn collapse_whitespace(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 const MAX_DEPTH: usize = 32;
@@ -70,10 +73,7 @@ const SKIPPED_WORDS: &[&str] = &[
 
 pub(crate) fn split(line: &str) -> CommandLine {
     let chars: Vec<char> = line.chars().collect();
-    let mut out = CommandLine {
-        whole: line.split_whitespace().collect::<Vec<_>>().join(" "),
-        ..CommandLine::default()
-    };
+    let mut out = CommandLine::default();
     let mut i = 0;
     let mut scanner = Scanner {
         chars: &chars,
