@@ -49,6 +49,7 @@ mod shell;
 mod suggest;
 mod tool;
 mod units;
+mod wildcard;
 
 use std::collections::BTreeMap;
 

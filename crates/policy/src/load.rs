@@ -369,6 +369,22 @@ impl<'s> Loader<'s> {
         }
     }
 
+    /// Reads `table[key]` with `read`, naming it `path.key` in messages.
+    fn field<T>(
+        &mut self,
+        table: &DeTable<'s>,
+        path: &str,
+        key: &str,
+        read: fn(&mut Self, &Node<'s>, &str) -> Option<T>,
+    ) -> Option<T> {
+        let node = table.get(key)?;
+        read(self, node, &format!("{path}.{key}"))
+    }
+
+    fn rule_list(&mut self, node: &Node<'s>, id: &str) -> Option<Vec<Entry>> {
+        Some(self.entries(node, id))
+    }
+
     fn string(&mut self, node: &Node<'s>, path: &str) -> Option<String> {
         match node.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
@@ -673,12 +689,8 @@ impl<'s> Loader<'s> {
             let path = p("network");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, NETWORK_KEYS);
-                raw.net_allow = t
-                    .get("allow")
-                    .map(|n| self.entries(n, &format!("{path}.allow")));
-                raw.net_deny = t
-                    .get("deny")
-                    .map(|n| self.entries(n, &format!("{path}.deny")));
+                raw.net_allow = self.field(t, &path, "allow", Self::rule_list);
+                raw.net_deny = self.field(t, &path, "deny", Self::rule_list);
                 raw.allow_cidrs = t.get("allow_cidrs").map(|n| {
                     let list = self.strings(n, &format!("{path}.allow_cidrs"));
                     list.into_iter()
@@ -691,25 +703,17 @@ impl<'s> Loader<'s> {
                         })
                         .collect()
                 });
-                raw.outbound_bytes = t
-                    .get("outbound_bytes")
-                    .and_then(|n| self.size(n, &format!("{path}.outbound_bytes")));
+                raw.outbound_bytes = self.field(t, &path, "outbound_bytes", Self::size);
                 if let Some(dns) = t.get("dns") {
                     let dpath = format!("{path}.dns");
                     if let Some(d) = self.expect_table(dns, &dpath) {
                         self.check_keys(d, &dpath, DNS_KEYS);
-                        raw.dns_strict = d
-                            .get("strict")
-                            .and_then(|n| self.boolean(n, &format!("{dpath}.strict")));
-                        raw.dns_label_len = d.get("max_label_length").and_then(|n| {
-                            self.small_integer(n, &format!("{dpath}.max_label_length"))
-                        });
-                        raw.dns_entropy = d
-                            .get("max_label_entropy")
-                            .and_then(|n| self.float(n, &format!("{dpath}.max_label_entropy")));
-                        raw.dns_subdomains = d.get("max_unique_subdomains").and_then(|n| {
-                            self.small_integer(n, &format!("{dpath}.max_unique_subdomains"))
-                        });
+                        raw.dns_strict = self.field(d, &dpath, "strict", Self::boolean);
+                        raw.dns_label_len =
+                            self.field(d, &dpath, "max_label_length", Self::small_integer);
+                        raw.dns_entropy = self.field(d, &dpath, "max_label_entropy", Self::float);
+                        raw.dns_subdomains =
+                            self.field(d, &dpath, "max_unique_subdomains", Self::small_integer);
                     }
                 }
             }
@@ -718,59 +722,34 @@ impl<'s> Loader<'s> {
             let path = p("filesystem");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, FS_KEYS);
-                raw.writable = t
-                    .get("writable")
-                    .map(|n| self.entries(n, &format!("{path}.writable")));
-                raw.read_only = t
-                    .get("read_only")
-                    .map(|n| self.entries(n, &format!("{path}.read_only")));
-                raw.hidden = t
-                    .get("hidden")
-                    .map(|n| self.entries(n, &format!("{path}.hidden")));
-                raw.ephemeral = t
-                    .get("ephemeral")
-                    .and_then(|n| self.boolean(n, &format!("{path}.ephemeral")));
+                raw.writable = self.field(t, &path, "writable", Self::rule_list);
+                raw.read_only = self.field(t, &path, "read_only", Self::rule_list);
+                raw.hidden = self.field(t, &path, "hidden", Self::rule_list);
+                raw.ephemeral = self.field(t, &path, "ephemeral", Self::boolean);
             }
         }
         if let Some(node) = table.get("limits") {
             let path = p("limits");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, LIMIT_KEYS);
-                let k = |key: &str| format!("{path}.{key}");
-                raw.wall_clock = t
-                    .get("wall_clock")
-                    .and_then(|n| self.duration(n, &k("wall_clock")));
-                raw.tool_calls = t
-                    .get("tool_calls")
-                    .and_then(|n| self.integer(n, &k("tool_calls")));
-                raw.memory = t.get("memory").and_then(|n| self.size(n, &k("memory")));
-                raw.processes = t
-                    .get("processes")
-                    .and_then(|n| self.integer(n, &k("processes")));
-                raw.disk = t.get("disk").and_then(|n| self.size(n, &k("disk")));
-                raw.tokens = t.get("tokens").and_then(|n| self.integer(n, &k("tokens")));
-                raw.usd = t.get("usd").and_then(|n| self.float(n, &k("usd")));
+                raw.wall_clock = self.field(t, &path, "wall_clock", Self::duration);
+                raw.tool_calls = self.field(t, &path, "tool_calls", Self::integer);
+                raw.memory = self.field(t, &path, "memory", Self::size);
+                raw.processes = self.field(t, &path, "processes", Self::integer);
+                raw.disk = self.field(t, &path, "disk", Self::size);
+                raw.tokens = self.field(t, &path, "tokens", Self::integer);
+                raw.usd = self.field(t, &path, "usd", Self::float);
             }
         }
         if let Some(node) = table.get("tools") {
             let path = p("tools");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, TOOL_KEYS);
-                raw.tools_allow = t
-                    .get("allow")
-                    .map(|n| self.entries(n, &format!("{path}.allow")));
-                raw.tools_ask = t
-                    .get("ask")
-                    .map(|n| self.entries(n, &format!("{path}.ask")));
-                raw.tools_deny = t
-                    .get("deny")
-                    .map(|n| self.entries(n, &format!("{path}.deny")));
-                raw.tools_default = t
-                    .get("default")
-                    .and_then(|n| self.decision(n, &format!("{path}.default")));
-                raw.exec_default = t
-                    .get("exec_default")
-                    .and_then(|n| self.decision(n, &format!("{path}.exec_default")));
+                raw.tools_allow = self.field(t, &path, "allow", Self::rule_list);
+                raw.tools_ask = self.field(t, &path, "ask", Self::rule_list);
+                raw.tools_deny = self.field(t, &path, "deny", Self::rule_list);
+                raw.tools_default = self.field(t, &path, "default", Self::decision);
+                raw.exec_default = self.field(t, &path, "exec_default", Self::decision);
                 if let Some(rates) = t.get("rate") {
                     let rpath = format!("{path}.rate");
                     if let Some(rt) = self.expect_table(rates, &rpath) {
