@@ -1,0 +1,5 @@
+//! Portcullis guards: analysers shared by the hooks, the exec monitor and the proxy.
+//!
+//! Pure: no I/O, except the path resolver's own opens.
+
+pub mod shell;

@@ -1,0 +1,1047 @@
+//! From a command line to every simple command it can run, with static words expanded.
+//!
+//! The line is parsed with tree-sitter-bash. Words are unquoted and expanded by our own code
+//! wherever they are static (`r\m`, `'r'm`, `"rm"`, `$'\x72m'`, `{a,b}`, variables assigned a
+//! literal earlier on the line). Wrappers (`bash -c`, `eval`, `sudo`, `xargs`, `find -exec`, …)
+//! are unwrapped and their payload analysed as commands of their own. Anything that cannot be
+//! read statically is marked dynamic, and a line that does not parse is marked as such: the
+//! rules never allow what they cannot read.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use tree_sitter::{Node, Parser};
+
+/// Lines longer than this are not parsed: they are too large to have been typed for a reason.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Nesting deeper than this (substitutions, wrappers, compound statements) stops the walk.
+pub const MAX_DEPTH: usize = 48;
+/// More simple commands than this stop the walk.
+pub const MAX_COMMANDS: usize = 4096;
+
+/// One word after expansion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Word {
+    /// The static text; for dynamic parts, the source text as written.
+    pub text: String,
+    /// True when some part could not be expanded statically (a variable, a substitution).
+    pub dynamic: bool,
+    /// True when the word has unquoted glob characters (`*`, `?`, `[`).
+    pub glob: bool,
+}
+
+impl Word {
+    fn literal(text: impl Into<String>) -> Self {
+        Word {
+            text: text.into(),
+            dynamic: false,
+            glob: false,
+        }
+    }
+}
+
+/// A redirection: `>`, `>>`, `<`, `&>`, `>&`, here-strings and here-documents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// The operator as written: `>`, `>>`, `<`, `&>`, `>&`, `<<<`, `<<`.
+    pub op: String,
+    /// The file descriptor, when written (`2>`).
+    pub fd: Option<u32>,
+    /// The target: a file, a descriptor number, or the here-string / here-document text.
+    pub target: Word,
+}
+
+impl Redirect {
+    /// True for redirections that write to their target.
+    pub fn writes(&self) -> bool {
+        self.op.contains('>')
+            && !self
+                .target
+                .text
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '-')
+    }
+}
+
+/// How a command relates to the one that contains it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// Its output becomes part of the parent's words: `$(…)`, `` `…` ``, `<(…)`.
+    Substitution,
+    /// It is the payload of a wrapper: `bash -c`, `sudo`, `xargs`, `find -exec`, `eval`, …
+    Wrapped,
+    /// It is the body of a here-document fed to an interpreter.
+    HereDoc,
+}
+
+/// One simple command the line can run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The words, expanded; `argv[0]` is the command name.
+    pub argv: Vec<Word>,
+    /// `NAME=value` words before the name.
+    pub assignments: Vec<(String, Word)>,
+    /// Redirections on the command or on a compound statement around it.
+    pub redirects: Vec<Redirect>,
+    /// The pipeline it belongs to and its position there.
+    pub pipeline: Option<(usize, usize)>,
+    /// The command that contains it, and how.
+    pub parent: Option<(usize, Relation)>,
+    /// True when it was found inside a function body, loop or conditional.
+    pub nested: bool,
+}
+
+impl Command {
+    /// The command name's last path component (`rm` for `/bin/rm`), or "" when dynamic.
+    pub fn name(&self) -> &str {
+        match self.argv.first() {
+            Some(w) if !w.dynamic => w.text.rsplit('/').next().unwrap_or_default(),
+            _ => "",
+        }
+    }
+
+    /// True when the name cannot be read statically.
+    pub fn dynamic_name(&self) -> bool {
+        self.argv
+            .first()
+            .is_none_or(|w| w.dynamic || w.text.is_empty())
+    }
+
+    /// The arguments after the name.
+    pub fn args(&self) -> &[Word] {
+        self.argv.get(1..).unwrap_or_default()
+    }
+
+    /// True when an argument equals `flag` or, for a short flag, appears in a cluster (`-rf`).
+    pub fn has_flag(&self, short: Option<char>, long: Option<&str>) -> bool {
+        self.args().iter().any(|w| {
+            let t = w.text.as_str();
+            long.is_some_and(|l| {
+                t == l || t.strip_prefix(l).is_some_and(|rest| rest.starts_with('='))
+            }) || short
+                .is_some_and(|s| t.starts_with('-') && !t.starts_with("--") && t[1..].contains(s))
+        })
+    }
+}
+
+/// Why analysis stopped short.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incomplete {
+    /// The line has a syntax error or is cut off.
+    ParseError,
+    /// The line is longer than [`MAX_LINE_BYTES`].
+    TooLong,
+    /// Nesting deeper than [`MAX_DEPTH`] or more than [`MAX_COMMANDS`] commands.
+    TooDeep,
+    /// The line was not valid UTF-8.
+    NotUtf8,
+}
+
+/// Every simple command of a line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// The commands, in the order they appear (wrapped payloads follow their wrapper).
+    pub commands: Vec<Command>,
+    /// Set when part of the line could not be read.
+    pub incomplete: Option<Incomplete>,
+    /// Names of functions defined on the line.
+    pub functions: Vec<String>,
+}
+
+thread_local! {
+    static PARSER: RefCell<Option<Parser>> = const { RefCell::new(None) };
+}
+
+/// Parses a line that may not be UTF-8 (as an exec's argv can be).
+pub fn parse_bytes(line: &[u8]) -> Parsed {
+    match std::str::from_utf8(line) {
+        Ok(s) => parse(s),
+        Err(_) => {
+            let mut parsed = parse(&String::from_utf8_lossy(line));
+            parsed.incomplete = Some(Incomplete::NotUtf8);
+            parsed
+        }
+    }
+}
+
+/// Parses a command line into its simple commands.
+pub fn parse(line: &str) -> Parsed {
+    let mut walker = Walker::default();
+    walker.line(line, None, 0);
+    Parsed {
+        commands: walker.commands,
+        incomplete: walker.incomplete,
+        functions: walker.functions,
+    }
+}
+
+#[derive(Default)]
+struct Walker {
+    commands: Vec<Command>,
+    incomplete: Option<Incomplete>,
+    functions: Vec<String>,
+    vars: HashMap<String, Option<String>>,
+    pipelines: usize,
+}
+
+/// Where a command sits: its parent, pipeline slot and nesting.
+#[derive(Clone, Copy, Default)]
+struct Place {
+    parent: Option<(usize, Relation)>,
+    pipeline: Option<(usize, usize)>,
+    nested: bool,
+}
+
+impl Walker {
+    fn stop(&mut self, why: Incomplete) {
+        if self.incomplete.is_none() || why != Incomplete::ParseError {
+            self.incomplete = Some(why);
+        }
+    }
+
+    /// Parses `src` and walks it as commands placed under `parent`.
+    fn line(&mut self, src: &str, parent: Option<(usize, Relation)>, depth: usize) {
+        if src.len() > MAX_LINE_BYTES {
+            self.stop(Incomplete::TooLong);
+            return;
+        }
+        if depth > MAX_DEPTH {
+            self.stop(Incomplete::TooDeep);
+            return;
+        }
+        let tree = PARSER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let parser = slot.get_or_insert_with(|| {
+                let mut p = Parser::new();
+                // The grammar is compiled in; a version mismatch would fail every parse below.
+                let _ = p.set_language(&tree_sitter_bash::LANGUAGE.into());
+                p
+            });
+            parser.parse(src, None)
+        });
+        let Some(tree) = tree else {
+            self.stop(Incomplete::ParseError);
+            return;
+        };
+        let root = tree.root_node();
+        if root.has_error() {
+            self.stop(Incomplete::ParseError);
+        }
+        let place = Place {
+            parent,
+            ..Place::default()
+        };
+        self.node(root, src, place, depth);
+    }
+
+    fn text<'s>(node: Node<'_>, src: &'s str) -> &'s str {
+        src.get(node.byte_range()).unwrap_or_default()
+    }
+
+    fn node(&mut self, node: Node<'_>, src: &str, place: Place, depth: usize) {
+        if depth > MAX_DEPTH || self.commands.len() >= MAX_COMMANDS {
+            self.stop(Incomplete::TooDeep);
+            return;
+        }
+        if node.is_missing() || node.kind() == "ERROR" {
+            self.stop(Incomplete::ParseError);
+        }
+        match node.kind() {
+            "command" => self.command(node, src, place, &[], depth),
+            "pipeline" => {
+                let id = self.pipelines;
+                self.pipelines += 1;
+                let mut index = 0;
+                let mut cursor = node.walk();
+                for child in node.named_children(&mut cursor) {
+                    let slot = Place {
+                        pipeline: Some((id, index)),
+                        ..place
+                    };
+                    index += 1;
+                    self.node(child, src, slot, depth + 1);
+                }
+            }
+            "redirected_statement" => {
+                let first = self.commands.len();
+                let mut redirects = Vec::new();
+                let mut body = None;
+                let mut cursor = node.walk();
+                for child in node.named_children(&mut cursor) {
+                    if child.kind().ends_with("redirect") {
+                        redirects.push(child);
+                    } else {
+                        body = Some(child);
+                    }
+                }
+                if let Some(body) = body {
+                    self.node(body, src, place, depth + 1);
+                }
+                let body_end = self.commands.len();
+                for r in redirects {
+                    let redirect = self.redirect(r, src, place, depth);
+                    for cmd in &mut self.commands[first..body_end] {
+                        cmd.redirects.push(redirect.clone());
+                    }
+                    if r.kind() == "heredoc_redirect" && first < body_end {
+                        self.heredoc(first, &redirect, depth);
+                    }
+                }
+            }
+            "variable_assignment" => {
+                self.assignment(node, src, place, depth);
+            }
+            "declaration_command" | "unset_command" => {
+                // `export A=b`, `local x`, `unset HTTP_PROXY`: a command named by its keyword.
+                let mut argv = vec![Word::literal(
+                    Self::text(node, src)
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default(),
+                )];
+                let mut cursor = node.walk();
+                for child in node.named_children(&mut cursor) {
+                    if child.kind() == "variable_assignment" {
+                        let (name, value) = self.assignment(child, src, place, depth);
+                        argv.push(Word {
+                            text: format!("{name}={}", value.text),
+                            ..value
+                        });
+                    } else {
+                        argv.push(self.word(child, src, place, depth));
+                    }
+                }
+                self.push(Command {
+                    argv,
+                    assignments: Vec::new(),
+                    redirects: Vec::new(),
+                    pipeline: place.pipeline,
+                    parent: place.parent,
+                    nested: place.nested,
+                });
+            }
+            "function_definition" => {
+                if let Some(name) = node.child_by_field_name("name") {
+                    self.functions.push(Self::text(name, src).to_owned());
+                }
+                let nested = Place {
+                    nested: true,
+                    ..place
+                };
+                if let Some(body) = node.child_by_field_name("body") {
+                    self.node(body, src, nested, depth + 1);
+                }
+            }
+            "for_statement" | "c_style_for_statement" => {
+                if let Some(var) = node.child_by_field_name("variable") {
+                    self.vars.insert(Self::text(var, src).to_owned(), None);
+                }
+                self.children(
+                    node,
+                    src,
+                    Place {
+                        nested: true,
+                        ..place
+                    },
+                    depth,
+                );
+            }
+            "while_statement" | "if_statement" | "case_statement" | "case_item" | "elif_clause"
+            | "else_clause" => {
+                self.children(
+                    node,
+                    src,
+                    Place {
+                        nested: true,
+                        ..place
+                    },
+                    depth,
+                );
+            }
+            "command_substitution" | "process_substitution" => {
+                // Reached outside a word (a bare `$(…)` statement): its commands run.
+                self.children(node, src, place, depth);
+            }
+            _ => self.children(node, src, place, depth),
+        }
+    }
+
+    fn children(&mut self, node: Node<'_>, src: &str, place: Place, depth: usize) {
+        let mut cursor = node.walk();
+        for child in node.named_children(&mut cursor) {
+            self.node(child, src, place, depth + 1);
+        }
+    }
+
+    fn push(&mut self, command: Command) -> usize {
+        self.commands.push(command);
+        self.commands.len() - 1
+    }
+
+    /// Records `name=value` and returns it; a non-static value makes the variable unknown.
+    fn assignment(
+        &mut self,
+        node: Node<'_>,
+        src: &str,
+        place: Place,
+        depth: usize,
+    ) -> (String, Word) {
+        let name = node
+            .child_by_field_name("name")
+            .map(|n| Self::text(n, src).to_owned())
+            .unwrap_or_default();
+        let value = match node.child_by_field_name("value") {
+            Some(v) => self.word(v, src, place, depth),
+            None => Word::literal(""),
+        };
+        self.vars
+            .insert(name.clone(), (!value.dynamic).then(|| value.text.clone()));
+        (name, value)
+    }
+
+    fn command(&mut self, node: Node<'_>, src: &str, place: Place, prefix: &[Word], depth: usize) {
+        // Reserve the slot first so substitutions inside the words can name this command.
+        let index = self.push(Command {
+            argv: prefix.to_vec(),
+            assignments: Vec::new(),
+            redirects: Vec::new(),
+            pipeline: place.pipeline,
+            parent: place.parent,
+            nested: place.nested,
+        });
+        let inner = Place {
+            parent: Some((index, Relation::Substitution)),
+            pipeline: None,
+            nested: place.nested,
+        };
+        let mut argv: Vec<Word> = prefix.to_vec();
+        let mut assignments = Vec::new();
+        let mut redirects = Vec::new();
+        let mut cursor = node.walk();
+        for child in node.named_children(&mut cursor) {
+            match child.kind() {
+                "variable_assignment" => {
+                    let name = child
+                        .child_by_field_name("name")
+                        .map(|n| Self::text(n, src).to_owned())
+                        .unwrap_or_default();
+                    let value = child
+                        .child_by_field_name("value")
+                        .map_or_else(|| Word::literal(""), |v| self.word(v, src, inner, depth));
+                    assignments.push((name, value));
+                }
+                k if k.ends_with("redirect") => {
+                    let redirect = self.redirect(child, src, inner, depth);
+                    redirects.push(redirect);
+                }
+                "command_name" => {
+                    let word = child
+                        .named_child(0)
+                        .map_or_else(|| Word::literal(""), |w| self.word(w, src, inner, depth));
+                    argv.push(word);
+                }
+                _ => {
+                    let word = self.word(child, src, inner, depth);
+                    argv.extend(expand_braces(word));
+                }
+            }
+        }
+        if argv.is_empty() {
+            // A bare assignment with a redirect or substitution: no command runs by name.
+            argv.push(Word::literal(""));
+        }
+        let cmd = &mut self.commands[index];
+        cmd.argv = argv;
+        cmd.assignments = assignments;
+        cmd.redirects = redirects;
+        if self.commands[index].redirects.iter().any(|r| r.op == "<<") {
+            let redirect = self.commands[index]
+                .redirects
+                .iter()
+                .find(|r| r.op == "<<")
+                .cloned();
+            if let Some(r) = redirect {
+                self.heredoc(index, &r, depth);
+            }
+        }
+        self.unwrap(index, depth);
+    }
+
+    fn redirect(&mut self, node: Node<'_>, src: &str, place: Place, depth: usize) -> Redirect {
+        let mut op = String::new();
+        let mut fd = None;
+        let mut target = Word::literal("");
+        let mut cursor = node.walk();
+        for child in node.children(&mut cursor) {
+            match child.kind() {
+                "file_descriptor" => fd = Self::text(child, src).parse().ok(),
+                "heredoc_start" => {}
+                "heredoc_body" => target = Word::literal(Self::text(child, src)),
+                "heredoc_end" => {}
+                "pipeline" | "command" | "list" | "redirected_statement" => {
+                    // `cat <<EOF | sh`: the rest of the line after the here-document start.
+                    self.node(
+                        child,
+                        src,
+                        Place {
+                            parent: None,
+                            ..place
+                        },
+                        depth + 1,
+                    );
+                }
+                _ if !child.is_named() => op.push_str(child.kind()),
+                _ => target = self.word(child, src, place, depth),
+            }
+        }
+        if node.kind() == "heredoc_redirect" {
+            op = "<<".into();
+        }
+        Redirect { op, fd, target }
+    }
+
+    /// Interpreters fed a here-document or here-string run its text.
+    fn heredoc(&mut self, index: usize, redirect: &Redirect, depth: usize) {
+        if is_shell(self.commands[index].name()) && !redirect.target.dynamic {
+            let body = redirect.target.text.clone();
+            self.line(&body, Some((index, Relation::HereDoc)), depth + 1);
+        }
+    }
+
+    /// Expands one word node.
+    fn word(&mut self, node: Node<'_>, src: &str, place: Place, depth: usize) -> Word {
+        let text = Self::text(node, src);
+        match node.kind() {
+            "word" | "number" => {
+                let (text, glob) = unescape_word(text);
+                let text = match text.strip_prefix('~') {
+                    Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("~{rest}"),
+                    _ => text,
+                };
+                Word {
+                    text,
+                    dynamic: false,
+                    glob,
+                }
+            }
+            "raw_string" => Word::literal(text.trim_start_matches('\'').trim_end_matches('\'')),
+            "ansi_c_string" => {
+                Word::literal(ansi_c(text.trim_start_matches("$'").trim_end_matches('\'')))
+            }
+            "string" | "translated_string" | "concatenation" => {
+                let mut out = Word::literal("");
+                let mut cursor = node.walk();
+                let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
+                if node.kind() != "concatenation" && children.iter().all(|c| !c.is_named()) {
+                    // `""`: an empty string.
+                    return out;
+                }
+                for child in children {
+                    if !child.is_named() {
+                        if node.kind() == "concatenation" {
+                            out.text.push_str(Self::text(child, src));
+                        }
+                        continue;
+                    }
+                    let part = if child.kind() == "string_content" {
+                        Word::literal(unescape_double_quoted(Self::text(child, src)))
+                    } else {
+                        self.word(child, src, place, depth)
+                    };
+                    out.text.push_str(&part.text);
+                    out.dynamic |= part.dynamic;
+                    out.glob |= part.glob && node.kind() == "concatenation";
+                }
+                out
+            }
+            "simple_expansion" | "expansion" => {
+                let name = text
+                    .trim_start_matches('$')
+                    .trim_start_matches('{')
+                    .trim_end_matches('}');
+                match self.vars.get(name) {
+                    Some(Some(value)) => Word::literal(value.clone()),
+                    _ if name == "HOME" => Word::literal("~"),
+                    _ => Word {
+                        text: text.to_owned(),
+                        dynamic: true,
+                        glob: false,
+                    },
+                }
+            }
+            "command_substitution" | "process_substitution" => {
+                self.children(node, src, place, depth);
+                Word {
+                    text: text.to_owned(),
+                    dynamic: true,
+                    glob: false,
+                }
+            }
+            _ => {
+                // Arithmetic, arrays and anything else: walk for substitutions, and call it dynamic.
+                self.children(node, src, place, depth);
+                Word {
+                    text: text.to_owned(),
+                    dynamic: true,
+                    glob: false,
+                }
+            }
+        }
+    }
+
+    /// Adds the payload of a wrapper command as commands of their own.
+    fn unwrap(&mut self, index: usize, depth: usize) {
+        let cmd = &self.commands[index];
+        if cmd.dynamic_name() {
+            return;
+        }
+        let place = Place {
+            parent: Some((index, Relation::Wrapped)),
+            pipeline: cmd.pipeline,
+            nested: cmd.nested,
+        };
+        let args = cmd.args().to_vec();
+        let name = cmd.name().to_owned();
+        match name.as_str() {
+            n if is_shell(n) => {
+                // `bash -c SCRIPT`, `bash -lc SCRIPT`, `bash script.sh` is left to the file.
+                if let Some(pos) = args.iter().position(|a| {
+                    a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('c')
+                }) {
+                    if let Some(script) = args.get(pos + 1) {
+                        if script.dynamic {
+                            return;
+                        }
+                        let script = script.text.clone();
+                        self.line(&script, place.parent, depth + 1);
+                    }
+                }
+            }
+            "eval" => {
+                if args.iter().all(|a| !a.dynamic) {
+                    let script = args
+                        .iter()
+                        .map(|a| a.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    self.line(&script, place.parent, depth + 1);
+                }
+            }
+            "find" => {
+                let mut i = 0;
+                while i < args.len() {
+                    if matches!(
+                        args[i].text.as_str(),
+                        "-exec" | "-execdir" | "-ok" | "-okdir"
+                    ) {
+                        let end = args[i + 1..]
+                            .iter()
+                            .position(|a| a.text == ";" || a.text == "+")
+                            .map_or(args.len(), |p| i + 1 + p);
+                        self.derived(args[i + 1..end].to_vec(), place, depth);
+                        i = end;
+                    }
+                    i += 1;
+                }
+            }
+            "xargs" => {
+                let rest = skip_options(
+                    &args,
+                    &[
+                        "-a",
+                        "-d",
+                        "-E",
+                        "-e",
+                        "-I",
+                        "-i",
+                        "-L",
+                        "-l",
+                        "-n",
+                        "-P",
+                        "-s",
+                        "--arg-file",
+                        "--delimiter",
+                        "--max-args",
+                        "--max-procs",
+                        "--max-lines",
+                        "--replace",
+                        "--max-chars",
+                        "--process-slot-var",
+                    ],
+                );
+                let mut argv = if rest.is_empty() {
+                    vec![Word::literal("echo")]
+                } else {
+                    rest.to_vec()
+                };
+                // xargs appends words read from stdin: unknown arguments.
+                argv.push(Word {
+                    text: "…".into(),
+                    dynamic: true,
+                    glob: false,
+                });
+                self.derived(argv, place, depth);
+            }
+            "env" => {
+                let mut rest = skip_options(
+                    &args,
+                    &["-u", "--unset", "-C", "--chdir", "-S", "--split-string"],
+                );
+                while rest.first().is_some_and(|w| is_assignment_text(&w.text)) {
+                    rest = &rest[1..];
+                }
+                if !rest.is_empty() {
+                    self.derived(rest.to_vec(), place, depth);
+                }
+            }
+            "sudo" | "doas" => {
+                let rest = skip_options(
+                    &args,
+                    &[
+                        "-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "--user",
+                        "--group", "--chdir",
+                    ],
+                );
+                if !rest.is_empty() {
+                    self.derived(rest.to_vec(), place, depth);
+                }
+            }
+            "timeout" => {
+                let rest = skip_options(&args, &["-s", "-k", "--signal", "--kill-after"]);
+                if rest.len() > 1 {
+                    self.derived(rest[1..].to_vec(), place, depth);
+                }
+            }
+            "nice" | "ionice" | "nohup" | "command" | "exec" | "builtin" | "time" | "stdbuf"
+            | "setsid" | "chrt" | "taskset" | "unbuffer" | "torsocks" | "proxychains"
+            | "proxychains4" | "caffeinate" | "watch" | "strace" | "ltrace" | "flock" => {
+                let rest = skip_options(
+                    &args,
+                    &[
+                        "-n",
+                        "-c",
+                        "-p",
+                        "-i",
+                        "-o",
+                        "-e",
+                        "-s",
+                        "--adjustment",
+                        "--class",
+                        "--classdata",
+                        "-w",
+                        "-E",
+                    ],
+                );
+                let rest = match name.as_str() {
+                    // `chrt PRIO cmd`, `taskset MASK cmd`, `flock FILE cmd`: one positional first.
+                    "chrt" | "taskset" | "flock" => rest.get(1..).unwrap_or_default(),
+                    _ => rest,
+                };
+                if !rest.is_empty() {
+                    self.derived(rest.to_vec(), place, depth);
+                }
+            }
+            "busybox" | "toybox" => {
+                if !args.is_empty() {
+                    self.derived(args, place, depth);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn derived(&mut self, argv: Vec<Word>, place: Place, depth: usize) {
+        if depth > MAX_DEPTH || self.commands.len() >= MAX_COMMANDS {
+            self.stop(Incomplete::TooDeep);
+            return;
+        }
+        let index = self.push(Command {
+            argv,
+            assignments: Vec::new(),
+            redirects: Vec::new(),
+            pipeline: place.pipeline,
+            parent: place.parent,
+            nested: place.nested,
+        });
+        self.unwrap(index, depth + 1);
+    }
+}
+
+/// Shells that run a script given with `-c` or on stdin.
+pub fn is_shell(name: &str) -> bool {
+    matches!(
+        name,
+        "sh" | "bash"
+            | "dash"
+            | "zsh"
+            | "ksh"
+            | "ash"
+            | "mksh"
+            | "yash"
+            | "fish"
+            | "csh"
+            | "tcsh"
+            | "busybox-sh"
+            | "rbash"
+    )
+}
+
+fn is_assignment_text(text: &str) -> bool {
+    text.split_once('=').is_some_and(|(name, _)| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// Skips leading options; `with_value` lists options that take the next word as their value.
+fn skip_options<'w>(args: &'w [Word], with_value: &[&str]) -> &'w [Word] {
+    let mut i = 0;
+    while let Some(w) = args.get(i) {
+        let t = w.text.as_str();
+        if t == "--" {
+            return &args[i + 1..];
+        }
+        if !t.starts_with('-') || t == "-" {
+            break;
+        }
+        i += if with_value.contains(&t) { 2 } else { 1 };
+    }
+    args.get(i..).unwrap_or_default()
+}
+
+/// Removes backslash escapes from an unquoted word and reports unquoted glob characters.
+fn unescape_word(text: &str) -> (String, bool) {
+    let mut out = String::with_capacity(text.len());
+    let mut glob = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('\n') | None => {}
+                Some(next) => out.push(next),
+            },
+            '*' | '?' | '[' => {
+                glob = true;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    (out, glob)
+}
+
+/// Inside double quotes a backslash escapes only `$`, `` ` ``, `"`, `\` and newline.
+fn unescape_double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('$' | '`' | '"' | '\\') => out.extend(chars.next()),
+                Some('\n') => {
+                    chars.next();
+                }
+                _ => out.push(c),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Decodes the body of `$'…'`.
+fn ansi_c(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let chars: Vec<char> = body.chars().collect();
+    let mut i = 0;
+    let hex = |s: &[char]| {
+        u32::from_str_radix(&s.iter().collect::<String>(), 16)
+            .ok()
+            .and_then(char::from_u32)
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        if c != '\\' || i >= chars.len() {
+            out.push(c);
+            continue;
+        }
+        let e = chars[i];
+        i += 1;
+        match e {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'e' | 'E' => out.push('\u{1b}'),
+            'f' => out.push('\u{c}'),
+            'v' => out.push('\u{b}'),
+            'x' | 'u' | 'U' => {
+                let max = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let len = chars[i..]
+                    .iter()
+                    .take(max)
+                    .take_while(|c| c.is_ascii_hexdigit())
+                    .count();
+                match hex(&chars[i..i + len]) {
+                    Some(ch) if len > 0 => out.push(ch),
+                    _ => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+                i += len;
+            }
+            '0'..='7' => {
+                let len = chars[i - 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| c.is_digit(8))
+                    .count();
+                let digits: String = chars[i - 1..i - 1 + len].iter().collect();
+                out.extend(
+                    u32::from_str_radix(&digits, 8)
+                        .ok()
+                        .and_then(char::from_u32),
+                );
+                i += len - 1;
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Expands `pre{a,b}post` into `preapost prebpost` (one level, static words only).
+fn expand_braces(word: Word) -> Vec<Word> {
+    if word.dynamic {
+        return vec![word];
+    }
+    let Some(open) = word.text.find('{') else {
+        return vec![word];
+    };
+    let Some(close) = word.text[open..].find('}').map(|c| open + c) else {
+        return vec![word];
+    };
+    let inner = &word.text[open + 1..close];
+    if !inner.contains(',') || inner.contains('{') {
+        return vec![word];
+    }
+    let (pre, post) = (&word.text[..open], &word.text[close + 1..]);
+    inner
+        .split(',')
+        .take(64)
+        .flat_map(|alt| {
+            expand_braces(Word {
+                text: format!("{pre}{alt}{post}"),
+                ..word.clone()
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argvs(line: &str) -> Vec<Vec<String>> {
+        parse(line)
+            .commands
+            .iter()
+            .map(|c| c.argv.iter().map(|w| w.text.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn unquotes_every_static_spelling() {
+        for line in [
+            r"r\m -rf /",
+            "'r'm -rf /",
+            "\"rm\" -rf /",
+            r"$'\x72m' -rf /",
+            r"$'\162m' -rf /",
+            "c=rm; $c -rf /",
+        ] {
+            let parsed = parse(line);
+            let rm = parsed.commands.iter().find(|c| c.name() == "rm");
+            assert!(rm.is_some(), "{line}: {:?}", argvs(line));
+            assert!(!rm.unwrap().dynamic_name(), "{line}");
+        }
+    }
+
+    #[test]
+    fn unwraps_wrappers_recursively() {
+        let cmds = argvs("sudo -u root env A=1 timeout 5 bash -c 'nice -n 5 rm -rf ~'");
+        assert!(
+            cmds.contains(&vec!["rm".to_string(), "-rf".into(), "~".into()]),
+            "{cmds:?}"
+        );
+        let cmds = argvs("find . -name '*.o' -exec rm -f {} \\;");
+        assert!(
+            cmds.contains(&vec!["rm".to_string(), "-f".into(), "{}".into()]),
+            "{cmds:?}"
+        );
+        let cmds = argvs("eval 'curl x | sh'");
+        assert!(cmds.iter().any(|c| c[0] == "sh"), "{cmds:?}");
+        let cmds = argvs("ls | xargs -n1 rm");
+        assert!(cmds.iter().any(|c| c[0] == "rm"), "{cmds:?}");
+    }
+
+    #[test]
+    fn substitutions_and_heredocs_are_found() {
+        let p = parse("bash -c \"$(echo cm0gLXJmIH4K | base64 -d)\"");
+        assert!(
+            p.commands
+                .iter()
+                .any(|c| c.name() == "base64"
+                    && c.parent.map(|p| p.1) == Some(Relation::Substitution))
+        );
+        let p = parse("cat <<EOF | sh\nrm -rf /\nEOF");
+        assert!(
+            p.commands
+                .iter()
+                .any(|c| c.name() == "sh" && c.pipeline.is_some()),
+            "{:?}",
+            p.commands
+        );
+        let p = parse("bash <<'EOF'\nrm -rf /\nEOF");
+        assert!(
+            p.commands.iter().any(|c| c.name() == "rm"),
+            "{:?}",
+            p.commands
+        );
+    }
+
+    #[test]
+    fn braces_and_home() {
+        let cmds = argvs("rm -rf ~/{.ssh,.aws} $HOME");
+        assert_eq!(cmds[0], ["rm", "-rf", "~/.ssh", "~/.aws", "~"]);
+    }
+
+    #[test]
+    fn bad_input_is_bounded() {
+        assert_eq!(
+            parse(&"a".repeat(MAX_LINE_BYTES + 1)).incomplete,
+            Some(Incomplete::TooLong)
+        );
+        let deep = format!("{}x{}", "$(".repeat(1000), ")".repeat(1000));
+        assert!(parse(&deep).incomplete.is_some());
+        assert_eq!(
+            parse_bytes(b"ls \xff").incomplete,
+            Some(Incomplete::NotUtf8)
+        );
+        assert_eq!(
+            parse("echo 'unterminated").incomplete,
+            Some(Incomplete::ParseError)
+        );
+    }
+}
