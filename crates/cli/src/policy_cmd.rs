@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use portcullis_policy::{
-    Access, Decision, Environment, Evaluation, OwnedRequest, Policy, Profile, STARTER_POLICY,
-};
+use portcullis_policy::{Access, Decision, Environment, Evaluation, OwnedRequest, Policy, Profile, STARTER_POLICY};
 use serde_json::{Value, json};
 
 use crate::EXIT_SETUP;
@@ -123,16 +121,8 @@ struct RequestArgs {
 
 pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
-        PolicyCommand::Init {
-            path,
-            force,
-            stdout,
-        } => init(&path, force, stdout),
-        PolicyCommand::Check {
-            file,
-            json,
-            anchors,
-        } => check(&file, json, &anchors),
+        PolicyCommand::Init { path, force, stdout } => init(&path, force, stdout),
+        PolicyCommand::Check { file, json, anchors } => check(&file, json, &anchors),
         PolicyCommand::Explain(args) => explain(&args),
     }
 }
@@ -143,18 +133,10 @@ fn init(path: &Path, force: bool, stdout: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if path.exists() && !force {
-        bail!(
-            "`{}` already exists; pass --force to replace it",
-            path.display()
-        );
+        bail!("`{}` already exists; pass --force to replace it", path.display());
     }
-    std::fs::write(path, STARTER_POLICY)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    eprintln!(
-        "wrote {}; check it with `portcullis policy check {}`",
-        path.display(),
-        path.display()
-    );
+    std::fs::write(path, STARTER_POLICY).with_context(|| format!("cannot write `{}`", path.display()))?;
+    eprintln!("wrote {}; check it with `portcullis policy check {}`", path.display(), path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -169,29 +151,17 @@ fn environment(anchors: &Anchors) -> Result<Environment> {
 }
 
 /// Loads a policy file; on problems, prints them all and returns `Err(exit code)`.
-fn load_file(
-    file: &Path,
-    env: &Environment,
-    json: bool,
-) -> Result<std::result::Result<Policy, ExitCode>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read policy `{}`", file.display()))?;
+fn load_file(file: &Path, env: &Environment, json: bool) -> Result<std::result::Result<Policy, ExitCode>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read policy `{}`", file.display()))?;
     match Policy::load(&text, &file.display().to_string(), env) {
         Ok(policy) => Ok(Ok(policy)),
         Err(errors) => {
             let count = errors.problems.len();
             if json {
-                println!(
-                    "{}",
-                    json!({ "ok": false, "file": file, "problems": errors.problems })
-                );
+                println!("{}", json!({ "ok": false, "file": file, "problems": errors.problems }));
             } else {
                 eprintln!("{errors}\n");
-                eprintln!(
-                    "{}: {count} problem{}",
-                    file.display(),
-                    if count == 1 { "" } else { "s" }
-                );
+                eprintln!("{}: {count} problem{}", file.display(), if count == 1 { "" } else { "s" });
             }
             Ok(Err(ExitCode::from(EXIT_SETUP)))
         }
@@ -207,20 +177,11 @@ fn check(file: &Path, json: bool, anchors: &Anchors) -> Result<ExitCode> {
     let rules = policy.root().rules().count();
     let agents: Vec<&str> = policy.agents().collect();
     if json {
-        println!(
-            "{}",
-            json!({ "ok": true, "file": file, "rules": rules, "agents": agents })
-        );
+        println!("{}", json!({ "ok": true, "file": file, "rules": rules, "agents": agents }));
     } else {
-        let agents = if agents.is_empty() {
-            "no agent profiles".to_owned()
-        } else {
-            format!("agents: {}", agents.join(", "))
-        };
-        println!(
-            "{}: ok ({rules} rules at the top level, {agents})",
-            file.display()
-        );
+        let agents =
+            if agents.is_empty() { "no agent profiles".to_owned() } else { format!("agents: {}", agents.join(", ")) };
+        println!("{}: ok ({rules} rules at the top level, {agents})", file.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -250,39 +211,22 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode> {
 
 fn single_request(r: &RequestArgs, input: Option<&str>) -> Result<OwnedRequest> {
     Ok(if let Some(tool) = &r.tool {
-        let input = input.context(
-            "--tool needs --input with the tool's input JSON, such as '{\"command\":\"ls\"}'",
-        )?;
-        let input: Value = serde_json::from_str(input)
-            .with_context(|| format!("--input is not JSON: `{input}`"))?;
-        OwnedRequest::ToolCall {
-            tool: tool.clone(),
-            input,
-        }
+        let input = input.context("--tool needs --input with the tool's input JSON, such as '{\"command\":\"ls\"}'")?;
+        let input: Value = serde_json::from_str(input).with_context(|| format!("--input is not JSON: `{input}`"))?;
+        OwnedRequest::ToolCall { tool: tool.clone(), input }
     } else if let Some(argv) = &r.exec {
-        OwnedRequest::Exec {
-            argv: argv.clone(),
-            cwd: ".".into(),
-        }
+        OwnedRequest::Exec { argv: argv.clone(), cwd: ".".into() }
     } else if let Some(target) = &r.connect {
         let (host, port) = portcullis_policy::parse_host_port(target)?;
         OwnedRequest::Connect { host, port }
     } else if let Some(name) = &r.resolve {
         OwnedRequest::Resolve { name: name.clone() }
     } else if let Some(path) = &r.read {
-        OwnedRequest::FileAccess {
-            path: path.clone(),
-            access: Access::Read,
-        }
+        OwnedRequest::FileAccess { path: path.clone(), access: Access::Read }
     } else if let Some(path) = &r.write {
-        OwnedRequest::FileAccess {
-            path: path.clone(),
-            access: Access::Write,
-        }
+        OwnedRequest::FileAccess { path: path.clone(), access: Access::Write }
     } else {
-        bail!(
-            "give a request: --tool with --input, --exec, --connect, --resolve, --read, --write or --jsonl"
-        )
+        bail!("give a request: --tool with --input, --exec, --connect, --resolve, --read, --write or --jsonl")
     })
 }
 
@@ -302,30 +246,16 @@ fn describe(request: &OwnedRequest) -> String {
         OwnedRequest::Exec { argv, .. } => format!("exec {}", argv.join(" ")),
         OwnedRequest::Connect { host, port } => format!("connect {host}:{port}"),
         OwnedRequest::Resolve { name } => format!("resolve {name}"),
-        OwnedRequest::FileAccess { path, access } => format!(
-            "{} {}",
-            if *access == Access::Read {
-                "read"
-            } else {
-                "write"
-            },
-            path.display()
-        ),
+        OwnedRequest::FileAccess { path, access } => {
+            format!("{} {}", if *access == Access::Read { "read" } else { "write" }, path.display())
+        }
     }
 }
 
 fn print_human(e: &Evaluation<'_>, request: &OwnedRequest) {
-    println!(
-        "{:<5}  {}",
-        e.decision.as_str().to_uppercase(),
-        describe(request)
-    );
+    println!("{:<5}  {}", e.decision.as_str().to_uppercase(), describe(request));
     for rule in &e.rules {
-        let at = rule
-            .location
-            .as_ref()
-            .map(|l| format!("  ({l})"))
-            .unwrap_or_default();
+        let at = rule.location.as_ref().map(|l| format!("  ({l})")).unwrap_or_default();
         println!("  rule    {} `{}`{at}", rule.id, rule.text);
         if let Some(note) = &rule.note {
             println!("  note    {note}");
@@ -369,11 +299,7 @@ fn explain_lines(policy: &Policy, default_agent: Option<&str>) -> Result<ExitCod
     eprintln!(
         "{} requests: {allow} allow, {ask} ask, {deny} deny{}",
         allow + ask + deny,
-        if bad > 0 {
-            format!(" ({bad} unreadable lines, denied)")
-        } else {
-            String::new()
-        }
+        if bad > 0 { format!(" ({bad} unreadable lines, denied)") } else { String::new() }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -386,8 +312,6 @@ fn parse_line<'p>(
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let (request, agent) = OwnedRequest::from_json(&value).map_err(|e| e.to_string())?;
     let agent = agent.or_else(|| default_agent.map(str::to_owned));
-    let profile = policy
-        .profile(agent.as_deref())
-        .map_err(|e| e.to_string())?;
+    let profile = policy.profile(agent.as_deref()).map_err(|e| e.to_string())?;
     Ok((profile, request, agent))
 }

@@ -1,8 +1,4 @@
 //! Tests of the real `portcullis` binary.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test panics to fail"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test panics to fail")]
 
 mod suite;

@@ -3,11 +3,7 @@
 //! Run: `cargo bench -p portcullis-policy --bench evaluate`. Throughput is in decisions per
 //! second (divan's `item/s`).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark panics on setup errors"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark panics on setup errors")]
 
 use std::path::PathBuf;
 
@@ -19,18 +15,7 @@ fn main() {
     divan::main();
 }
 
-const TOOLS: &[&str] = &[
-    "git",
-    "cargo",
-    "npm",
-    "make",
-    "docker",
-    "kubectl",
-    "python",
-    "pip",
-    "go",
-    "terraform",
-];
+const TOOLS: &[&str] = &["git", "cargo", "npm", "make", "docker", "kubectl", "python", "pip", "go", "terraform"];
 
 /// 100 tool rules and 100 network rules, spread over allow, ask and deny.
 fn policy_text() -> String {
@@ -58,12 +43,7 @@ fn policy_text() -> String {
     for i in 0..20 {
         hosts_deny.push(format!("evil{i}.example.com"));
     }
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
     format!(
         "[network]\nallow = [{}]\ndeny = [{}]\n[tools]\nallow = [{}]\nask = [{}]\ndeny = [{}]\n",
         list(&hosts_allow),
@@ -78,44 +58,21 @@ fn requests() -> Vec<OwnedRequest> {
     let mut out = Vec::new();
     for (i, tool) in TOOLS.iter().enumerate() {
         out.push(OwnedRequest::bash(&format!("{tool} status --short")));
-        out.push(OwnedRequest::bash(&format!(
-            "{tool} push --force origin main"
-        )));
+        out.push(OwnedRequest::bash(&format!("{tool} push --force origin main")));
         out.push(OwnedRequest::Exec {
-            argv: vec![
-                format!("/usr/bin/{tool}"),
-                "build".into(),
-                "--release".into(),
-            ],
+            argv: vec![format!("/usr/bin/{tool}"), "build".into(), "--release".into()],
             cwd: PathBuf::from("/work/proj"),
         });
-        out.push(OwnedRequest::Connect {
-            host: format!("api{i}.example.com"),
-            port: 443,
-        });
-        out.push(OwnedRequest::Connect {
-            host: format!("a.b.svc{i}.internal.io"),
-            port: 443,
-        });
-        out.push(OwnedRequest::Connect {
-            host: format!("evil{i}.example.com"),
-            port: 443,
-        });
-        out.push(OwnedRequest::Resolve {
-            name: format!("unknown{i}.attacker.io"),
-        });
-        out.push(OwnedRequest::FileAccess {
-            path: PathBuf::from(format!("pkg{i}/src/lib.rs")),
-            access: Access::Read,
-        });
+        out.push(OwnedRequest::Connect { host: format!("api{i}.example.com"), port: 443 });
+        out.push(OwnedRequest::Connect { host: format!("a.b.svc{i}.internal.io"), port: 443 });
+        out.push(OwnedRequest::Connect { host: format!("evil{i}.example.com"), port: 443 });
+        out.push(OwnedRequest::Resolve { name: format!("unknown{i}.attacker.io") });
+        out.push(OwnedRequest::FileAccess { path: PathBuf::from(format!("pkg{i}/src/lib.rs")), access: Access::Read });
         out.push(OwnedRequest::ToolCall {
             tool: "Edit".into(),
             input: json!({ "file_path": format!("/work/proj/pkg{i}/Cargo.toml") }),
         });
-        out.push(OwnedRequest::ToolCall {
-            tool: format!("mcp__server{i}__delete"),
-            input: json!({}),
-        });
+        out.push(OwnedRequest::ToolCall { tool: format!("mcp__server{i}__delete"), input: json!({}) });
     }
     out
 }
@@ -123,14 +80,7 @@ fn requests() -> Vec<OwnedRequest> {
 fn setup() -> (Policy, Vec<OwnedRequest>) {
     let env = Environment::new("/work/proj", "/home/dev").unwrap();
     let policy = Policy::load(&policy_text(), "bench.toml", &env).unwrap();
-    assert_eq!(
-        policy
-            .root()
-            .rules()
-            .filter(|r| r.origin == portcullis_policy::Origin::Policy)
-            .count(),
-        200
-    );
+    assert_eq!(policy.root().rules().filter(|r| r.origin == portcullis_policy::Origin::Policy).count(), 200);
     (policy, requests())
 }
 
@@ -138,42 +88,27 @@ fn setup() -> (Policy, Vec<OwnedRequest>) {
 #[divan::bench]
 fn mixed(bencher: Bencher) {
     let (policy, requests) = setup();
-    bencher
-        .counter(ItemsCount::new(requests.len()))
-        .bench_local(|| {
-            for r in &requests {
-                black_box(policy.evaluate(&r.as_request()).decision);
-            }
-        });
+    bencher.counter(ItemsCount::new(requests.len())).bench_local(|| {
+        for r in &requests {
+            black_box(policy.evaluate(&r.as_request()).decision);
+        }
+    });
 }
 
 /// Each request kind alone, to see where the time goes.
 #[divan::bench(args = ["bash", "exec", "connect", "resolve", "file", "edit_tool", "mcp"])]
 fn by_kind(bencher: Bencher, kind: &str) {
     let (policy, requests) = setup();
-    let index = [
-        "bash",
-        "bash2",
-        "exec",
-        "connect",
-        "connect2",
-        "connect3",
-        "resolve",
-        "file",
-        "edit_tool",
-        "mcp",
-    ]
-    .iter()
-    .position(|k| *k == kind)
-    .unwrap();
+    let index = ["bash", "bash2", "exec", "connect", "connect2", "connect3", "resolve", "file", "edit_tool", "mcp"]
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap();
     let picked: Vec<&OwnedRequest> = requests.iter().skip(index).step_by(10).collect();
-    bencher
-        .counter(ItemsCount::new(picked.len()))
-        .bench_local(|| {
-            for r in &picked {
-                black_box(policy.evaluate(&r.as_request()).decision);
-            }
-        });
+    bencher.counter(ItemsCount::new(picked.len())).bench_local(|| {
+        for r in &picked {
+            black_box(policy.evaluate(&r.as_request()).decision);
+        }
+    });
 }
 
 /// Loading and compiling the 200-rule policy.

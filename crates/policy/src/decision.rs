@@ -169,9 +169,9 @@ impl fmt::Display for Reason {
             Reason::Matched => f.write_str("rules in the policy matched"),
             Reason::Builtin => f.write_str("a built-in protection applies"),
             Reason::Default => f.write_str("no rule matched, so the default applies"),
-            Reason::NotStatic => f.write_str(
-                "the command has parts that cannot be read statically, so no rule can allow it",
-            ),
+            Reason::NotStatic => {
+                f.write_str("the command has parts that cannot be read statically, so no rule can allow it")
+            }
             Reason::Invalid(invalid) => write!(f, "malformed request: {}", invalid.message()),
         }
     }
@@ -284,11 +284,7 @@ impl<'p> Verdict<'p> {
                 let origin = |o: Origin| self.rules.iter().any(|r| r.origin == o);
                 if origin(Origin::Policy) {
                     Reason::Matched
-                } else if self
-                    .rules
-                    .iter()
-                    .any(|r| r.id == crate::profile::NOT_STATIC_ID)
-                {
+                } else if self.rules.iter().any(|r| r.id == crate::profile::NOT_STATIC_ID) {
                     Reason::NotStatic
                 } else if origin(Origin::Builtin) {
                     Reason::Builtin
@@ -297,11 +293,7 @@ impl<'p> Verdict<'p> {
                 }
             }
         };
-        Evaluation {
-            decision,
-            rules: self.rules,
-            reason,
-        }
+        Evaluation { decision, rules: self.rules, reason }
     }
 }
 
@@ -310,23 +302,12 @@ mod tests {
     use super::*;
 
     fn rule(id: &str, decision: Decision) -> Rule {
-        Rule {
-            id: id.into(),
-            text: id.into(),
-            decision,
-            origin: Origin::Policy,
-            location: None,
-            note: None,
-        }
+        Rule { id: id.into(), text: id.into(), decision, origin: Origin::Policy, location: None, note: None }
     }
 
     #[test]
     fn strictest_decision_wins_and_keeps_only_its_rules() {
-        let (a, k, d) = (
-            rule("a", Decision::Allow),
-            rule("k", Decision::Ask),
-            rule("d", Decision::Deny),
-        );
+        let (a, k, d) = (rule("a", Decision::Allow), rule("k", Decision::Ask), rule("d", Decision::Deny));
         let fallback = rule("f", Decision::Ask);
         let mut v = Verdict::default();
         v.add(&a);

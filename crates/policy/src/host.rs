@@ -67,10 +67,7 @@ fn slow_normalize<'a>(original: &str, trimmed: &'a str) -> Result<Cow<'a, str>, 
     };
     match url::Host::parse(input).map_err(|_| bad())? {
         url::Host::Domain(domain) => {
-            let domain = domain
-                .strip_suffix('.')
-                .map(str::to_owned)
-                .unwrap_or(domain);
+            let domain = domain.strip_suffix('.').map(str::to_owned).unwrap_or(domain);
             if domain.is_empty() || domain.split('.').any(str::is_empty) {
                 return Err(bad());
             }
@@ -154,12 +151,9 @@ fn special_v4(ip: Ipv4Addr) -> Option<SpecialRange> {
         (100, 64..=127, _) => SpecialRange::Cgnat,
         (169, 254, _) => SpecialRange::LinkLocal,
         (224..=239, ..) | (255, 255, 255) => SpecialRange::Multicast,
-        (192, 0, 0)
-        | (192, 0, 2)
-        | (198, 51, 100)
-        | (203, 0, 113)
-        | (198, 18..=19, _)
-        | (240..=255, ..) => SpecialRange::Reserved,
+        (192, 0, 0) | (192, 0, 2) | (198, 51, 100) | (203, 0, 113) | (198, 18..=19, _) | (240..=255, ..) => {
+            SpecialRange::Reserved
+        }
         _ => return None,
     })
 }
@@ -229,17 +223,11 @@ impl Cidr {
     fn mask(&self, ip: IpAddr) -> IpAddr {
         match ip {
             IpAddr::V4(v4) => {
-                let bits = u32::from(v4)
-                    & u32::MAX
-                        .checked_shl(32 - u32::from(self.prefix))
-                        .unwrap_or(0);
+                let bits = u32::from(v4) & u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 IpAddr::V4(Ipv4Addr::from(bits))
             }
             IpAddr::V6(v6) => {
-                let bits = u128::from(v6)
-                    & u128::MAX
-                        .checked_shl(128 - u32::from(self.prefix))
-                        .unwrap_or(0);
+                let bits = u128::from(v6) & u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(bits))
             }
         }
@@ -283,10 +271,7 @@ pub struct PatternError {
 }
 
 fn pattern_err(message: String, hint: &str) -> PatternError {
-    PatternError {
-        message,
-        hint: Some(hint.to_owned()),
-    }
+    PatternError { message, hint: Some(hint.to_owned()) }
 }
 
 impl HostPattern {
@@ -327,33 +312,22 @@ impl HostPattern {
 
 /// True when `host` ends with `.suffix` on a label boundary.
 pub(crate) fn is_strict_subdomain(host: &str, suffix: &str) -> bool {
-    host.len() > suffix.len() + 1
-        && host.ends_with(suffix)
-        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+    host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
 }
 
 fn split_host_port(s: &str) -> Result<(&str, Option<u16>), PatternError> {
-    let parse_port = |p: &str| -> Result<Option<u16>, PatternError> {
-        if p == "*" {
-            return Ok(None);
-        }
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Some)
-            .ok_or_else(|| {
-                pattern_err(
-                    format!("`{p}` is not a port in `{s}`"),
-                    "ports are 1 to 65535, or `*` for any",
-                )
+    let parse_port =
+        |p: &str| -> Result<Option<u16>, PatternError> {
+            if p == "*" {
+                return Ok(None);
+            }
+            p.parse::<u16>().ok().filter(|p| *p != 0).map(Some).ok_or_else(|| {
+                pattern_err(format!("`{p}` is not a port in `{s}`"), "ports are 1 to 65535, or `*` for any")
             })
-    };
+        };
     if let Some(rest) = s.strip_prefix('[') {
         let Some((host, after)) = rest.split_once(']') else {
-            return Err(pattern_err(
-                format!("unclosed `[` in `{s}`"),
-                "write IPv6 addresses as `[::1]:443`",
-            ));
+            return Err(pattern_err(format!("unclosed `[` in `{s}`"), "write IPv6 addresses as `[::1]:443`"));
         };
         return match after {
             "" => Ok((host, None)),
@@ -377,13 +351,9 @@ fn split_host_port(s: &str) -> Result<(&str, Option<u16>), PatternError> {
 }
 
 fn parse_name_pattern(host: &str, whole: &str) -> Result<NamePattern, PatternError> {
-    const LABEL_HINT: &str =
-        "wildcards stand for whole labels: write `*.example.com`, not `*example.com`";
+    const LABEL_HINT: &str = "wildcards stand for whole labels: write `*.example.com`, not `*example.com`";
     if host.is_empty() {
-        return Err(pattern_err(
-            format!("`{whole}` has no host"),
-            "write a host name such as `api.example.com:443`",
-        ));
+        return Err(pattern_err(format!("`{whole}` has no host"), "write a host name such as `api.example.com:443`"));
     }
     if host == "*" {
         return Ok(NamePattern::Any);
@@ -399,10 +369,7 @@ fn parse_name_pattern(host: &str, whole: &str) -> Result<NamePattern, PatternErr
         return Err(pattern_err(format!("`{whole}` has an empty label"), hint));
     }
     if labels.iter().any(|l| l.contains('*') && *l != "*") {
-        return Err(pattern_err(
-            format!("`{whole}` has a wildcard inside a label"),
-            LABEL_HINT,
-        ));
+        return Err(pattern_err(format!("`{whole}` has a wildcard inside a label"), LABEL_HINT));
     }
     let normalize = |name: &str| -> Result<String, PatternError> {
         normalize_host(name).map(Cow::into_owned).map_err(|_| {
@@ -412,11 +379,7 @@ fn parse_name_pattern(host: &str, whole: &str) -> Result<NamePattern, PatternErr
             )
         })
     };
-    if labels.contains(&"*")
-        && labels
-            .last()
-            .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-    {
+    if labels.contains(&"*") && labels.last().is_some_and(|l| l.starts_with(|c: char| c.is_ascii_digit())) {
         return Err(pattern_err(
             format!("`{whole}` puts a wildcard in an IP address"),
             "list addresses one by one, or ranges in `network.allow_cidrs`",
@@ -429,11 +392,7 @@ fn parse_name_pattern(host: &str, whole: &str) -> Result<NamePattern, PatternErr
     if labels.contains(&"*") {
         let mut out = Vec::with_capacity(labels.len());
         for label in labels {
-            out.push(if label == "*" {
-                None
-            } else {
-                Some(normalize(label)?)
-            });
+            out.push(if label == "*" { None } else { Some(normalize(label)?) });
         }
         return Ok(NamePattern::Labels(out));
     }
@@ -481,26 +440,12 @@ mod tests {
         assert!(!p.matches("api.a.b.example.com", Some(443)));
         let v6 = HostPattern::parse("[::1]:8080").unwrap();
         assert!(v6.matches("::1", Some(8080)));
-        assert!(
-            HostPattern::parse("*")
-                .unwrap()
-                .matches("anything.io", Some(1))
-        );
+        assert!(HostPattern::parse("*").unwrap().matches("anything.io", Some(1)));
     }
 
     #[test]
     fn bad_patterns_are_rejected() {
-        for bad in [
-            "*.",
-            "*.0.0.1",
-            "*github.com",
-            "git*.com",
-            "a..b",
-            "host:0",
-            "host:http",
-            "",
-            "[::1",
-        ] {
+        for bad in ["*.", "*.0.0.1", "*github.com", "git*.com", "a..b", "host:0", "host:http", "", "[::1"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -526,10 +471,6 @@ mod tests {
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.1/8").is_err());
         assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("1.2.3.4".parse().unwrap())
-        );
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("1.2.3.4".parse().unwrap()));
     }
 }

@@ -53,20 +53,15 @@ mod wildcard;
 
 use std::collections::BTreeMap;
 
-pub use decision::{
-    Decision, Evaluation, InvalidRequest, Location, Origin, Reason, Rule, UnknownDecision,
-};
-pub use host::{
-    BadHost, Cidr, HostPattern, PatternError, SpecialRange, canonical_ip, normalize_host,
-    special_range,
-};
+pub use decision::{Decision, Evaluation, InvalidRequest, Location, Origin, Reason, Rule, UnknownDecision};
+pub use host::{BadHost, Cidr, HostPattern, PatternError, SpecialRange, canonical_ip, normalize_host, special_range};
 pub use load::{BUILTIN_HIDDEN, LoadErrors, Problem};
 pub use path::{Environment, NotAbsolute, PathPattern, PathSyntax, lexical_normalize};
 pub use profile::Profile;
 pub use request::{Access, OwnedRequest, Request, RequestError, parse_host_port};
 pub use settings::{
-    AlertSettings, AuditSettings, DnsSettings, Durability, FilesystemSettings, Hook, Hooks, Limits,
-    NetworkSettings, Settings, ToolSettings,
+    AlertSettings, AuditSettings, DnsSettings, Durability, FilesystemSettings, Hook, Hooks, Limits, NetworkSettings,
+    Settings, ToolSettings,
 };
 pub use tool::canonical_tool;
 pub use units::{ByteSize, Rate, UnitError, parse_duration};
@@ -101,14 +96,7 @@ fn known_list(known: &[String]) -> String {
     if known.is_empty() {
         "; it defines no agents".into()
     } else {
-        format!(
-            "; it defines {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("; it defines {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
     }
 }
 
@@ -149,10 +137,10 @@ impl Policy {
     pub fn profile(&self, agent: Option<&str>) -> Result<&Profile, UnknownAgent> {
         match agent {
             None => Ok(&self.root),
-            Some(name) => self.agents.get(name).ok_or_else(|| UnknownAgent {
-                name: name.to_owned(),
-                known: self.agents.keys().cloned().collect(),
-            }),
+            Some(name) => self
+                .agents
+                .get(name)
+                .ok_or_else(|| UnknownAgent { name: name.to_owned(), known: self.agents.keys().cloned().collect() }),
         }
     }
 

@@ -204,35 +204,13 @@ struct Loader<'s> {
     problems: Vec<Problem>,
 }
 
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "network",
-    "filesystem",
-    "limits",
-    "tools",
-    "agents",
-    "hooks",
-    "audit",
-    "alerts",
-];
+const TOP_KEYS: &[&str] =
+    &["version", "network", "filesystem", "limits", "tools", "agents", "hooks", "audit", "alerts"];
 const AGENT_KEYS: &[&str] = &["description", "network", "filesystem", "limits", "tools"];
 const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "dns"];
-const DNS_KEYS: &[&str] = &[
-    "strict",
-    "max_label_length",
-    "max_label_entropy",
-    "max_unique_subdomains",
-];
+const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
 const FS_KEYS: &[&str] = &["writable", "read_only", "hidden", "ephemeral"];
-const LIMIT_KEYS: &[&str] = &[
-    "wall_clock",
-    "tool_calls",
-    "memory",
-    "processes",
-    "disk",
-    "tokens",
-    "usd",
-];
+const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "memory", "processes", "disk", "tokens", "usd"];
 const TOOL_KEYS: &[&str] = &["allow", "ask", "deny", "rate", "default", "exec_default"];
 const HOOK_EVENTS: &[&str] = &["pre_tool_use", "post_tool_use", "user_prompt_submit"];
 const HOOK_KEYS: &[&str] = &["matcher", "command", "timeout", "on_error"];
@@ -246,80 +224,43 @@ pub(crate) fn load(src: &str, file: &str, env: &Environment) -> Result<Loaded, L
         src,
         file: Arc::from(file),
         env,
-        line_starts: std::iter::once(0)
-            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
-            .collect(),
+        line_starts: std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect(),
         problems: Vec::new(),
     };
     let (doc, syntax) = DeTable::parse_recoverable(src);
     for e in syntax {
         let span = e.span().unwrap_or(0..0);
-        loader.problem(
-            span,
-            format!("invalid TOML: {}", e.message().trim_end_matches('\n')),
-            None,
-        );
+        loader.problem(span, format!("invalid TOML: {}", e.message().trim_end_matches('\n')), None);
     }
     let loaded = loader.document(doc.get_ref());
-    loader
-        .problems
-        .sort_by_key(|p| (p.location.line, p.location.column));
+    loader.problems.sort_by_key(|p| (p.location.line, p.location.column));
     loader.problems.dedup();
-    if loader.problems.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(LoadErrors {
-            problems: loader.problems,
-        })
-    }
+    if loader.problems.is_empty() { Ok(loaded) } else { Err(LoadErrors { problems: loader.problems }) }
 }
 
 impl<'s> Loader<'s> {
     fn location(&self, offset: usize) -> (u32, u32, &'s str) {
-        let line = self
-            .line_starts
-            .partition_point(|&s| s <= offset)
-            .saturating_sub(1);
+        let line = self.line_starts.partition_point(|&s| s <= offset).saturating_sub(1);
         let start = self.line_starts[line];
-        let end = self.src[start..]
-            .find('\n')
-            .map_or(self.src.len(), |i| start + i);
+        let end = self.src[start..].find('\n').map_or(self.src.len(), |i| start + i);
         let offset = offset.min(end);
         let column = self.src.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
         let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        (
-            to_u32(line + 1),
-            to_u32(column),
-            self.src
-                .get(start..end)
-                .unwrap_or_default()
-                .trim_end_matches('\r'),
-        )
+        (to_u32(line + 1), to_u32(column), self.src.get(start..end).unwrap_or_default().trim_end_matches('\r'))
     }
 
     fn loc(&self, span: &Span) -> Location {
         let (line, column, _) = self.location(span.start);
-        Location {
-            file: self.file.clone(),
-            line,
-            column,
-        }
+        Location { file: self.file.clone(), line, column }
     }
 
     fn problem(&mut self, span: Span, message: String, hint: Option<String>) {
         let (line, column, text) = self.location(span.start);
-        let width = self
-            .src
-            .get(span.clone())
-            .map_or(1, |s| s.lines().next().unwrap_or_default().chars().count());
+        let width = self.src.get(span.clone()).map_or(1, |s| s.lines().next().unwrap_or_default().chars().count());
         self.problems.push(Problem {
             message,
             hint,
-            location: Location {
-                file: self.file.clone(),
-                line,
-                column,
-            },
+            location: Location { file: self.file.clone(), line, column },
             line_text: text.to_owned(),
             width,
         });
@@ -334,23 +275,11 @@ impl<'s> Loader<'s> {
                     Some(near) => format!("did you mean `{near}`?"),
                     None => format!(
                         "the keys here are {}",
-                        allowed
-                            .iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                     ),
                 };
-                let place = if path.is_empty() {
-                    "at the top level".to_owned()
-                } else {
-                    format!("in `[{path}]`")
-                };
-                self.problem(
-                    key.span(),
-                    format!("unknown key `{name}` {place}"),
-                    Some(hint),
-                );
+                let place = if path.is_empty() { "at the top level".to_owned() } else { format!("in `[{path}]`") };
+                self.problem(key.span(), format!("unknown key `{name}` {place}"), Some(hint));
             }
         }
     }
@@ -359,11 +288,7 @@ impl<'s> Loader<'s> {
         match node.get_ref() {
             DeValue::Table(t) => Some(t),
             other => {
-                self.problem(
-                    node.span(),
-                    format!("`{path}` must be a table, not {}", other.type_str()),
-                    None,
-                );
+                self.problem(node.span(), format!("`{path}` must be a table, not {}", other.type_str()), None);
                 None
             }
         }
@@ -389,11 +314,7 @@ impl<'s> Loader<'s> {
         match node.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             other => {
-                self.problem(
-                    node.span(),
-                    format!("`{path}` must be a string, not {}", other.type_str()),
-                    None,
-                );
+                self.problem(node.span(), format!("`{path}` must be a string, not {}", other.type_str()), None);
                 None
             }
         }
@@ -405,10 +326,7 @@ impl<'s> Loader<'s> {
             other => {
                 self.problem(
                     node.span(),
-                    format!(
-                        "`{path}` must be `true` or `false`, not {}",
-                        other.type_str()
-                    ),
+                    format!("`{path}` must be `true` or `false`, not {}", other.type_str()),
                     None,
                 );
                 None
@@ -420,18 +338,12 @@ impl<'s> Loader<'s> {
         if let DeValue::Integer(i) = node.get_ref() {
             let digits = i.as_str().replace('_', "");
             let digits = digits.trim_start_matches('+');
-            let digits = ["0x", "0o", "0b"]
-                .iter()
-                .fold(digits, |d, p| d.strip_prefix(p).unwrap_or(d));
+            let digits = ["0x", "0o", "0b"].iter().fold(digits, |d, p| d.strip_prefix(p).unwrap_or(d));
             if let Ok(n) = u64::from_str_radix(digits, i.radix()) {
                 return Some(n);
             }
         }
-        self.problem(
-            node.span(),
-            format!("`{path}` must be a whole number of zero or more"),
-            None,
-        );
+        self.problem(node.span(), format!("`{path}` must be a whole number of zero or more"), None);
         None
     }
 
@@ -452,11 +364,7 @@ impl<'s> Loader<'s> {
         match value {
             Some(v) if v.is_finite() && v >= 0.0 => Some(v),
             _ => {
-                self.problem(
-                    node.span(),
-                    format!("`{path}` must be a number of zero or more"),
-                    None,
-                );
+                self.problem(node.span(), format!("`{path}` must be a number of zero or more"), None);
                 None
             }
         }
@@ -475,10 +383,7 @@ impl<'s> Loader<'s> {
             other => {
                 self.problem(
                     node.span(),
-                    format!(
-                        "`{path}` must be a string such as \"{example}\", not {}",
-                        other.type_str()
-                    ),
+                    format!("`{path}` must be a string such as \"{example}\", not {}", other.type_str()),
                     None,
                 );
                 return None;
@@ -487,11 +392,7 @@ impl<'s> Loader<'s> {
         match parse(&text) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.problem(
-                    node.span(),
-                    format!("`{path}`: {}", e.message),
-                    Some(e.hint.to_owned()),
-                );
+                self.problem(node.span(), format!("`{path}`: {}", e.message), Some(e.hint.to_owned()));
                 None
             }
         }
@@ -510,13 +411,8 @@ impl<'s> Loader<'s> {
         match text.parse::<Decision>() {
             Ok(d) => Some(d),
             Err(_) => {
-                let hint = suggest::closest(&text, ["allow", "ask", "deny"])
-                    .map(|n| format!("did you mean `{n}`?"));
-                self.problem(
-                    node.span(),
-                    format!("`{path}` must be `allow`, `ask` or `deny`, not `{text}`"),
-                    hint,
-                );
+                let hint = suggest::closest(&text, ["allow", "ask", "deny"]).map(|n| format!("did you mean `{n}`?"));
+                self.problem(node.span(), format!("`{path}` must be `allow`, `ask` or `deny`, not `{text}`"), hint);
                 None
             }
         }
@@ -524,11 +420,7 @@ impl<'s> Loader<'s> {
 
     fn strings(&mut self, node: &Node<'s>, path: &str) -> Vec<(String, Span)> {
         let DeValue::Array(items) = node.get_ref() else {
-            self.problem(
-                node.span(),
-                format!("`{path}` must be an array of strings"),
-                None,
-            );
+            self.problem(node.span(), format!("`{path}` must be an array of strings"), None);
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -546,10 +438,7 @@ impl<'s> Loader<'s> {
             self.problem(
                 node.span(),
                 format!("`{id}` must be an array"),
-                Some(format!(
-                    "write `{} = [\"…\"]`",
-                    id.rsplit('.').next().unwrap_or(id)
-                )),
+                Some(format!("write `{} = [\"…\"]`", id.rsplit('.').next().unwrap_or(id))),
             );
             return Vec::new();
         };
@@ -578,32 +467,18 @@ impl<'s> Loader<'s> {
                     let Some(text) = self.string(rule, &format!("{entry_id}.rule")) else {
                         continue;
                     };
-                    let matches = t
-                        .get("match")
-                        .map(|n| self.strings(n, &format!("{entry_id}.match")))
-                        .unwrap_or_default();
+                    let matches =
+                        t.get("match").map(|n| self.strings(n, &format!("{entry_id}.match"))).unwrap_or_default();
                     let not_matches = t
                         .get("not_match")
                         .map(|n| self.strings(n, &format!("{entry_id}.not_match")))
                         .unwrap_or_default();
-                    let note = t
-                        .get("note")
-                        .and_then(|n| self.string(n, &format!("{entry_id}.note")));
-                    out.push(Entry {
-                        id: entry_id,
-                        text,
-                        span: rule.span(),
-                        matches,
-                        not_matches,
-                        note,
-                    });
+                    let note = t.get("note").and_then(|n| self.string(n, &format!("{entry_id}.note")));
+                    out.push(Entry { id: entry_id, text, span: rule.span(), matches, not_matches, note });
                 }
                 other => self.problem(
                     item.span(),
-                    format!(
-                        "`{entry_id}` must be a string or a table, not {}",
-                        other.type_str()
-                    ),
+                    format!("`{entry_id}` must be a string or a table, not {}", other.type_str()),
                     None,
                 ),
             }
@@ -616,11 +491,7 @@ impl<'s> Loader<'s> {
         if let Some(v) = doc.get("version")
             && self.integer(v, "version").is_some_and(|n| n != 1)
         {
-            self.problem(
-                v.span(),
-                "this Portcullis reads policy `version = 1` only".into(),
-                None,
-            );
+            self.problem(v.span(), "this Portcullis reads policy `version = 1` only".into(), None);
         }
         let top = self.section(doc, "");
         let builtin_hidden: Vec<Entry> = BUILTIN_HIDDEN
@@ -660,10 +531,7 @@ impl<'s> Loader<'s> {
                 }
                 let own = self.section(agent, &path);
                 let merged = top.inherit(own);
-                agents.insert(
-                    name_str.clone(),
-                    self.compile(Some(name_str), &merged, &builtin_hidden),
-                );
+                agents.insert(name_str.clone(), self.compile(Some(name_str), &merged, &builtin_hidden));
             }
         }
         Loaded {
@@ -678,11 +546,7 @@ impl<'s> Loader<'s> {
     /// Reads the `network`, `filesystem`, `limits` and `tools` tables under `prefix`.
     fn section(&mut self, table: &DeTable<'s>, prefix: &str) -> Raw {
         let p = |key: &str| {
-            if prefix.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{prefix}.{key}")
-            }
+            if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
         };
         let mut raw = Raw::default();
         if let Some(node) = table.get("network") {
@@ -697,7 +561,11 @@ impl<'s> Loader<'s> {
                         .filter_map(|(s, span)| match Cidr::parse(&s) {
                             Ok(c) => Some(c),
                             Err(m) => {
-                                self.problem(span, m, Some("write a range like `10.0.0.0/8` or an address like `127.0.0.1`".into()));
+                                self.problem(
+                                    span,
+                                    m,
+                                    Some("write a range like `10.0.0.0/8` or an address like `127.0.0.1`".into()),
+                                );
                                 None
                             }
                         })
@@ -709,11 +577,9 @@ impl<'s> Loader<'s> {
                     if let Some(d) = self.expect_table(dns, &dpath) {
                         self.check_keys(d, &dpath, DNS_KEYS);
                         raw.dns_strict = self.field(d, &dpath, "strict", Self::boolean);
-                        raw.dns_label_len =
-                            self.field(d, &dpath, "max_label_length", Self::small_integer);
+                        raw.dns_label_len = self.field(d, &dpath, "max_label_length", Self::small_integer);
                         raw.dns_entropy = self.field(d, &dpath, "max_label_entropy", Self::float);
-                        raw.dns_subdomains =
-                            self.field(d, &dpath, "max_unique_subdomains", Self::small_integer);
+                        raw.dns_subdomains = self.field(d, &dpath, "max_unique_subdomains", Self::small_integer);
                     }
                 }
             }
@@ -756,9 +622,7 @@ impl<'s> Loader<'s> {
                         let mut map = BTreeMap::new();
                         for (tool_name, value) in rt.iter() {
                             let name = tool_name.get_ref().to_string();
-                            if let Some(rate) =
-                                self.unit(value, &format!("{rpath}.{name}"), "60/min", Rate::parse)
-                            {
+                            if let Some(rate) = self.unit(value, &format!("{rpath}.{name}"), "60/min", Rate::parse) {
                                 map.insert(tool::canonical_tool(&name).to_owned(), rate);
                             }
                         }
@@ -782,14 +646,7 @@ impl<'s> Loader<'s> {
     }
 
     fn builtin_rule(&self, id: &str, text: String, decision: Decision, origin: Origin) -> Rule {
-        Rule {
-            id: id.into(),
-            text,
-            decision,
-            origin,
-            location: None,
-            note: None,
-        }
+        Rule { id: id.into(), text, decision, origin, location: None, note: None }
     }
 
     /// Checks an entry's examples with `matches`, reporting each one that fails.
@@ -817,43 +674,27 @@ impl<'s> Loader<'s> {
     fn compile(&mut self, name: Option<String>, raw: &Raw, builtin_hidden: &[Entry]) -> Profile {
         let env = self.env.clone();
         let mut set = RuleSet::default();
-        let tool_lists = [
-            (&raw.tools_allow, Decision::Allow),
-            (&raw.tools_ask, Decision::Ask),
-            (&raw.tools_deny, Decision::Deny),
-        ];
+        let tool_lists =
+            [(&raw.tools_allow, Decision::Allow), (&raw.tools_ask, Decision::Ask), (&raw.tools_deny, Decision::Deny)];
         for (list, decision) in tool_lists {
             for entry in list.iter().flatten() {
                 match ToolRule::parse(&entry.text, &env) {
                     Ok(rule) => {
                         self.examples(entry, |ex| tool_example_matches(&rule, ex, &env));
-                        set.tools
-                            .push((rule, self.rule_meta(entry, decision, Origin::Policy)));
+                        set.tools.push((rule, self.rule_meta(entry, decision, Origin::Policy)));
                     }
-                    Err(e) => self.problem(
-                        entry.span.clone(),
-                        format!("bad tool rule: {}", e.message),
-                        e.hint,
-                    ),
+                    Err(e) => self.problem(entry.span.clone(), format!("bad tool rule: {}", e.message), e.hint),
                 }
             }
         }
-        for (list, decision) in [
-            (&raw.net_allow, Decision::Allow),
-            (&raw.net_deny, Decision::Deny),
-        ] {
+        for (list, decision) in [(&raw.net_allow, Decision::Allow), (&raw.net_deny, Decision::Deny)] {
             for entry in list.iter().flatten() {
                 match HostPattern::parse(&entry.text) {
                     Ok(pattern) => {
                         self.examples(entry, |ex| host_example_matches(&pattern, ex));
-                        set.hosts
-                            .push((pattern, self.rule_meta(entry, decision, Origin::Policy)));
+                        set.hosts.push((pattern, self.rule_meta(entry, decision, Origin::Policy)));
                     }
-                    Err(e) => self.problem(
-                        entry.span.clone(),
-                        format!("bad host pattern: {}", e.message),
-                        e.hint,
-                    ),
+                    Err(e) => self.problem(entry.span.clone(), format!("bad host pattern: {}", e.message), e.hint),
                 }
             }
         }
@@ -871,24 +712,9 @@ impl<'s> Loader<'s> {
         };
         let fs_lists: [(&[Entry], FsKind, Decision, Origin); 4] = [
             (writable, FsKind::Writable, Decision::Allow, writable_origin),
-            (
-                raw.read_only.as_deref().unwrap_or_default(),
-                FsKind::ReadOnly,
-                Decision::Deny,
-                Origin::Policy,
-            ),
-            (
-                builtin_hidden,
-                FsKind::Hidden,
-                Decision::Deny,
-                Origin::Builtin,
-            ),
-            (
-                raw.hidden.as_deref().unwrap_or_default(),
-                FsKind::Hidden,
-                Decision::Deny,
-                Origin::Policy,
-            ),
+            (raw.read_only.as_deref().unwrap_or_default(), FsKind::ReadOnly, Decision::Deny, Origin::Policy),
+            (builtin_hidden, FsKind::Hidden, Decision::Deny, Origin::Builtin),
+            (raw.hidden.as_deref().unwrap_or_default(), FsKind::Hidden, Decision::Deny, Origin::Policy),
         ];
         for (list, kind, decision, origin) in fs_lists {
             for entry in list {
@@ -899,22 +725,16 @@ impl<'s> Loader<'s> {
                                 .and_then(|p| p.to_str().map(|p| pattern.matches(p)))
                                 .unwrap_or(false)
                         });
-                        set.paths
-                            .push((pattern, kind, self.rule_meta(entry, decision, origin)));
+                        set.paths.push((pattern, kind, self.rule_meta(entry, decision, origin)));
                     }
-                    Err(m) => self.problem(
-                        entry.span.clone(),
-                        format!("bad path `{}`: {m}", entry.text),
-                        None,
-                    ),
+                    Err(m) => self.problem(entry.span.clone(), format!("bad path `{}`: {m}", entry.text), None),
                 }
             }
         }
         let tools_default = raw.tools_default.unwrap_or(Decision::Ask);
         let exec_default = raw.exec_default.unwrap_or(Decision::Allow);
         let texts = |list: Option<&Vec<Entry>>| {
-            list.map(|l| l.iter().map(|e| e.text.clone()).collect::<Vec<_>>())
-                .unwrap_or_default()
+            list.map(|l| l.iter().map(|e| e.text.clone()).collect::<Vec<_>>()).unwrap_or_default()
         };
         let settings = Settings {
             network: NetworkSettings {
@@ -931,11 +751,7 @@ impl<'s> Loader<'s> {
                 ephemeral: raw.ephemeral.unwrap_or(true),
                 writable: writable.iter().map(|e| e.text.clone()).collect(),
                 read_only: texts(raw.read_only.as_ref()),
-                hidden: BUILTIN_HIDDEN
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .chain(texts(raw.hidden.as_ref()))
-                    .collect(),
+                hidden: BUILTIN_HIDDEN.iter().map(|s| (*s).to_owned()).chain(texts(raw.hidden.as_ref())).collect(),
             },
             limits: Limits {
                 wall_clock: raw.wall_clock,
@@ -946,28 +762,55 @@ impl<'s> Loader<'s> {
                 tokens: raw.tokens,
                 usd: raw.usd,
             },
-            tools: ToolSettings {
-                default: tools_default,
-                exec_default,
-                rate: raw.rate.clone().unwrap_or_default(),
-            },
+            tools: ToolSettings { default: tools_default, exec_default, rate: raw.rate.clone().unwrap_or_default() },
         };
         let builtin = BuiltinRules {
-            tools_default: self.builtin_rule("default.tools", format!("tools.default = \"{tools_default}\""), tools_default, Origin::Default),
-            exec_default: self.builtin_rule("default.exec", format!("tools.exec_default = \"{exec_default}\""), exec_default, Origin::Default),
-            network_default: self.builtin_rule("default.network", "destinations not in network.allow are denied".into(), Decision::Deny, Origin::Default),
-            read_default: self.builtin_rule("default.read", "reads outside the filesystem section's paths need approval".into(), Decision::Ask, Origin::Default),
-            write_default: self.builtin_rule("default.write", "writes outside filesystem.writable are denied".into(), Decision::Deny, Origin::Default),
+            tools_default: self.builtin_rule(
+                "default.tools",
+                format!("tools.default = \"{tools_default}\""),
+                tools_default,
+                Origin::Default,
+            ),
+            exec_default: self.builtin_rule(
+                "default.exec",
+                format!("tools.exec_default = \"{exec_default}\""),
+                exec_default,
+                Origin::Default,
+            ),
+            network_default: self.builtin_rule(
+                "default.network",
+                "destinations not in network.allow are denied".into(),
+                Decision::Deny,
+                Origin::Default,
+            ),
+            read_default: self.builtin_rule(
+                "default.read",
+                "reads outside the filesystem section's paths need approval".into(),
+                Decision::Ask,
+                Origin::Default,
+            ),
+            write_default: self.builtin_rule(
+                "default.write",
+                "writes outside filesystem.writable are denied".into(),
+                Decision::Deny,
+                Origin::Default,
+            ),
             not_static: self.builtin_rule(
                 NOT_STATIC_ID,
                 "a shell line with expansions, substitutions or here-documents is never allowed by rules".into(),
                 Decision::Ask,
                 Origin::Builtin,
             ),
-            invalid: self.builtin_rule("builtin.invalid_request", "malformed requests are denied".into(), Decision::Deny, Origin::Builtin),
+            invalid: self.builtin_rule(
+                "builtin.invalid_request",
+                "malformed requests are denied".into(),
+                Decision::Deny,
+                Origin::Builtin,
+            ),
             special_ranges: self.builtin_rule(
                 "builtin.network.special_ranges",
-                "loopback, private, link-local and metadata addresses are denied unless network.allow_cidrs lists them".into(),
+                "loopback, private, link-local and metadata addresses are denied unless network.allow_cidrs lists them"
+                    .into(),
                 Decision::Deny,
                 Origin::Builtin,
             ),
@@ -1001,9 +844,7 @@ impl<'s> Loader<'s> {
                     continue;
                 };
                 self.check_keys(t, &hpath, HOOK_KEYS);
-                let command = t
-                    .get("command")
-                    .and_then(|n| self.string(n, &format!("{hpath}.command")));
+                let command = t.get("command").and_then(|n| self.string(n, &format!("{hpath}.command")));
                 if t.get("command").is_none() {
                     self.problem(
                         item.span(),
@@ -1024,12 +865,7 @@ impl<'s> Loader<'s> {
                     .and_then(|n| self.decision(n, &format!("{hpath}.on_error")))
                     .unwrap_or(Decision::Deny);
                 if let Some(command) = command {
-                    out.push(Hook {
-                        matcher,
-                        command,
-                        timeout,
-                        on_error,
-                    });
+                    out.push(Hook { matcher, command, timeout, on_error });
                 }
             }
             match *event {
@@ -1042,34 +878,23 @@ impl<'s> Loader<'s> {
     }
 
     fn audit(&mut self, node: Option<&Node<'s>>) -> AuditSettings {
-        let mut audit = AuditSettings {
-            retention: Duration::from_secs(90 * 86_400),
-            dir: None,
-            durability: Durability::Group,
-        };
+        let mut audit =
+            AuditSettings { retention: Duration::from_secs(90 * 86_400), dir: None, durability: Durability::Group };
         let Some(t) = node.and_then(|n| self.expect_table(n, "audit")) else {
             return audit;
         };
         self.check_keys(t, "audit", AUDIT_KEYS);
-        if let Some(r) = t
-            .get("retention")
-            .and_then(|n| self.duration(n, "audit.retention"))
-        {
+        if let Some(r) = t.get("retention").and_then(|n| self.duration(n, "audit.retention")) {
             audit.retention = r;
         }
-        audit.dir = t
-            .get("dir")
-            .and_then(|n| self.string(n, "audit.dir"))
-            .map(PathBuf::from);
+        audit.dir = t.get("dir").and_then(|n| self.string(n, "audit.dir")).map(PathBuf::from);
         if let Some(n) = t.get("durability") {
             match self.string(n, "audit.durability").as_deref() {
                 Some("sync") => audit.durability = Durability::Sync,
                 Some("group") => audit.durability = Durability::Group,
-                Some(other) => self.problem(
-                    n.span(),
-                    format!("`audit.durability` must be `sync` or `group`, not `{other}`"),
-                    None,
-                ),
+                Some(other) => {
+                    self.problem(n.span(), format!("`audit.durability` must be `sync` or `group`, not `{other}`"), None)
+                }
                 None => {}
             }
         }
@@ -1077,17 +902,12 @@ impl<'s> Loader<'s> {
     }
 
     fn alerts(&mut self, node: Option<&Node<'s>>) -> AlertSettings {
-        let mut alerts = AlertSettings {
-            repeated_denials: 10,
-            ..AlertSettings::default()
-        };
+        let mut alerts = AlertSettings { repeated_denials: 10, ..AlertSettings::default() };
         let Some(t) = node.and_then(|n| self.expect_table(n, "alerts")) else {
             return alerts;
         };
         self.check_keys(t, "alerts", ALERT_KEYS);
-        alerts.command = t
-            .get("command")
-            .and_then(|n| self.string(n, "alerts.command"));
+        alerts.command = t.get("command").and_then(|n| self.string(n, "alerts.command"));
         if let Some(n) = t.get("working_hours")
             && let Some(s) = self.string(n, "alerts.working_hours")
         {
@@ -1100,10 +920,7 @@ impl<'s> Loader<'s> {
                 ),
             }
         }
-        if let Some(n) = t
-            .get("repeated_denials")
-            .and_then(|n| self.small_integer(n, "alerts.repeated_denials"))
-        {
+        if let Some(n) = t.get("repeated_denials").and_then(|n| self.small_integer(n, "alerts.repeated_denials")) {
             alerts.repeated_denials = n;
         }
         alerts
@@ -1111,10 +928,7 @@ impl<'s> Loader<'s> {
 }
 
 fn valid_agent_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn parse_hours(s: &str) -> Option<(u16, u16)> {
@@ -1134,21 +948,16 @@ fn tool_example_matches(rule: &ToolRule, example: &str, env: &Environment) -> bo
         Specifier::Command(pattern) => {
             let line = shell::split(example);
             pattern.matches(&shell::collapse_whitespace(example))
-                || line
-                    .segments
-                    .iter()
-                    .any(|s| s.candidates().any(|c| pattern.matches(c)))
+                || line.segments.iter().any(|s| s.candidates().any(|c| pattern.matches(c)))
         }
-        Specifier::Path(pattern) => env
-            .absolute(example.as_ref())
-            .and_then(|p| p.to_str().map(|p| pattern.matches(p)))
-            .unwrap_or(false),
+        Specifier::Path(pattern) => {
+            env.absolute(example.as_ref()).and_then(|p| p.to_str().map(|p| pattern.matches(p))).unwrap_or(false)
+        }
         Specifier::Domain(pattern) => {
             let (host, port) = match url::Url::parse(example) {
-                Ok(u) if u.host_str().is_some() => (
-                    u.host_str().unwrap_or_default().to_owned(),
-                    u.port_or_known_default(),
-                ),
+                Ok(u) if u.host_str().is_some() => {
+                    (u.host_str().unwrap_or_default().to_owned(), u.port_or_known_default())
+                }
                 _ => match crate::request::parse_host_port(example) {
                     Ok((h, p)) => (h, Some(p)),
                     Err(_) => (example.to_owned(), None),
@@ -1161,10 +970,7 @@ fn tool_example_matches(rule: &ToolRule, example: &str, env: &Environment) -> bo
         Specifier::Any => match &rule.target {
             Target::Tool(_) => rule.tool_names().contains(&tool::canonical_tool(example)),
             Target::McpServer(server) => {
-                example
-                    .strip_prefix("mcp__")
-                    .and_then(|r| r.split("__").next())
-                    == Some(server.as_str())
+                example.strip_prefix("mcp__").and_then(|r| r.split("__").next()) == Some(server.as_str())
             }
         },
     }

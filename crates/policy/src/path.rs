@@ -121,9 +121,7 @@ impl PathPattern {
                 PathSyntax::Filesystem => (Path::new("/"), rest),
             }
         } else if pattern.starts_with('~') {
-            return Err(format!(
-                "`{pattern}` names another user's home; write `~/…` or an absolute path"
-            ));
+            return Err(format!("`{pattern}` names another user's home; write `~/…` or an absolute path"));
         } else {
             let dot_slash = pattern.strip_prefix("./");
             let anchored = syntax == PathSyntax::Filesystem
@@ -187,8 +185,7 @@ impl PathPattern {
     /// True when the pattern matches `path` or one of its ancestors. `path` must be absolute
     /// and normalised (see [`Environment::absolute`]).
     pub fn matches(&self, path: &str) -> bool {
-        let components: smallvec::SmallVec<[&str; 16]> =
-            path.split('/').filter(|c| !c.is_empty()).collect();
+        let components: smallvec::SmallVec<[&str; 16]> = path.split('/').filter(|c| !c.is_empty()).collect();
         match_parts(&self.parts, &components)
     }
 }
@@ -201,9 +198,7 @@ fn match_parts(parts: &[Part], comps: &[&str]) -> bool {
     match first {
         Part::AnyDepth => (0..=comps.len()).any(|skip| match_parts(rest, &comps[skip..])),
         Part::Literal(l) => comps.first().is_some_and(|c| c == l) && match_parts(rest, &comps[1..]),
-        Part::Glob(g) => {
-            comps.first().is_some_and(|c| glob_component(g, c)) && match_parts(rest, &comps[1..])
-        }
+        Part::Glob(g) => comps.first().is_some_and(|c| glob_component(g, c)) && match_parts(rest, &comps[1..]),
     }
 }
 
@@ -222,9 +217,7 @@ mod tests {
     }
 
     fn m(pattern: &str, syntax: PathSyntax, path: &str) -> bool {
-        PathPattern::compile(pattern, syntax, &env())
-            .unwrap()
-            .matches(path)
+        PathPattern::compile(pattern, syntax, &env()).unwrap().matches(path)
     }
 
     #[test]
@@ -253,18 +246,9 @@ mod tests {
     #[test]
     fn normalises_request_paths() {
         let e = env();
-        assert_eq!(
-            e.absolute(Path::new("a/../../x")).unwrap(),
-            Path::new("/work/x")
-        );
-        assert_eq!(
-            e.absolute(Path::new("~/.aws/credentials")).unwrap(),
-            Path::new("/home/u/.aws/credentials")
-        );
-        assert_eq!(
-            e.absolute(Path::new("/../../etc")).unwrap(),
-            Path::new("/etc")
-        );
+        assert_eq!(e.absolute(Path::new("a/../../x")).unwrap(), Path::new("/work/x"));
+        assert_eq!(e.absolute(Path::new("~/.aws/credentials")).unwrap(), Path::new("/home/u/.aws/credentials"));
+        assert_eq!(e.absolute(Path::new("/../../etc")).unwrap(), Path::new("/etc"));
         assert!(e.absolute(Path::new("a\0b")).is_none());
     }
 

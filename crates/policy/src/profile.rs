@@ -52,18 +52,13 @@ struct PathIndex<T> {
 
 impl<T> Default for PathIndex<T> {
     fn default() -> Self {
-        PathIndex {
-            by_prefix: FxHashMap::default(),
-        }
+        PathIndex { by_prefix: FxHashMap::default() }
     }
 }
 
 impl<T> PathIndex<T> {
     fn insert(&mut self, pattern: PathPattern, value: T) {
-        self.by_prefix
-            .entry(pattern.literal_prefix())
-            .or_default()
-            .push((pattern, value));
+        self.by_prefix.entry(pattern.literal_prefix()).or_default().push((pattern, value));
     }
 
     fn is_empty(&self) -> bool {
@@ -72,12 +67,8 @@ impl<T> PathIndex<T> {
 
     /// Every entry whose pattern matches `path` (absolute, normalised).
     fn matching<'s>(&'s self, path: &str) -> impl Iterator<Item = &'s T> {
-        let ancestors = std::iter::once("/").chain(
-            path.match_indices('/')
-                .skip(1)
-                .map(|(i, _)| &path[..i])
-                .chain((path.len() > 1).then_some(path)),
-        );
+        let ancestors = std::iter::once("/")
+            .chain(path.match_indices('/').skip(1).map(|(i, _)| &path[..i]).chain((path.len() > 1).then_some(path)));
         ancestors
             .filter_map(|prefix| self.by_prefix.get(prefix))
             .flatten()
@@ -98,31 +89,16 @@ impl HostIndex {
     fn insert(&mut self, pattern: HostPattern, rule: Arc<Rule>) {
         use crate::host::NamePattern;
         match &pattern.name {
-            NamePattern::Exact(name) => self
-                .exact
-                .entry(name.clone())
-                .or_default()
-                .push((pattern, rule)),
-            NamePattern::Subdomain(suffix) => self
-                .subdomain
-                .entry(suffix.clone())
-                .or_default()
-                .push((pattern, rule)),
+            NamePattern::Exact(name) => self.exact.entry(name.clone()).or_default().push((pattern, rule)),
+            NamePattern::Subdomain(suffix) => self.subdomain.entry(suffix.clone()).or_default().push((pattern, rule)),
             NamePattern::Any | NamePattern::Labels(_) => self.other.push((pattern, rule)),
         }
     }
 
     /// Every (pattern, rule) whose name part can match `host`.
     fn candidates<'s>(&'s self, host: &str) -> impl Iterator<Item = &'s (HostPattern, Arc<Rule>)> {
-        let suffixes = host
-            .match_indices('.')
-            .filter_map(|(i, _)| self.subdomain.get(&host[i + 1..]));
-        self.exact
-            .get(host)
-            .into_iter()
-            .chain(suffixes)
-            .flatten()
-            .chain(self.other.iter())
+        let suffixes = host.match_indices('.').filter_map(|(i, _)| self.subdomain.get(&host[i + 1..]));
+        self.exact.get(host).into_iter().chain(suffixes).flatten().chain(self.other.iter())
     }
 }
 
@@ -188,11 +164,7 @@ impl Profile {
         for (rule, meta) in set.tools {
             profile.rules.push(meta.clone());
             if let tool::Target::McpServer(server) = &rule.target {
-                profile
-                    .mcp_servers
-                    .entry(server.clone())
-                    .or_default()
-                    .push(meta);
+                profile.mcp_servers.entry(server.clone()).or_default().push(meta);
                 continue;
             }
             for name in rule.tool_names() {
@@ -213,9 +185,7 @@ impl Profile {
                         }
                     }
                     Specifier::Path(pattern) => entry.paths.insert(pattern.clone(), meta.clone()),
-                    Specifier::Domain(pattern) => {
-                        entry.domains.push((pattern.clone(), meta.clone()))
-                    }
+                    Specifier::Domain(pattern) => entry.domains.push((pattern.clone(), meta.clone())),
                     Specifier::Name(name) => entry.names.push((name.clone(), meta.clone())),
                 }
             }
@@ -256,12 +226,8 @@ impl Profile {
         match *request {
             Request::ToolCall { tool, input } => self.tool_call(tool, input),
             Request::Exec { argv, cwd: _ } => self.exec(argv),
-            Request::Connect { host, port } => self
-                .connect(host, Some(port))
-                .finish(&self.builtin.network_default),
-            Request::Resolve { name } => self
-                .connect(name, None)
-                .finish(&self.builtin.network_default),
+            Request::Connect { host, port } => self.connect(host, Some(port)).finish(&self.builtin.network_default),
+            Request::Resolve { name } => self.connect(name, None).finish(&self.builtin.network_default),
             Request::FileAccess { path, access } => {
                 let key = match access {
                     Access::Read => "Read",
@@ -286,14 +252,8 @@ impl Profile {
                 None => self.invalid(InvalidRequest::MissingCommand),
             },
             ToolKind::FileRead | ToolKind::FileWrite => {
-                let access = if tool::kind_of(canonical) == ToolKind::FileRead {
-                    Access::Read
-                } else {
-                    Access::Write
-                };
-                let path = ["file_path", "notebook_path", "path"]
-                    .iter()
-                    .find_map(|k| input.get(*k));
+                let access = if tool::kind_of(canonical) == ToolKind::FileRead { Access::Read } else { Access::Write };
+                let path = ["file_path", "notebook_path", "path"].iter().find_map(|k| input.get(*k));
                 match path {
                     None | Some(Value::Null) => self.file(canonical, Path::new("."), access),
                     Some(Value::String(p)) => self.file(canonical, Path::new(p), access),
@@ -306,10 +266,7 @@ impl Profile {
                 if let Some(rules) = self.tools.get(canonical) {
                     rules.any.iter().for_each(|r| v.add(r));
                     if !rules.names.is_empty() {
-                        let name = input
-                            .get("subagent_type")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
+                        let name = input.get("subagent_type").and_then(Value::as_str).unwrap_or_default();
                         for (pattern, rule) in &rules.names {
                             if tool::wildcard(pattern.as_bytes(), name.as_bytes()) {
                                 v.add(rule);
@@ -317,15 +274,8 @@ impl Profile {
                         }
                     }
                 }
-                if let Some(server) = canonical
-                    .strip_prefix("mcp__")
-                    .and_then(|rest| rest.split("__").next())
-                {
-                    self.mcp_servers
-                        .get(server)
-                        .into_iter()
-                        .flatten()
-                        .for_each(|r| v.add(r));
+                if let Some(server) = canonical.strip_prefix("mcp__").and_then(|rest| rest.split("__").next()) {
+                    self.mcp_servers.get(server).into_iter().flatten().for_each(|r| v.add(r));
                 }
                 v.finish(&self.builtin.tools_default)
             }
@@ -361,31 +311,18 @@ impl Profile {
             return self.invalid(InvalidRequest::EmptyArgv);
         }
         let segment = Segment::from_argv(argv);
-        self.segment(self.tools.get("Bash"), &segment, &self.builtin.exec_default)
-            .finish(&self.builtin.exec_default)
+        self.segment(self.tools.get("Bash"), &segment, &self.builtin.exec_default).finish(&self.builtin.exec_default)
     }
 
     /// The verdict for one simple command; `fallback` when no rule matches.
-    fn segment<'p>(
-        &'p self,
-        rules: Option<&'p ToolRules>,
-        segment: &Segment,
-        fallback: &'p Rule,
-    ) -> Verdict<'p> {
+    fn segment<'p>(&'p self, rules: Option<&'p ToolRules>, segment: &Segment, fallback: &'p Rule) -> Verdict<'p> {
         let mut v = Verdict::default();
         if let Some(rules) = rules {
             rules.any.iter().for_each(|r| v.add(r));
-            let by_name = rules
-                .commands_by_name
-                .get(segment.name())
-                .into_iter()
-                .flatten();
+            let by_name = rules.commands_by_name.get(segment.name()).into_iter().flatten();
             let full = segment.full_name();
-            let by_full = (full != segment.name())
-                .then(|| rules.commands_by_name.get(full))
-                .flatten()
-                .into_iter()
-                .flatten();
+            let by_full =
+                (full != segment.name()).then(|| rules.commands_by_name.get(full)).flatten().into_iter().flatten();
             for (pattern, rule) in by_name.chain(by_full).chain(rules.commands_other.iter()) {
                 if segment.candidates().any(|c| pattern.matches(c)) {
                     v.add(rule);
@@ -410,10 +347,7 @@ impl Profile {
                 Some(_) => pattern.matches(&host, port),
                 // A lookup is allowed by any allow rule for the name, and denied only by deny
                 // rules that cover every port.
-                None => {
-                    pattern.matches_name(&host)
-                        && (rule.decision == Decision::Allow || pattern.port.is_none())
-                }
+                None => pattern.matches_name(&host) && (rule.decision == Decision::Allow || pattern.port.is_none()),
             };
             if hit {
                 v.add(rule);
@@ -429,11 +363,7 @@ impl Profile {
     }
 
     fn fetch<'p>(&'p self, input: &Value) -> Evaluation<'p> {
-        let Some(url) = input
-            .get("url")
-            .and_then(Value::as_str)
-            .and_then(|u| url::Url::parse(u).ok())
-        else {
+        let Some(url) = input.get("url").and_then(Value::as_str).and_then(|u| url::Url::parse(u).ok()) else {
             return self.invalid(InvalidRequest::BadUrl);
         };
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
@@ -508,12 +438,7 @@ fn shell_command(input: &Value) -> Option<std::borrow::Cow<'_, str>> {
                     Some(std::borrow::Cow::Borrowed(*script))
                 }
                 [] => None,
-                _ => Some(std::borrow::Cow::Owned(
-                    argv.iter()
-                        .map(|a| shell_quote(a))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                )),
+                _ => Some(std::borrow::Cow::Owned(argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "))),
             }
         }
         _ => None,
@@ -521,11 +446,7 @@ fn shell_command(input: &Value) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
         word.to_owned()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))

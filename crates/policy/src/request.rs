@@ -103,19 +103,13 @@ impl OwnedRequest {
             OwnedRequest::Exec { argv, cwd } => Request::Exec { argv, cwd },
             OwnedRequest::Connect { host, port } => Request::Connect { host, port: *port },
             OwnedRequest::Resolve { name } => Request::Resolve { name },
-            OwnedRequest::FileAccess { path, access } => Request::FileAccess {
-                path,
-                access: *access,
-            },
+            OwnedRequest::FileAccess { path, access } => Request::FileAccess { path, access: *access },
         }
     }
 
     /// A shell command line as a `Bash` tool call.
     pub fn bash(command: &str) -> Self {
-        OwnedRequest::ToolCall {
-            tool: "Bash".into(),
-            input: serde_json::json!({ "command": command }),
-        }
+        OwnedRequest::ToolCall { tool: "Bash".into(), input: serde_json::json!({ "command": command }) }
     }
 
     /// Reads one request from JSON. Accepted shapes:
@@ -148,10 +142,7 @@ impl OwnedRequest {
                 .ok_or_else(|| RequestError(format!("`{key}` must be a string")))
         };
         let request = if let Some(tool) = map.get("tool").or_else(|| map.get("tool_name")) {
-            let tool = tool
-                .as_str()
-                .ok_or_else(|| err("`tool` must be a string"))?
-                .to_owned();
+            let tool = tool.as_str().ok_or_else(|| err("`tool` must be a string"))?.to_owned();
             let input = map
                 .get("input")
                 .or_else(|| map.get("tool_input"))
@@ -169,23 +160,13 @@ impl OwnedRequest {
             let (host, port) = parse_host_port(&string("connect")?)?;
             OwnedRequest::Connect { host, port }
         } else if map.contains_key("resolve") {
-            OwnedRequest::Resolve {
-                name: string("resolve")?,
-            }
+            OwnedRequest::Resolve { name: string("resolve")? }
         } else if map.contains_key("read") {
-            OwnedRequest::FileAccess {
-                path: string("read")?.into(),
-                access: Access::Read,
-            }
+            OwnedRequest::FileAccess { path: string("read")?.into(), access: Access::Read }
         } else if map.contains_key("write") {
-            OwnedRequest::FileAccess {
-                path: string("write")?.into(),
-                access: Access::Write,
-            }
+            OwnedRequest::FileAccess { path: string("write")?.into(), access: Access::Write }
         } else {
-            return Err(err(
-                "a request needs one of `tool`, `exec`, `connect`, `resolve`, `read` or `write`",
-            ));
+            return Err(err("a request needs one of `tool`, `exec`, `connect`, `resolve`, `read` or `write`"));
         };
         Ok((request, agent))
     }
@@ -216,20 +197,13 @@ mod tests {
     fn reads_every_request_shape() {
         let (r, _) = OwnedRequest::from_json(&json!("rm -rf /")).unwrap();
         assert_eq!(r, OwnedRequest::bash("rm -rf /"));
-        let (r, agent) = OwnedRequest::from_json(
-            &json!({"tool_name": "Read", "tool_input": {"file_path": "x"}, "agent": "ci"}),
-        )
-        .unwrap();
+        let (r, agent) =
+            OwnedRequest::from_json(&json!({"tool_name": "Read", "tool_input": {"file_path": "x"}, "agent": "ci"}))
+                .unwrap();
         assert!(matches!(r, OwnedRequest::ToolCall { .. }));
         assert_eq!(agent.as_deref(), Some("ci"));
         let (r, _) = OwnedRequest::from_json(&json!({"connect": "[::1]:443"})).unwrap();
-        assert_eq!(
-            r,
-            OwnedRequest::Connect {
-                host: "::1".into(),
-                port: 443
-            }
-        );
+        assert_eq!(r, OwnedRequest::Connect { host: "::1".into(), port: 443 });
         assert!(OwnedRequest::from_json(&json!({"connect": "nohost"})).is_err());
         assert!(OwnedRequest::from_json(&json!({"exec": "ls"})).is_err());
         assert!(OwnedRequest::from_json(&json!({"frobnicate": 1})).is_err());

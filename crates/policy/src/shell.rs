@@ -22,17 +22,12 @@ impl Segment {
         let text = words.join(" ");
         let name_end = words.first().map_or(0, String::len);
         let name_start = text[..name_end].rfind('/').map_or(0, |i| i + 1);
-        Segment {
-            text,
-            name_start,
-            name_end,
-        }
+        Segment { text, name_start, name_end }
     }
 
     /// The command as written, and (when the name is a path) with the name's basename.
     pub(crate) fn candidates(&self) -> impl Iterator<Item = &str> {
-        let base = (self.name_start > 0 && self.name_start < self.name_end)
-            .then(|| &self.text[self.name_start..]);
+        let base = (self.name_start > 0 && self.name_start < self.name_end).then(|| &self.text[self.name_start..]);
         std::iter::once(self.text.as_str()).chain(base)
     }
 
@@ -67,18 +62,15 @@ pub(crate) fn collapse_whitespace(line: &str) -> String {
 const MAX_DEPTH: usize = 32;
 
 const SKIPPED_WORDS: &[&str] = &[
-    "!", "{", "}", "(", ")", "if", "then", "else", "elif", "fi", "do", "done", "while", "until",
-    "time", "case", "esac", "for", "in", "select", "function",
+    "!", "{", "}", "(", ")", "if", "then", "else", "elif", "fi", "do", "done", "while", "until", "time", "case",
+    "esac", "for", "in", "select", "function",
 ];
 
 pub(crate) fn split(line: &str) -> CommandLine {
     let chars: Vec<char> = line.chars().collect();
     let mut out = CommandLine::default();
     let mut i = 0;
-    let mut scanner = Scanner {
-        chars: &chars,
-        out: &mut out,
-    };
+    let mut scanner = Scanner { chars: &chars, out: &mut out };
     loop {
         scanner.scan(&mut i, None, 0);
         if i >= chars.len() {
@@ -104,11 +96,7 @@ struct Words {
 
 impl Words {
     fn new() -> Self {
-        Words {
-            words: Vec::new(),
-            word: String::new(),
-            started: false,
-        }
+        Words { words: Vec::new(), word: String::new(), started: false }
     }
 
     fn push(&mut self, c: char) {
@@ -146,9 +134,7 @@ fn is_assignment(word: &str) -> bool {
         return false;
     };
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -342,10 +328,7 @@ impl Scanner<'_> {
                 w.push('$');
                 *i += 1;
                 if c.is_ascii_alphabetic() || c == '_' {
-                    while self
-                        .peek(*i)
-                        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                    {
+                    while self.peek(*i).is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
                         w.push(self.chars[*i]);
                         *i += 1;
                     }
@@ -382,31 +365,19 @@ mod tests {
 
     fn texts(line: &str) -> (Vec<String>, bool) {
         let c = split(line);
-        (
-            c.segments.into_iter().map(|s| s.text).collect(),
-            c.not_static,
-        )
+        (c.segments.into_iter().map(|s| s.text).collect(), c.not_static)
     }
 
     #[test]
     fn splits_lists_and_pipelines() {
-        assert_eq!(
-            texts("git status && rm -rf / ; ls | wc -l").0,
-            ["git status", "rm -rf /", "ls", "wc -l"]
-        );
-        assert_eq!(
-            texts("(cd x; make) || echo fail").0,
-            ["cd x", "make", "echo fail"]
-        );
+        assert_eq!(texts("git status && rm -rf / ; ls | wc -l").0, ["git status", "rm -rf /", "ls", "wc -l"]);
+        assert_eq!(texts("(cd x; make) || echo fail").0, ["cd x", "make", "echo fail"]);
         assert!(!texts("git status").1);
     }
 
     #[test]
     fn unquotes_static_words() {
-        assert_eq!(
-            texts(r#"r\m -rf 'a b' "c""#),
-            (vec!["rm -rf a b c".to_string()], false)
-        );
+        assert_eq!(texts(r#"r\m -rf 'a b' "c""#), (vec!["rm -rf a b c".to_string()], false));
         assert_eq!(texts("FOO=1 BAR=2 env").0, ["env"]);
     }
 
@@ -419,11 +390,7 @@ mod tests {
         assert!(texts("c=rm; $c -rf /").1);
         assert!(texts("cat <<EOF\nrm -rf /\nEOF").1);
         assert!(texts("echo 'unterminated").1);
-        assert!(
-            texts("diff <(ls a) <(ls b)")
-                .0
-                .contains(&"ls a".to_string())
-        );
+        assert!(texts("diff <(ls a) <(ls b)").0.contains(&"ls a".to_string()));
     }
 
     #[test]
@@ -437,10 +404,7 @@ mod tests {
         let c = split("/usr/bin/git push");
         let seg = &c.segments[0];
         assert_eq!(seg.name(), "git");
-        assert_eq!(
-            seg.candidates().collect::<Vec<_>>(),
-            ["/usr/bin/git push", "git push"]
-        );
+        assert_eq!(seg.candidates().collect::<Vec<_>>(), ["/usr/bin/git push", "git push"]);
     }
 
     #[test]

@@ -1,10 +1,7 @@
 //! "Did you mean" suggestions for misspelt keys and names.
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -37,10 +34,7 @@ mod tests {
     #[test]
     fn suggests_near_misses_only() {
         assert_eq!(closest("alow", ["allow", "ask", "deny"]), Some("allow"));
-        assert_eq!(
-            closest("writeable", ["writable", "hidden"]),
-            Some("writable")
-        );
+        assert_eq!(closest("writeable", ["writable", "hidden"]), Some("writable"));
         assert_eq!(closest("banana", ["allow", "ask", "deny"]), None);
         assert_eq!(distance("kitten", "sitting"), 3);
     }

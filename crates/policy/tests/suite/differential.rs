@@ -13,40 +13,11 @@ use serde_json::json;
 
 const WORKDIR: &str = "/work/proj";
 const HOME: &str = "/home/dev";
-const WORDS: &[&str] = &[
-    "git",
-    "push",
-    "rm",
-    "-rf",
-    "ls",
-    "x",
-    "--force",
-    "/usr/bin/git",
-];
+const WORDS: &[&str] = &["git", "push", "rm", "-rf", "ls", "x", "--force", "/usr/bin/git"];
 const LABELS: &[&str] = &["a", "b", "gh", "com", "io"];
-const PATHS: &[&str] = &[
-    "src/a.rs",
-    "a/b",
-    "a/.env",
-    "/etc/passwd",
-    "~/x/y",
-    "~/.ssh/k",
-    "b.rs",
-    "src",
-    "/work/proj",
-    "a/b/c.rs",
-];
-const RULE_PATHS: &[&str] = &[
-    "./src/**",
-    "*.rs",
-    "**/.env",
-    "./a/*",
-    "//etc/**",
-    "~/x",
-    "/a",
-    "src",
-    "./a/**/*.rs",
-];
+const PATHS: &[&str] =
+    &["src/a.rs", "a/b", "a/.env", "/etc/passwd", "~/x/y", "~/.ssh/k", "b.rs", "src", "/work/proj", "a/b/c.rs"];
+const RULE_PATHS: &[&str] = &["./src/**", "*.rs", "**/.env", "./a/*", "//etc/**", "~/x", "/a", "src", "./a/**/*.rs"];
 const FS_PATHS: &[&str] = &[".", "./a", "/etc", "~/x", "a/b", "/work/proj/src"];
 const TOOLS: &[&str] = &["Read", "Edit", "Write", "Grep", "MultiEdit"];
 const OTHER_TOOLS: &[&str] = &["mcp__s1__t1", "mcp__s1__t2", "mcp__s2__t1", "TodoWrite"];
@@ -129,19 +100,9 @@ fn tool_rule() -> impl Strategy<Value = String> {
             4 => format!("Bash(* {b})"),
             _ => format!("Bash({a}:*)"),
         }),
-        (pick(&["Read", "Edit", "Write", "Grep"]), pick(RULE_PATHS))
-            .prop_map(|(t, p)| format!("{t}({p})")),
-        pick(&[
-            "Bash",
-            "Read",
-            "Edit",
-            "TodoWrite",
-            "mcp__s1",
-            "mcp__s1__t1",
-            "mcp__s2__*",
-            "WebFetch"
-        ])
-        .prop_map(str::to_owned),
+        (pick(&["Read", "Edit", "Write", "Grep"]), pick(RULE_PATHS)).prop_map(|(t, p)| format!("{t}({p})")),
+        pick(&["Bash", "Read", "Edit", "TodoWrite", "mcp__s1", "mcp__s1__t1", "mcp__s2__*", "WebFetch"])
+            .prop_map(str::to_owned),
         host_pattern().prop_map(|h| format!("WebFetch(domain:{h})")),
     ]
 }
@@ -204,10 +165,8 @@ fn request() -> impl Strategy<Value = Req> {
         prop::collection::vec(pick(WORDS).prop_map(str::to_owned), 1..4).prop_map(Req::Exec),
         (host(), port()).prop_map(|(h, p)| Req::Connect(h, p)),
         host().prop_map(Req::Resolve),
-        (pick(PATHS), any::<bool>()).prop_map(|(p, w)| Req::File(
-            p.to_owned(),
-            if w { Access::Write } else { Access::Read }
-        )),
+        (pick(PATHS), any::<bool>())
+            .prop_map(|(p, w)| Req::File(p.to_owned(), if w { Access::Write } else { Access::Read })),
         (pick(TOOLS), pick(PATHS)).prop_map(|(t, p)| Req::FileTool(t, p.to_owned())),
         (host(), port()).prop_map(|(h, p)| Req::Fetch(h, p)),
         pick(OTHER_TOOLS).prop_map(Req::Other),
@@ -317,13 +276,7 @@ fn host_regex(name: &str) -> Regex {
         format!(r"([a-z0-9-]+\.)+{}", regex::escape(rest))
     } else {
         name.split('.')
-            .map(|l| {
-                if l == "*" {
-                    "[a-z0-9-]+".to_owned()
-                } else {
-                    regex::escape(l)
-                }
-            })
+            .map(|l| if l == "*" { "[a-z0-9-]+".to_owned() } else { regex::escape(l) })
             .collect::<Vec<_>>()
             .join(r"\.")
     };
@@ -345,10 +298,7 @@ fn host_rule_matches(pattern: &str, host: &str, port: Option<u16>, deciding: Dec
 
 fn network(spec: &Spec, host: &str, port: Option<u16>) -> Acc {
     let mut acc = Acc::default();
-    for (list, name, d) in [
-        (&spec.net_allow, "allow", Decision::Allow),
-        (&spec.net_deny, "deny", Decision::Deny),
-    ] {
+    for (list, name, d) in [(&spec.net_allow, "allow", Decision::Allow), (&spec.net_deny, "deny", Decision::Deny)] {
         for (i, p) in list.iter().enumerate() {
             if host_rule_matches(p, host, port, d) {
                 acc.add(d, &format!("network.{name}[{i}]"));
@@ -378,11 +328,7 @@ fn anchor(pattern: &str, claude: bool) -> String {
     } else if let Some(rest) = pattern.strip_prefix("~/") {
         format!("{HOME}/{rest}")
     } else if let Some(rest) = pattern.strip_prefix('/') {
-        if claude {
-            format!("{WORKDIR}/{rest}")
-        } else {
-            pattern.to_owned()
-        }
+        if claude { format!("{WORKDIR}/{rest}") } else { pattern.to_owned() }
     } else if pattern == "." {
         WORKDIR.to_owned()
     } else if let Some(rest) = pattern.strip_prefix("./") {
@@ -402,11 +348,7 @@ fn path_matches(pattern: &str, claude: bool, path: &str) -> bool {
             re.push_str("(/[^/]+)*");
         } else {
             re.push('/');
-            re.push_str(
-                &regex::escape(comp)
-                    .replace(r"\*", "[^/]*")
-                    .replace(r"\?", "[^/]"),
-            );
+            re.push_str(&regex::escape(comp).replace(r"\*", "[^/]*").replace(r"\?", "[^/]"));
         }
     }
     re.push_str("(/.*)?$");
@@ -432,11 +374,7 @@ fn file(spec: &Spec, tool: &str, path: &str, access: Access) -> (Decision, BTree
     for (i, p) in spec.read_only.iter().enumerate() {
         if path_matches(p, false, &path) {
             acc.add(
-                if access == Access::Read {
-                    Decision::Allow
-                } else {
-                    Decision::Deny
-                },
+                if access == Access::Read { Decision::Allow } else { Decision::Deny },
                 &format!("filesystem.read_only[{i}]"),
             );
         }
@@ -473,28 +411,14 @@ fn reference(spec: &Spec, req: &Req) -> (Decision, BTreeSet<String>) {
             }
             acc.or(spec.default, "default.tools")
         }
-        Req::Exec(argv) => bash_segment(spec, argv, spec.exec_default, "default.exec")
-            .or(spec.exec_default, "default.exec"),
-        Req::Connect(host, port) => {
-            network(spec, host, Some(*port)).or(Decision::Deny, "default.network")
+        Req::Exec(argv) => {
+            bash_segment(spec, argv, spec.exec_default, "default.exec").or(spec.exec_default, "default.exec")
         }
+        Req::Connect(host, port) => network(spec, host, Some(*port)).or(Decision::Deny, "default.network"),
         Req::Resolve(host) => network(spec, host, None).or(Decision::Deny, "default.network"),
-        Req::File(path, access) => file(
-            spec,
-            if *access == Access::Read {
-                "Read"
-            } else {
-                "Edit"
-            },
-            path,
-            *access,
-        ),
+        Req::File(path, access) => file(spec, if *access == Access::Read { "Read" } else { "Edit" }, path, *access),
         Req::FileTool(tool, path) => {
-            let access = if READ_TOOLS.contains(tool) {
-                Access::Read
-            } else {
-                Access::Write
-            };
+            let access = if READ_TOOLS.contains(tool) { Access::Read } else { Access::Write };
             file(spec, tool, path, access)
         }
         Req::Fetch(host, port) => {
@@ -509,12 +433,7 @@ fn reference(spec: &Spec, req: &Req) -> (Decision, BTreeSet<String>) {
                 }
                 let hit = match arg {
                     None => true,
-                    Some(a) => host_rule_matches(
-                        a.strip_prefix("domain:").unwrap(),
-                        host,
-                        Some(*port),
-                        Decision::Deny,
-                    ),
+                    Some(a) => host_rule_matches(a.strip_prefix("domain:").unwrap(), host, Some(*port), Decision::Deny),
                 };
                 if hit {
                     acc.add(d, &id);
@@ -546,32 +465,16 @@ fn engine(policy: &portcullis_policy::Policy, req: &Req) -> (Decision, BTreeSet<
         (e.decision, e.rules.iter().map(|r| r.id.clone()).collect())
     };
     match req {
-        Req::Bash(line) => eval(&Request::ToolCall {
-            tool: "Bash",
-            input: &json!({ "command": line }),
-        }),
-        Req::Exec(argv) => eval(&Request::Exec {
-            argv,
-            cwd: Path::new(WORKDIR),
-        }),
+        Req::Bash(line) => eval(&Request::ToolCall { tool: "Bash", input: &json!({ "command": line }) }),
+        Req::Exec(argv) => eval(&Request::Exec { argv, cwd: Path::new(WORKDIR) }),
         Req::Connect(host, port) => eval(&Request::Connect { host, port: *port }),
         Req::Resolve(host) => eval(&Request::Resolve { name: host }),
-        Req::File(path, access) => eval(&Request::FileAccess {
-            path: Path::new(path),
-            access: *access,
-        }),
-        Req::FileTool(tool, path) => eval(&Request::ToolCall {
-            tool,
-            input: &json!({ "file_path": path }),
-        }),
-        Req::Fetch(host, port) => eval(&Request::ToolCall {
-            tool: "WebFetch",
-            input: &json!({ "url": format!("https://{host}:{port}/x") }),
-        }),
-        Req::Other(tool) => eval(&Request::ToolCall {
-            tool,
-            input: &json!({}),
-        }),
+        Req::File(path, access) => eval(&Request::FileAccess { path: Path::new(path), access: *access }),
+        Req::FileTool(tool, path) => eval(&Request::ToolCall { tool, input: &json!({ "file_path": path }) }),
+        Req::Fetch(host, port) => {
+            eval(&Request::ToolCall { tool: "WebFetch", input: &json!({ "url": format!("https://{host}:{port}/x") }) })
+        }
+        Req::Other(tool) => eval(&Request::ToolCall { tool, input: &json!({}) }),
     }
 }
 

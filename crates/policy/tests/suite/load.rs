@@ -6,11 +6,7 @@ use super::env;
 
 fn problems(text: &str) -> Vec<(u32, u32, String, Option<String>)> {
     let errors = Policy::load(text, "p.toml", &env()).expect_err("the policy should not load");
-    errors
-        .problems
-        .into_iter()
-        .map(|p| (p.location.line, p.location.column, p.message, p.hint))
-        .collect()
+    errors.problems.into_iter().map(|p| (p.location.line, p.location.column, p.message, p.hint)).collect()
 }
 
 #[test]
@@ -36,13 +32,7 @@ deny = [{ rule = "Bash(git push --force *)", match = ["git push -f origin main"]
     let found = problems(text);
     assert_eq!(found.len(), 1);
     assert_eq!((found[0].0, found[0].1), (3, 55));
-    assert!(
-        found[0]
-            .2
-            .contains("should match `git push -f origin main`"),
-        "{}",
-        found[0].2
-    );
+    assert!(found[0].2.contains("should match `git push -f origin main`"), "{}", found[0].2);
 }
 
 #[test]
@@ -88,10 +78,7 @@ retension = "9d"
     let keys: Vec<&str> = found.iter().map(|p| p.2.as_str()).collect();
     assert_eq!(found.len(), 5, "{keys:#?}");
     for key in ["colour", "wall_clok", "alow", "timout", "retension"] {
-        assert!(
-            keys.iter().any(|k| k.contains(&format!("`{key}`"))),
-            "{key} missing from {keys:?}"
-        );
+        assert!(keys.iter().any(|k| k.contains(&format!("`{key}`"))), "{key} missing from {keys:?}");
     }
 }
 
@@ -111,22 +98,9 @@ allow = ["Bassh(ls)", "WebFetch(docs.rs)"]
 "#;
     let found = problems(text);
     assert_eq!(found.len(), 8, "{found:#?}");
-    assert!(
-        found.iter().any(|p| p
-            .2
-            .contains("`limits.memory` must be a string such as \"4 GiB\"")),
-        "{found:#?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|p| p.3.as_deref() == Some("did you mean `allow`?"))
-    );
-    assert!(
-        found
-            .iter()
-            .any(|p| p.3.as_deref() == Some("did you mean `Bash`?"))
-    );
+    assert!(found.iter().any(|p| p.2.contains("`limits.memory` must be a string such as \"4 GiB\"")), "{found:#?}");
+    assert!(found.iter().any(|p| p.3.as_deref() == Some("did you mean `allow`?")));
+    assert!(found.iter().any(|p| p.3.as_deref() == Some("did you mean `Bash`?")));
 }
 
 #[test]
