@@ -264,7 +264,24 @@ impl Walker {
                 }
                 let body_end = self.commands.len();
                 for r in redirects {
-                    let redirect = self.redirect(r, src, place, depth);
+                    // `cat <<EOF | sh`: tree-sitter puts `| sh` inside the here-document
+                    // redirect; it continues a pipeline that starts with the body.
+                    let mut inner = place;
+                    if r.kind() == "heredoc_redirect" && first < body_end {
+                        let id = match self.commands[first].pipeline {
+                            Some((id, _)) => id,
+                            None => {
+                                self.pipelines.push(1);
+                                let id = self.pipelines.len() - 1;
+                                for cmd in &mut self.commands[first..body_end] {
+                                    cmd.pipeline = Some((id, 0));
+                                }
+                                id
+                            }
+                        };
+                        inner.pipeline = Some((id, self.pipelines[id]));
+                    }
+                    let redirect = self.redirect(r, src, inner, depth);
                     for cmd in &mut self.commands[first..body_end] {
                         cmd.redirects.push(redirect.clone());
                     }
@@ -433,11 +450,26 @@ impl Walker {
         Redirect { op, fd, target }
     }
 
-    /// Interpreters fed a here-document or here-string run its text.
+    /// A shell fed a here-document runs its text, directly or through `cat <<EOF | sh`.
     fn heredoc(&mut self, index: usize, redirect: &Redirect, depth: usize) {
-        if is_shell(self.commands[index].name()) && !redirect.target.dynamic {
+        if redirect.target.dynamic {
+            return;
+        }
+        let cmd = &self.commands[index];
+        let runner = if is_shell(cmd.name()) {
+            Some(index)
+        } else if matches!(cmd.name(), "cat" | "tee" | "dd" | "head" | "tail") {
+            let here = cmd.pipeline;
+            self.commands.iter().enumerate().skip(index + 1).find_map(|(i, c)| {
+                let same = matches!((c.pipeline, here), (Some((a, _)), Some((b, _))) if a == b);
+                (same && is_shell(c.name())).then_some(i)
+            })
+        } else {
+            None
+        };
+        if let Some(runner) = runner {
             let body = redirect.target.text.clone();
-            self.line(&body, Some((index, Relation::HereDoc)), depth + 1);
+            self.line(&body, Some((runner, Relation::HereDoc)), depth + 1);
         }
     }
 
@@ -586,8 +618,17 @@ impl Walker {
                     ],
                 );
                 let mut argv = if rest.is_empty() { vec![Word::literal("echo")] } else { rest.to_vec() };
-                // xargs appends words read from stdin: unknown arguments.
-                argv.push(Word { text: "…".into(), dynamic: true, glob: false });
+                // xargs appends the words it reads: known when `echo` or `printf` with static
+                // words feeds it, unknown otherwise.
+                let fed = self.commands[..index].iter().rev().find(|c| {
+                    matches!((c.pipeline, self.commands[index].pipeline), (Some((a, i)), Some((b, j))) if a == b && i + 1 == j)
+                });
+                match fed {
+                    Some(c) if matches!(c.name(), "echo" | "printf") && c.args().iter().all(|w| !w.dynamic) => {
+                        argv.extend(c.args().iter().filter(|w| !w.text.starts_with('-')).cloned());
+                    }
+                    _ => argv.push(Word { text: XARGS_INPUT.into(), dynamic: true, glob: false }),
+                }
                 self.derived(argv, place, depth);
             }
             "env" => {
