@@ -50,6 +50,21 @@ impl GuardSettings {
         Ok(())
     }
 
+    /// The settings a policy's `[guards]` table asks for.
+    pub fn from_policy(switches: &portcullis_policy::GuardSwitches) -> Self {
+        let mut settings = GuardSettings::default();
+        for family in FAMILIES {
+            if let Some(setting) = switches.get(family.id) {
+                // `allow` and `off` both mean the family reports nothing.
+                settings.overrides.insert(family.id, setting.filter(|d| *d != Decision::Allow));
+            }
+        }
+        if let Some(setting) = switches.get("force_with_lease") {
+            settings.force_with_lease = setting.unwrap_or(Decision::Allow);
+        }
+        settings
+    }
+
     /// The decision a family makes, or `None` when it is off.
     pub fn decision(&self, family: &Family) -> Option<Decision> {
         self.overrides.get(family.id).copied().unwrap_or(Some(family.default))
@@ -158,6 +173,28 @@ mod tests {
         assert_eq!(analyze("git push --force", &settings).decision(), None);
         assert!(settings.set("no_such_guard", None).is_err());
         settings.force_with_lease = Decision::Allow;
+        assert_eq!(analyze("git push --force-with-lease", &settings).decision(), None);
+    }
+
+    #[test]
+    fn every_family_can_be_switched_in_a_policy() {
+        for family in FAMILIES {
+            assert!(
+                portcullis_policy::GUARD_SWITCHES.contains(&family.id),
+                "{} is missing from GUARD_SWITCHES",
+                family.id
+            );
+        }
+        let env = portcullis_policy::Environment::new("/w", "/h").unwrap();
+        let policy = portcullis_policy::Policy::load(
+            "[guards]\nforce_push = \"ask\"\ninline_code = \"off\"\nforce_with_lease = \"allow\"\n",
+            "p.toml",
+            &env,
+        )
+        .unwrap();
+        let settings = GuardSettings::from_policy(policy.guards());
+        assert_eq!(analyze("git push -f", &settings).decision(), Some(Decision::Ask));
+        assert_eq!(analyze("python3 -c 'print(1)'", &settings).decision(), None);
         assert_eq!(analyze("git push --force-with-lease", &settings).decision(), None);
     }
 

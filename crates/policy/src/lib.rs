@@ -60,8 +60,8 @@ pub use path::{Environment, NotAbsolute, PathPattern, PathSyntax, lexical_normal
 pub use profile::Profile;
 pub use request::{Access, OwnedRequest, Request, RequestError, parse_host_port};
 pub use settings::{
-    AlertSettings, AuditSettings, DnsSettings, Durability, FilesystemSettings, Hook, Hooks, Limits, NetworkSettings,
-    Settings, ToolSettings,
+    AlertSettings, AuditSettings, DnsSettings, Durability, FilesystemSettings, GUARD_SWITCHES, GuardSwitches, Hook,
+    Hooks, Limits, NetworkSettings, Settings, ToolSettings,
 };
 pub use tool::canonical_tool;
 pub use units::{ByteSize, Rate, UnitError, parse_duration};
@@ -80,6 +80,7 @@ pub struct Policy {
     hooks: Hooks,
     audit: AuditSettings,
     alerts: AlertSettings,
+    guards: GuardSwitches,
 }
 
 /// An agent name the policy has no profile for.
@@ -110,6 +111,7 @@ impl Policy {
             hooks: loaded.hooks,
             audit: loaded.audit,
             alerts: loaded.alerts,
+            guards: loaded.guards,
         })
     }
 
@@ -162,6 +164,11 @@ impl Policy {
     /// `[alerts]`.
     pub fn alerts(&self) -> &AlertSettings {
         &self.alerts
+    }
+
+    /// `[guards]`.
+    pub fn guards(&self) -> &GuardSwitches {
+        &self.guards
     }
 }
 

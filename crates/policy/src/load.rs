@@ -194,6 +194,7 @@ pub(crate) struct Loaded {
     pub(crate) hooks: Hooks,
     pub(crate) audit: AuditSettings,
     pub(crate) alerts: AlertSettings,
+    pub(crate) guards: GuardSwitches,
 }
 
 struct Loader<'s> {
@@ -205,7 +206,7 @@ struct Loader<'s> {
 }
 
 const TOP_KEYS: &[&str] =
-    &["version", "network", "filesystem", "limits", "tools", "agents", "hooks", "audit", "alerts"];
+    &["version", "network", "filesystem", "limits", "tools", "agents", "guards", "hooks", "audit", "alerts"];
 const AGENT_KEYS: &[&str] = &["description", "network", "filesystem", "limits", "tools"];
 const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "dns"];
 const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
@@ -540,7 +541,43 @@ impl<'s> Loader<'s> {
             hooks: doc.get("hooks").map(|n| self.hooks(n)).unwrap_or_default(),
             audit: self.audit(doc.get("audit")),
             alerts: self.alerts(doc.get("alerts")),
+            guards: self.guards(doc.get("guards")),
         }
+    }
+
+    /// `[guards]`: each built-in guard set to `off`, `allow`, `ask` or `deny`.
+    fn guards(&mut self, node: Option<&Node<'s>>) -> GuardSwitches {
+        let mut guards = GuardSwitches::default();
+        let Some(t) = node.and_then(|n| self.expect_table(n, "guards")) else {
+            return guards;
+        };
+        self.check_keys(t, "guards", GUARD_SWITCHES);
+        for (key, value) in t.iter() {
+            let key = key.get_ref().to_string();
+            if !GUARD_SWITCHES.contains(&key.as_str()) {
+                continue;
+            }
+            let path = format!("guards.{key}");
+            let Some(text) = self.string(value, &path) else { continue };
+            let setting = match text.as_str() {
+                "off" => None,
+                other => match other.parse::<Decision>() {
+                    Ok(d) => Some(d),
+                    Err(_) => {
+                        let hint = suggest::closest(other, ["off", "allow", "ask", "deny"])
+                            .map(|n| format!("did you mean `{n}`?"));
+                        self.problem(
+                            value.span(),
+                            format!("`{path}` must be `off`, `allow`, `ask` or `deny`, not `{other}`"),
+                            hint,
+                        );
+                        continue;
+                    }
+                },
+            };
+            guards.switches.insert(key, setting);
+        }
+        guards
     }
 
     /// Reads the `network`, `filesystem`, `limits` and `tools` tables under `prefix`.

@@ -164,3 +164,43 @@ pub struct AlertSettings {
     /// Denials per minute past which an agent is reported as probing its walls.
     pub repeated_denials: u32,
 }
+
+/// The built-in guards a policy can switch: the shell rule families and the path checks.
+pub const GUARD_SWITCHES: &[&str] = &[
+    "destructive_delete",
+    "force_push",
+    "force_with_lease",
+    "remote_code",
+    "reverse_shell",
+    "privilege_escalation",
+    "persistence",
+    "credential_access",
+    "fork_bomb",
+    "history_tampering",
+    "harness_tampering",
+    "shell_escape",
+    "inline_code",
+    "network_transfer",
+    "write_outside",
+    "git_discard",
+    "dynamic",
+    "credential_paths",
+    "startup_files",
+    "hard_links",
+];
+
+/// `[guards]`: how each built-in guard decides. A guard the policy does not mention keeps its
+/// own default.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GuardSwitches {
+    /// Guard id to its setting: `None` is `off`.
+    pub switches: BTreeMap<String, Option<Decision>>,
+}
+
+impl GuardSwitches {
+    /// The policy's setting for a guard: `None` when the policy is silent, `Some(None)` when it
+    /// is switched off, `Some(Some(d))` when it decides `d`.
+    pub fn get(&self, id: &str) -> Option<Option<Decision>> {
+        self.switches.get(id).copied()
+    }
+}

@@ -145,3 +145,14 @@ fn unknown_agent_is_an_error_naming_the_known_ones() {
     let e = p.profile(Some("cj")).unwrap_err().to_string();
     assert!(e.contains("`cj`") && e.contains("`ci`"), "{e}");
 }
+
+#[test]
+fn guards_are_switched_by_name_and_typos_are_errors() {
+    let p = super::policy("[guards]\nforce_push = \"ask\"\nfork_bomb = \"off\"\n");
+    assert_eq!(p.guards().get("force_push"), Some(Some(portcullis_policy::Decision::Ask)));
+    assert_eq!(p.guards().get("fork_bomb"), Some(None));
+    assert_eq!(p.guards().get("remote_code"), None);
+    let found = problems("[guards]\nforce_psh = \"ask\"\nfork_bomb = \"maybe\"\n");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(found[0].3.as_deref(), Some("did you mean `force_push`?"));
+}
