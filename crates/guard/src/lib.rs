@@ -2,4 +2,5 @@
 //!
 //! Pure: no I/O, except the path resolver's own opens.
 
+pub mod host;
 pub mod shell;
