@@ -3,4 +3,5 @@
 //! Pure: no I/O, except the path resolver's own opens.
 
 pub mod host;
+pub mod path;
 pub mod shell;

@@ -1,3 +1,4 @@
 mod corpus;
 mod evasion;
 mod hosts;
+mod paths;
