@@ -10,6 +10,7 @@
 //! assert_eq!(verdict.findings[0].family, "destructive_delete");
 //! ```
 
+mod fast;
 mod parse;
 mod rules;
 
