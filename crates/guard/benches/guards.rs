@@ -11,7 +11,7 @@ fn main() {
 }
 
 /// Commands of about 80 characters, as agents write them.
-pub const TYPICAL: &[&str] = &[
+pub(crate) const TYPICAL: &[&str] = &[
     "git log --oneline --graph --decorate -n 20 -- src/ && git status --short --branch",
     "cargo test --workspace --all-features -- --nocapture 2>&1 | tail -n 50 > test.log",
     "find . -name '*.rs' -not -path './target/*' | xargs grep -n 'unwrap()' | head -40",
@@ -56,5 +56,7 @@ fn host_normalize(bencher: Bencher, input: &str) {
 
 #[divan::bench]
 fn url_parse(bencher: Bencher) {
-    bencher.bench_local(|| black_box(host::parse_url(black_box("https://user@api.github.com:443/repos/x/y?page=2")).unwrap()));
+    bencher.bench_local(|| {
+        black_box(host::parse_url(black_box("https://user@api.github.com:443/repos/x/y?page=2")).unwrap())
+    });
 }

@@ -13,7 +13,13 @@ pub(crate) enum Item {
     /// `NAME=value` on its own.
     Assign(String, String),
     /// A command, with its pipeline (local id, position) when it is in one.
-    Command { assigns: Vec<(String, String)>, words: Vec<String>, redirects: Vec<(String, Option<u32>, String)>, pipeline: Option<(usize, usize)> },
+    Command {
+        assigns: Vec<(String, String)>,
+        /// Each word and whether it has unquoted glob characters.
+        words: Vec<(String, bool)>,
+        redirects: Vec<(String, Option<u32>, String)>,
+        pipeline: Option<(usize, usize)>,
+    },
 }
 
 fn plain(b: u8) -> bool {
@@ -21,12 +27,22 @@ fn plain(b: u8) -> bool {
 }
 
 const RESERVED: &[&str] = &[
-    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "for", "while", "until", "select", "in", "function", "time", "coproc", "!", "{", "}",
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "for", "while", "until", "select", "in",
+    "function", "time", "coproc", "!", "{", "}",
 ];
+
+/// A word: its text after quote removal, whether an unquoted part has `*` or `?`, and its
+/// source (to tell `A=1` from `'A=1'` and `if` from `'if'`).
+#[derive(Debug, PartialEq, Eq)]
+struct FastWord<'a> {
+    text: String,
+    glob: bool,
+    raw: &'a str,
+}
 
 #[derive(Debug, PartialEq, Eq)]
 enum Tok<'a> {
-    Word(&'a str),
+    Word(FastWord<'a>),
     Pipe,
     And,
     Or,
@@ -82,23 +98,54 @@ fn tokens(line: &str) -> Option<Vec<Tok<'_>>> {
                 out.push(Tok::Redirect(op, None, target));
                 i = next;
             }
-            c if plain(c) => {
+            c if plain(c)
+                && matches!(b.get(word_end(i)), Some(b'>' | b'<'))
+                && b[i..word_end(i)].iter().all(u8::is_ascii_digit) =>
+            {
                 let end = word_end(i);
-                let word = &line[i..end];
-                if matches!(b.get(end), Some(b'>' | b'<')) && word.bytes().all(|c| c.is_ascii_digit()) {
-                    let (op, next_i) = redirect_op(b, end)?;
-                    let (target, next) = redirect_target(line, next_i, op.ends_with('&'))?;
-                    out.push(Tok::Redirect(op, Some(word.parse().ok()?), target));
-                    i = next;
-                } else {
-                    out.push(Tok::Word(word));
-                    i = end;
-                }
+                let (op, next_i) = redirect_op(b, end)?;
+                let (target, next) = redirect_target(line, next_i, op.ends_with('&'))?;
+                out.push(Tok::Redirect(op, Some(line[i..end].parse().ok()?), target));
+                i = next;
+            }
+            c if plain(c) || matches!(c, b'\'' | b'"' | b'*' | b'?') => {
+                let (word, end) = quoted_word(line, i)?;
+                out.push(Tok::Word(word));
+                i = end;
             }
             _ => return None,
         }
     }
     Some(out)
+}
+
+/// A word of plain characters, `*`, `?`, and quoted parts without anything to expand.
+fn quoted_word(line: &str, start: usize) -> Option<(FastWord<'_>, usize)> {
+    let b = line.as_bytes();
+    let mut text = String::new();
+    let mut glob = false;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            c if plain(c) => text.push(c as char),
+            b'*' | b'?' => {
+                glob = true;
+                text.push(b[i] as char);
+            }
+            quote @ (b'\'' | b'"') => {
+                let close = line[i + 1..].find(quote as char)? + i + 1;
+                let inner = &line[i + 1..close];
+                if quote == b'"' && inner.contains(['$', '`', '\\', '!']) {
+                    return None;
+                }
+                text.push_str(inner);
+                i = close;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    Some((FastWord { text, glob, raw: &line[start..i] }, i))
 }
 
 fn redirect_op(b: &[u8], i: usize) -> Option<(&'static str, usize)> {
@@ -132,7 +179,8 @@ fn redirect_target(line: &str, mut i: usize, dup: bool) -> Option<(&str, usize)>
 fn is_assignment(word: &str) -> Option<(&str, &str)> {
     let (name, value) = word.split_once('=')?;
     let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     ok.then_some((name, value))
 }
 
@@ -189,9 +237,14 @@ fn command(toks: &[Tok<'_>], mut i: usize) -> Option<(Item, usize)> {
     let mut redirects = Vec::new();
     while let Some(tok) = toks.get(i) {
         match tok {
-            Tok::Word(w) if words.is_empty() && is_assignment(w).is_some() => {
-                let (n, v) = is_assignment(w)?;
-                assigns.push((n.to_owned(), v.to_owned()));
+            Tok::Word(w) if words.is_empty() && is_assignment(w.raw).is_some() => {
+                // `A='x y'`: the name is plain, the value may be quoted.
+                let (n, _) = is_assignment(w.raw)?;
+                let value = w.text.split_once('=').map(|(_, v)| v)?;
+                if w.glob {
+                    return None;
+                }
+                assigns.push((n.to_owned(), value.to_owned()));
             }
             // Words after a redirection are rare and tree-sitter-bash files them oddly; leave
             // such lines to it (and to the fixes in `parse`).
@@ -199,10 +252,10 @@ fn command(toks: &[Tok<'_>], mut i: usize) -> Option<(Item, usize)> {
             Tok::Word(w) => {
                 // Reserved words need the grammar; names starting with `-` are parsed oddly by
                 // tree-sitter-bash, so they take its path too.
-                if words.is_empty() && (RESERVED.contains(w) || w.starts_with('-')) {
+                if words.is_empty() && (RESERVED.contains(&w.raw) || w.raw.starts_with(['-', '\'', '"']) || w.glob) {
                     return None;
                 }
-                words.push((*w).to_owned());
+                words.push((w.text.clone(), w.glob));
             }
             Tok::Redirect(op, fd, target) => redirects.push(((*op).to_owned(), *fd, (*target).to_owned())),
             _ => break,
@@ -271,7 +324,12 @@ pub(crate) fn chunks(src: &str) -> Option<Vec<&str>> {
                     continue;
                 }
                 // A line ending in `|`, `&&` or `||` continues on the next one.
-                b'\n' if parens == 0 && braces == 0 && keywords == 0 && !src[start..i].trim_end().ends_with(['|', '&']) => {
+                b'\n'
+                    if parens == 0
+                        && braces == 0
+                        && keywords == 0
+                        && !src[start..i].trim_end().ends_with(['|', '&']) =>
+                {
                     out.push(&src[start..i]);
                     start = i + 1;
                 }
@@ -308,7 +366,22 @@ mod tests {
         let items = simple("A=1 git log -n 5 2>&1 | head > out && ls; B=2").unwrap();
         assert_eq!(items.len(), 4);
         assert!(matches!(&items[3], Item::Assign(n, v) if n == "B" && v == "2"));
-        for hard in ["echo 'q'", "ls $HOME", "ls *.rs", "if true; then x; fi", "a | | b", "a &&", "cat <<EOF", "echo # c", "f() x"] {
+        let quoted = simple("grep -n 'a b' \"c d\"*.rs").unwrap();
+        assert!(
+            matches!(&quoted[0], Item::Command { words, .. } if words[2] == ("a b".into(), false) && words[3] == ("c d*.rs".into(), true))
+        );
+        for hard in [
+            "echo \"$x\"",
+            "ls $HOME",
+            "[ -f x ]",
+            "if true; then x; fi",
+            "a | | b",
+            "a &&",
+            "cat <<EOF",
+            "echo # c",
+            "f() x",
+            "echo 'open",
+        ] {
             assert!(simple(hard).is_none(), "{hard}");
         }
     }

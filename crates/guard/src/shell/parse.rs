@@ -252,10 +252,16 @@ impl Walker {
                         self.pipelines[base + local] = pos + 1;
                         (base + local, pos)
                     });
+                    let mut words = words.into_iter().map(|(text, glob)| Word { text, dynamic: false, glob });
+                    let mut argv: Vec<Word> = words.next().into_iter().collect();
+                    argv.extend(words.flat_map(expand_braces));
                     let command = Command {
-                        argv: words.into_iter().map(Word::literal).collect(),
+                        argv,
                         assignments: assigns.into_iter().map(|(n, v)| (n, Word::literal(v))).collect(),
-                        redirects: redirects.into_iter().map(|(op, fd, target)| Redirect { op, fd, target: Word::literal(target) }).collect(),
+                        redirects: redirects
+                            .into_iter()
+                            .map(|(op, fd, target)| Redirect { op, fd, target: Word::literal(target) })
+                            .collect(),
                         pipeline,
                         parent,
                         nested: false,
@@ -326,7 +332,14 @@ impl Walker {
                         self.node(body, src, place, depth + 1);
                         let mut argv = vec![Word::literal("")];
                         argv.extend(suffix.iter().cloned());
-                        let command = Command { argv, assignments: Vec::new(), redirects: Vec::new(), pipeline: place.pipeline, parent: place.parent, nested: place.nested };
+                        let command = Command {
+                            argv,
+                            assignments: Vec::new(),
+                            redirects: Vec::new(),
+                            pipeline: place.pipeline,
+                            parent: place.parent,
+                            nested: place.nested,
+                        };
                         let index = self.push(command);
                         self.unwrap(index, depth);
                     }
@@ -364,7 +377,8 @@ impl Walker {
                     let mut tail = body;
                     while let Some(n) = tail.filter(|n| matches!(n.kind(), "list" | "pipeline")) {
                         from = self.tails.get(&n.id()).copied().unwrap_or(from).max(from);
-                        tail = u32::try_from(n.named_child_count().saturating_sub(1)).ok().and_then(|i| n.named_child(i));
+                        tail =
+                            u32::try_from(n.named_child_count().saturating_sub(1)).ok().and_then(|i| n.named_child(i));
                     }
                     for cmd in &mut self.commands[from..body_end] {
                         cmd.redirects.push(redirect.clone());
@@ -381,7 +395,14 @@ impl Walker {
                 } else {
                     // tree-sitter-bash reads `--x=y` as an assignment; bash runs it as a command.
                     let argv = vec![Word::literal(text)];
-                    let command = Command { argv, assignments: Vec::new(), redirects: Vec::new(), pipeline: place.pipeline, parent: place.parent, nested: place.nested };
+                    let command = Command {
+                        argv,
+                        assignments: Vec::new(),
+                        redirects: Vec::new(),
+                        pipeline: place.pipeline,
+                        parent: place.parent,
+                        nested: place.nested,
+                    };
                     let index = self.push(command);
                     self.unwrap(index, depth);
                 }
@@ -494,7 +515,9 @@ impl Walker {
             }
             previous_end = Some(child.end_byte());
             match child.kind() {
-                "variable_assignment" if !Self::text(child, src).starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => {
+                "variable_assignment"
+                    if !Self::text(child, src).starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') =>
+                {
                     // `--x=y cmd`: not an assignment to bash, but the command's first word.
                     argv.push(Word::literal(Self::text(child, src)));
                 }
@@ -547,7 +570,11 @@ impl Walker {
         let mut target: Option<Word> = None;
         let mut cursor = node.walk();
         for child in node.children(&mut cursor) {
-            if target.is_some() && child.is_named() && !child.kind().starts_with("heredoc") && child.kind() != "pipeline" {
+            if target.is_some()
+                && child.is_named()
+                && !child.kind().starts_with("heredoc")
+                && child.kind() != "pipeline"
+            {
                 // Later destinations are the command's words (see `redirect_words`).
                 continue;
             }
@@ -583,7 +610,11 @@ impl Walker {
         let next_start = node.next_sibling().map(|n| n.start_byte());
         destinations
             .into_iter()
-            .filter(|d| !(d.kind() == "number" && (Some(d.end_byte()) == next_start || d.end_byte() == node.end_byte() && next_start.is_some_and(|n| n == d.end_byte()))))
+            .filter(|d| {
+                !(d.kind() == "number"
+                    && (Some(d.end_byte()) == next_start
+                        || d.end_byte() == node.end_byte() && next_start.is_some_and(|n| n == d.end_byte())))
+            })
             .map(|d| self.word(d, src, place, depth))
             .collect()
     }
@@ -625,20 +656,32 @@ impl Walker {
             }
             "raw_string" => Word::literal(text.trim_start_matches('\'').trim_end_matches('\'')),
             "ansi_c_string" => Word::literal(ansi_c(text.trim_start_matches("$'").trim_end_matches('\''))),
-            "string" | "translated_string" | "concatenation" => {
+            "concatenation" => {
                 let mut out = Word::literal("");
                 let mut cursor = node.walk();
-                let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
-                if node.kind() != "concatenation" && children.iter().all(|c| !c.is_named()) {
-                    // `""`: an empty string.
-                    return out;
+                for child in node.children(&mut cursor) {
+                    let part = if child.is_named() {
+                        self.word(child, src, place, depth)
+                    } else {
+                        Word::literal(Self::text(child, src))
+                    };
+                    out.text.push_str(&part.text);
+                    out.dynamic |= part.dynamic;
+                    out.glob |= part.glob;
                 }
-                for child in children {
-                    if !child.is_named() {
-                        if node.kind() == "concatenation" {
-                            out.text.push_str(Self::text(child, src));
-                        }
-                        continue;
+                out
+            }
+            "string" | "translated_string" => {
+                // The text between the quotes, piece by piece: tree-sitter leaves some literal
+                // runs (such as whitespace) out of the children, so gaps are read from the source.
+                let open = if node.kind() == "translated_string" { 2 } else { 1 };
+                let (inner_start, inner_end) = (node.start_byte() + open, node.end_byte().saturating_sub(1));
+                let mut out = Word::literal("");
+                let mut at = inner_start;
+                let mut cursor = node.walk();
+                for child in node.named_children(&mut cursor) {
+                    if child.start_byte() > at {
+                        out.text.push_str(&unescape_double_quoted(src.get(at..child.start_byte()).unwrap_or_default()));
                     }
                     let part = if child.kind() == "string_content" {
                         Word::literal(unescape_double_quoted(Self::text(child, src)))
@@ -647,7 +690,10 @@ impl Walker {
                     };
                     out.text.push_str(&part.text);
                     out.dynamic |= part.dynamic;
-                    out.glob |= part.glob && node.kind() == "concatenation";
+                    at = child.end_byte();
+                }
+                if inner_end > at {
+                    out.text.push_str(&unescape_double_quoted(src.get(at..inner_end).unwrap_or_default()));
                 }
                 out
             }
@@ -1103,7 +1149,11 @@ mod fast_path_agrees {
 
     fn word() -> impl Strategy<Value = String> {
         prop::sample::select(
-            &["git", "ls", "rm", "-rf", "/", "~", "x.txt", "sudo", "bash", "-c", "env", "xargs", "2", "find", "-exec", "echo", "a,b", "--x"][..],
+            &[
+                "git", "ls", "rm", "-rf", "/", "~", "x.txt", "sudo", "bash", "-c", "env", "xargs", "2", "find",
+                "-exec", "echo", "a,b", "--x", "'a b'", "\"c d\"", "*.rs", "''", "x'y'z", "'{a,b}'", "src/*",
+                "A='q r'",
+            ][..],
         )
         .prop_map(str::to_owned)
     }

@@ -437,8 +437,74 @@ fn is_startup_target(text: &str) -> bool {
         || text.contains("/etc/ld.so.preload")
 }
 
+/// Marker groups, found in one pass over a word by [`marks`].
+const CRED: u8 = 1;
+const SHELL: u8 = 2;
+const URL: u8 = 4;
+const SOCKET: u8 = 8;
+const ATTACKER: u8 = 16;
+
+const SHELL_MARKERS: &[&str] = &[
+    "system(",
+    "exec(",
+    ":!",
+    "os.execute",
+    "spawn(",
+    "pty.spawn",
+    "|sh",
+    "| sh",
+    "sh -c",
+    "sh -i",
+    "proxycommand",
+    "localcommand",
+    "core.pager",
+    "core.sshcommand",
+    "exec ",
+];
+const URL_MARKERS: &[&str] = &[
+    "http://",
+    "https://",
+    "ftp://",
+    "ftps://",
+    "gopher://",
+    "tftp://",
+    "file://",
+    "dict://",
+    "ldap://",
+    "smb://",
+    "scp://",
+    "sftp://",
+    "telnet://",
+    "ws://",
+    "wss://",
+];
+const SOCKET_MARKERS: &[&str] = &["/dev/tcp/", "/dev/udp/", "/inet/tcp/", "/inet/udp/", "/inet4/tcp", "/inet6/tcp"];
+
+/// Which marker groups occur in `text` (case-insensitive), in one pass.
+fn marks(text: &str) -> u8 {
+    static AUTOMATON: std::sync::OnceLock<Option<(aho_corasick::AhoCorasick, Vec<u8>)>> = std::sync::OnceLock::new();
+    let built = AUTOMATON.get_or_init(|| {
+        let groups = [
+            (CRED, CREDENTIAL_MARKERS),
+            (SHELL, SHELL_PATHS),
+            (SHELL, SHELL_MARKERS),
+            (URL, URL_MARKERS),
+            (SOCKET, SOCKET_MARKERS),
+            (ATTACKER, &["attacker.com"][..]),
+        ];
+        let (patterns, ids): (Vec<&str>, Vec<u8>) =
+            groups.iter().flat_map(|(g, list)| list.iter().map(move |p| (*p, *g))).unzip();
+        aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(patterns).ok().map(|ac| (ac, ids))
+    });
+    match built {
+        Some((ac, ids)) => ac.find_overlapping_iter(text).fold(0, |m, hit| m | ids[hit.pattern().as_usize()]),
+        // The automaton is built from constants; if it ever failed, every group counts as seen.
+        None => u8::MAX,
+    }
+}
+
 fn mentions_credentials(text: &str) -> bool {
-    CREDENTIAL_MARKERS.iter().any(|m| text.contains(m))
+    marks(text) & CRED != 0
 }
 
 /// Destination words a command writes to: redirect targets and well-known output arguments.
@@ -556,6 +622,7 @@ pub(crate) fn check(
         let text = || cmd.argv.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
         let name = cmd.name();
         let args = cmd.args();
+        let arg_marks = args.iter().fold(0, |m, w| m | marks(&w.text));
         if cmd.dynamic_name() && !(cmd.argv.len() == 1 && cmd.argv[0].text.is_empty()) {
             add(
                 &DYNAMIC,
@@ -682,11 +749,7 @@ pub(crate) fn check(
             .redirects
             .iter()
             .any(|r| r.target.text.starts_with("/dev/tcp/") || r.target.text.starts_with("/dev/udp/"));
-        let socket_arg = any_arg(cmd, |w| {
-            ["/dev/tcp/", "/dev/udp/", "/inet/tcp/", "/inet/udp/", "/inet4/tcp", "/inet6/tcp"]
-                .iter()
-                .any(|m| w.text.contains(m))
-        });
+        let socket_arg = arg_marks & SOCKET != 0;
         let nc_exec = name_in(cmd, &["nc", "ncat", "netcat", "busybox"])
             && (cmd.has_flag(Some('e'), Some("--exec"))
                 || cmd.has_flag(Some('c'), Some("--sh-exec"))
@@ -784,8 +847,8 @@ pub(crate) fn check(
         }
 
         // credential_access
-        let reads_credentials = any_arg(cmd, |w| mentions_credentials(&w.text))
-            || cmd.redirects.iter().any(|r| !r.writes() && mentions_credentials(&r.target.text));
+        let reads_credentials =
+            arg_marks & CRED != 0 || cmd.redirects.iter().any(|r| !r.writes() && mentions_credentials(&r.target.text));
         if reads_credentials && !matches!(name, "ssh-keygen" | "ssh-add" | "ssh" | "ls" | "mkdir" | "chmod") {
             add(&CREDENTIAL_ACCESS, deny, Some(i), format!("`{}` touches a credential store", text()));
         }
@@ -861,23 +924,8 @@ pub(crate) fn check(
             !script_given && !stdin_fed
                 || args.iter().any(|w| w.text == "-i" || w.text == "--interactive" || w.text == "-s")
         };
-        let runs_shell = |t: &str| {
-            SHELL_PATHS.iter().any(|s| t.contains(s))
-                || t.contains("system(")
-                || t.contains("exec(")
-                || t.contains(":!")
-                || t.starts_with('!')
-                || t.contains("os.execute")
-                || t.contains("spawn(")
-                || t.contains("pty.spawn")
-                || t.contains("|sh")
-                || t.contains("| sh")
-                || t.contains("sh -c")
-                || t.contains("sh -i")
-                || t.contains("ProxyCommand")
-                || t.contains("LocalCommand")
-                || t.contains("core.pager")
-                || t.contains("core.sshCommand")
+        let runs_shell_option = |t: &str| {
+            t.starts_with('!')
                 || t.starts_with("--checkpoint-action")
                 || t == "--to-command"
                 || t.starts_with("--use-compress-program")
@@ -886,10 +934,9 @@ pub(crate) fn check(
                 || t.starts_with("--pre=")
                 || t.starts_with("--pre-")
                 || t.starts_with("--hostname-bin")
-                || t.contains("exec ")
         };
-        let shell_arg = (any_arg(cmd, |w| runs_shell(&w.text)) && !is_shell(name))
-            || cmd.assignments.iter().any(|(_, v)| runs_shell(&v.text));
+        let shell_arg = ((arg_marks & SHELL != 0 || any_arg(cmd, |w| runs_shell_option(&w.text))) && !is_shell(name))
+            || cmd.assignments.iter().any(|(_, v)| marks(&v.text) & SHELL != 0 || runs_shell_option(&v.text));
         let shell_as_arg = !is_shell(name)
             && args.iter().any(|w| {
                 let base = w.text.rsplit('/').next().unwrap_or_default();
@@ -964,28 +1011,7 @@ pub(crate) fn check(
                 | "helm"
                 | "kubectl"
         );
-        let url = any_arg(cmd, |w| {
-            let t = w.text.to_ascii_lowercase();
-            [
-                "http://",
-                "https://",
-                "ftp://",
-                "ftps://",
-                "gopher://",
-                "tftp://",
-                "file://",
-                "dict://",
-                "ldap://",
-                "smb://",
-                "scp://",
-                "sftp://",
-                "telnet://",
-                "ws://",
-                "wss://",
-            ]
-            .iter()
-            .any(|s| t.contains(s))
-        });
+        let url = arg_marks & URL != 0;
         let remote_copy = matches!(name, "scp" | "rsync" | "sftp")
             && any_arg(cmd, |w| w.text.contains(':') && !w.text.starts_with('-'));
         let raw_socket = name_in(
@@ -1022,8 +1048,7 @@ pub(crate) fn check(
                         && matches!(p[1].text.as_str(), "http.server" | "SimpleHTTPServer" | "smtpd" | "pyftpdlib")
                 }))
             || (name == "php" && any_arg(cmd, |w| w.text == "-S"));
-        if !exempt && (url || remote_copy || raw_socket || serves || any_arg(cmd, |w| w.text.contains("attacker.com")))
-        {
+        if !exempt && (url || remote_copy || raw_socket || serves || arg_marks & ATTACKER != 0) {
             add(&NETWORK_TRANSFER, ask, Some(i), format!("`{}` moves data over the network", text()));
         }
 
