@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use portcullis_policy::{Access, Decision, Environment, Evaluation, OwnedRequest, Policy, Profile, STARTER_POLICY};
+use portcullis_guard::path::Workdir;
+use portcullis_harness::{Decider, Verdict};
+use portcullis_policy::{Access, Decision, Environment, OwnedRequest, Policy, Profile, STARTER_POLICY};
 use serde_json::{Value, json};
 
 use crate::EXIT_SETUP;
@@ -84,6 +86,9 @@ pub(crate) struct ExplainArgs {
     /// Print JSON: `decision`, `rules` and `reason`.
     #[arg(long)]
     json: bool,
+    /// Leave out the built-in guards (shell analysis, path checks): the policy's rules alone.
+    #[arg(long)]
+    no_guards: bool,
     #[command(flatten)]
     anchors: Anchors,
     #[command(flatten)]
@@ -195,16 +200,34 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode> {
         },
         None => Policy::builtin(&env),
     };
+    let decider = if args.no_guards {
+        None
+    } else {
+        let workdir = Workdir::open_dir(env.workdir(), env.home(), Decider::path_settings(&policy))
+            .with_context(|| format!("cannot open the workdir `{}`", env.workdir().display()))?;
+        Some(Decider::new(&policy, Some(workdir)))
+    };
+    let decide = |profile: &Profile, request: &OwnedRequest| -> serde_json::Value {
+        let request = request.as_request();
+        match &decider {
+            Some(d) => verdict_json(&d.decide(profile, &request)),
+            None => {
+                let e = profile.evaluate(&request);
+                json!({ "decision": e.decision, "rules": e.rules.as_slice(), "reason": e.explanation(), "reason_kind": e.reason })
+            }
+        }
+    };
     if args.request.jsonl {
-        return explain_lines(&policy, args.agent.as_deref());
+        return explain_lines(&policy, args.agent.as_deref(), &decide);
     }
     let profile = policy.profile(args.agent.as_deref())?;
     let request = single_request(&args.request, args.input.as_deref())?;
-    let evaluation = profile.evaluate(&request.as_request());
+    let mut answer = decide(profile, &request);
+    answer["agent"] = json!(args.agent);
     if args.json {
-        println!("{}", evaluation_json(&evaluation, args.agent.as_deref()));
+        println!("{answer}");
     } else {
-        print_human(&evaluation, &request);
+        print_human(&answer, &request);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -230,14 +253,14 @@ fn single_request(r: &RequestArgs, input: Option<&str>) -> Result<OwnedRequest> 
     })
 }
 
-fn evaluation_json(e: &Evaluation<'_>, agent: Option<&str>) -> Value {
-    json!({
-        "decision": e.decision,
-        "rules": e.rules.as_slice(),
-        "reason": e.explanation(),
-        "reason_kind": e.reason,
-        "agent": agent,
-    })
+/// The JSON answer: `decision`, `rules` (the policy's, then the guards'), `reason`.
+fn verdict_json(v: &Verdict<'_>) -> Value {
+    let mut rules: Vec<Value> = v.policy.rules.iter().map(|r| json!(r)).collect();
+    rules.extend(
+        v.guards.iter().map(|g| json!({ "id": g.id, "text": g.text, "decision": g.decision, "origin": "guard" })),
+    );
+    let kind = if v.policy.decision == v.decision { json!(v.policy.reason) } else { json!({ "kind": "guard" }) };
+    json!({ "decision": v.decision, "rules": rules, "reason": v.explanation(), "reason_kind": kind })
 }
 
 fn describe(request: &OwnedRequest) -> String {
@@ -252,19 +275,31 @@ fn describe(request: &OwnedRequest) -> String {
     }
 }
 
-fn print_human(e: &Evaluation<'_>, request: &OwnedRequest) {
-    println!("{:<5}  {}", e.decision.as_str().to_uppercase(), describe(request));
-    for rule in &e.rules {
-        let at = rule.location.as_ref().map(|l| format!("  ({l})")).unwrap_or_default();
-        println!("  rule    {} `{}`{at}", rule.id, rule.text);
-        if let Some(note) = &rule.note {
+fn print_human(answer: &Value, request: &OwnedRequest) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    println!("{:<5}  {}", text(&answer["decision"]).to_uppercase(), describe(request));
+    for rule in answer["rules"].as_array().into_iter().flatten() {
+        if rule["origin"] == "guard" {
+            println!("  guard   {} ({}): {}", text(&rule["id"]), text(&rule["decision"]), text(&rule["text"]));
+            continue;
+        }
+        let at = match &rule["location"] {
+            Value::Object(l) => format!("  ({}:{}:{})", l["file"].as_str().unwrap_or_default(), l["line"], l["column"]),
+            _ => String::new(),
+        };
+        println!("  rule    {} `{}`{at}", text(&rule["id"]), text(&rule["text"]));
+        if let Some(note) = rule["note"].as_str() {
             println!("  note    {note}");
         }
     }
-    println!("  reason  {}", e.reason);
+    println!("  reason  {}", text(&answer["reason"]));
 }
 
-fn explain_lines(policy: &Policy, default_agent: Option<&str>) -> Result<ExitCode> {
+fn explain_lines(
+    policy: &Policy,
+    default_agent: Option<&str>,
+    decide: &dyn Fn(&Profile, &OwnedRequest) -> Value,
+) -> Result<ExitCode> {
     // Check the default agent once, so a typo fails before any input is read.
     policy.profile(default_agent)?;
     let stdin = io::stdin();
@@ -279,9 +314,11 @@ fn explain_lines(policy: &Policy, default_agent: Option<&str>) -> Result<ExitCod
         let number = index + 1;
         let answer = match parse_line(policy, &line, default_agent) {
             Ok((profile, request, agent)) => {
-                let evaluation = profile.evaluate(&request.as_request());
-                counts[evaluation.decision as usize] += 1;
-                let mut value = evaluation_json(&evaluation, agent.as_deref());
+                let mut value = decide(profile, &request);
+                let decision: Decision =
+                    value["decision"].as_str().and_then(|d| d.parse().ok()).unwrap_or(Decision::Deny);
+                counts[decision as usize] += 1;
+                value["agent"] = json!(agent);
                 value["line"] = json!(number);
                 value
             }

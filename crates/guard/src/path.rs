@@ -257,6 +257,16 @@ impl Workdir {
         }
     }
 
+    /// Every check that needs no open: the spelling, and credential and start-up names on the
+    /// path as written. [`Workdir::open`] repeats the name checks on the file it opened.
+    pub fn inspect(&self, path: &str, access: Access) -> Result<PathBuf, PathError> {
+        let rel = self.check(path)?;
+        let normal = portcullis_policy::lexical_normalize(&Path::new("/").join(&rel)).unwrap_or_default();
+        let normal = normal.strip_prefix("/").map(Path::to_path_buf).unwrap_or(normal);
+        self.check_names(path, &normal, access)?;
+        Ok(rel)
+    }
+
     /// Checks and opens `path` beneath the workdir. The returned file is the one that passed.
     pub fn open(&self, path: &str, mode: OpenMode) -> Result<File, PathError> {
         let rel = self.check(path)?;

@@ -144,3 +144,16 @@ fn help_teaches_with_examples() {
         assert!(run.stdout.contains("portcullis policy"), "{args:?}");
     }
 }
+
+#[test]
+fn explain_runs_the_guards_unless_told_not_to() {
+    let dir = TempDir::new();
+    let v = explain_json(&dir, &["--tool", "Bash", "--input", r#"{"command":"c=rm; $c -rf ~"}"#]);
+    assert_eq!(v["decision"], "deny", "{v}");
+    assert!(v["rules"].as_array().unwrap().iter().any(|r| r["id"] == "guard.destructive_delete"), "{v}");
+    let v = explain_json(&dir, &["--no-guards", "--tool", "Bash", "--input", r#"{"command":"c=rm; $c -rf ~"}"#]);
+    assert_eq!(v["decision"], "ask", "{v}");
+    let v = explain_json(&dir, &["--read", "..%2f..%2fetc%2fpasswd"]);
+    assert_eq!(v["decision"], "deny");
+    assert!(v["reason"].as_str().unwrap().contains("guard.path"), "{v}");
+}

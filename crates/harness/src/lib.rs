@@ -1,0 +1,181 @@
+//! The pipeline's decision step: the policy's verdict and the built-in guards' findings, folded
+//! into one answer where the strictest wins.
+//!
+//! The guards read what the policy engine cannot: a shell line as the shell would run it, a
+//! path as the kernel would resolve it. A guard can only tighten the policy's verdict.
+
+use portcullis_guard::path::{PathError, PathSettings, Workdir};
+use portcullis_guard::shell::{self, GuardSettings};
+use portcullis_policy::{Access, Decision, Evaluation, Policy, Profile, Request, canonical_tool};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What a guard found, in the shape of a rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct GuardFinding {
+    /// `guard.<family>`, such as `guard.destructive_delete` or `guard.path`.
+    pub id: String,
+    /// What was seen.
+    pub text: String,
+    /// The finding's decision.
+    pub decision: Decision,
+}
+
+/// One decision with everything behind it.
+#[derive(Debug)]
+pub struct Verdict<'p> {
+    /// The strictest of the policy's verdict and the guards' findings.
+    pub decision: Decision,
+    /// The policy's evaluation.
+    pub policy: Evaluation<'p>,
+    /// The guards' findings, strictest first.
+    pub guards: Vec<GuardFinding>,
+}
+
+impl Verdict<'_> {
+    /// A one-line explanation naming what decided.
+    pub fn explanation(&self) -> String {
+        let deciding: Vec<&GuardFinding> = self.guards.iter().filter(|g| g.decision == self.decision).collect();
+        if self.policy.decision == self.decision || deciding.is_empty() {
+            let mut text = self.policy.explanation();
+            for g in deciding {
+                text.push_str(&format!("; guard {}: {}", g.id, g.text));
+            }
+            text
+        } else {
+            let verb = match self.decision {
+                Decision::Allow => "allowed",
+                Decision::Ask => "needs approval",
+                Decision::Deny => "denied",
+            };
+            let parts: Vec<String> = deciding.iter().map(|g| format!("{}: {}", g.id, g.text)).collect();
+            format!("{verb} by a built-in guard: {}", parts.join("; "))
+        }
+    }
+}
+
+/// Decides requests with a policy and the guards it configures.
+#[derive(Debug)]
+pub struct Decider {
+    shell: GuardSettings,
+    workdir: Option<Workdir>,
+}
+
+impl Decider {
+    /// Guards configured by `policy`'s `[guards]`; `workdir` enables the path guard.
+    pub fn new(policy: &Policy, workdir: Option<Workdir>) -> Self {
+        Decider { shell: GuardSettings::from_policy(policy.guards()), workdir }
+    }
+
+    /// The path-guard settings a policy asks for.
+    pub fn path_settings(policy: &Policy) -> PathSettings {
+        PathSettings::from_policy(policy.guards())
+    }
+
+    /// Decides `request` under `profile`.
+    pub fn decide<'p>(&self, profile: &'p Profile, request: &Request<'_>) -> Verdict<'p> {
+        let policy = profile.evaluate(request);
+        let mut guards = Vec::new();
+        match *request {
+            Request::ToolCall { tool, input } => match canonical_tool(tool) {
+                "Bash" => {
+                    if let Some(line) = input.get("command").and_then(Value::as_str) {
+                        self.shell_line(line, &mut guards);
+                    }
+                }
+                "Read" | "NotebookRead" | "Glob" | "Grep" | "LS" => self.path(input, Access::Read, &mut guards),
+                "Edit" | "MultiEdit" | "Write" | "NotebookEdit" => self.path(input, Access::Write, &mut guards),
+                _ => {}
+            },
+            Request::Exec { argv, .. } => {
+                let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+                let analysis = shell::analyze_argv(&argv, &self.shell);
+                guards.extend(analysis.findings.into_iter().map(shell_finding));
+            }
+            Request::FileAccess { path, access } => {
+                if let Some(p) = path.to_str() {
+                    self.path_text(p, access, &mut guards);
+                }
+            }
+            Request::Connect { .. } | Request::Resolve { .. } => {}
+        }
+        guards.sort_by_key(|g| std::cmp::Reverse(g.decision));
+        let decision = guards.iter().map(|g| g.decision).chain([policy.decision]).max().unwrap_or(Decision::Deny);
+        Verdict { decision, policy, guards }
+    }
+
+    fn shell_line(&self, line: &str, out: &mut Vec<GuardFinding>) {
+        out.extend(shell::analyze(line, &self.shell).findings.into_iter().map(shell_finding));
+    }
+
+    fn path(&self, input: &Value, access: Access, out: &mut Vec<GuardFinding>) {
+        if let Some(p) =
+            ["file_path", "notebook_path", "path"].iter().find_map(|k| input.get(*k)).and_then(Value::as_str)
+        {
+            self.path_text(p, access, out);
+        }
+    }
+
+    fn path_text(&self, path: &str, access: Access, out: &mut Vec<GuardFinding>) {
+        if let Some(workdir) = &self.workdir
+            && let Err(e) = workdir.inspect(path, access)
+        {
+            out.push(path_finding(&e));
+        }
+    }
+}
+
+fn shell_finding(f: shell::Finding) -> GuardFinding {
+    GuardFinding { id: format!("guard.{}", f.family), text: f.detail, decision: f.decision }
+}
+
+fn path_finding(e: &PathError) -> GuardFinding {
+    GuardFinding { id: "guard.path".into(), text: e.to_string(), decision: Decision::Deny }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_policy::Environment;
+    use serde_json::json;
+
+    fn policy(text: &str) -> Policy {
+        Policy::load(text, "p.toml", &Environment::new("/w", "/h").unwrap()).unwrap()
+    }
+
+    fn bash<'p>(d: &Decider, p: &'p Policy, line: &str) -> Verdict<'p> {
+        let input = json!({ "command": line });
+        d.decide(p.root(), &Request::ToolCall { tool: "Bash", input: &input })
+    }
+
+    #[test]
+    fn a_guard_tightens_an_allow_rule() {
+        let p = policy("[tools]\nallow = [\"Bash\"]\n");
+        let d = Decider::new(&p, None);
+        let v = bash(&d, &p, "c=rm; $c -rf ~");
+        assert_eq!(v.policy.decision, Decision::Ask, "the policy alone sees a dynamic line");
+        assert_eq!(v.decision, Decision::Deny);
+        assert_eq!(v.guards[0].id, "guard.destructive_delete");
+        assert!(v.explanation().contains("built-in guard"), "{}", v.explanation());
+        assert_eq!(bash(&d, &p, "git status").decision, Decision::Allow);
+    }
+
+    #[test]
+    fn a_guard_never_loosens_a_deny_rule() {
+        let p = policy("[tools]\ndeny = [\"Bash(git *)\"]\n[guards]\nforce_push = \"off\"\n");
+        let d = Decider::new(&p, None);
+        let v = bash(&d, &p, "git push --force");
+        assert!(v.guards.is_empty());
+        assert_eq!(v.decision, Decision::Deny);
+    }
+
+    #[test]
+    fn execs_are_read_by_the_shell_guard() {
+        let p = policy("");
+        let d = Decider::new(&p, None);
+        let argv: Vec<String> = ["sudo", "rm", "-rf", "/"].iter().map(|s| s.to_string()).collect();
+        let v = d.decide(p.root(), &Request::Exec { argv: &argv, cwd: std::path::Path::new("/w") });
+        assert_eq!(v.policy.decision, Decision::Allow);
+        assert_eq!(v.decision, Decision::Deny);
+    }
+}
