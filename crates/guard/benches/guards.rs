@@ -22,7 +22,8 @@ pub(crate) const TYPICAL: &[&str] = &[
     "python3 -m pytest tests/ -x -q --maxfail=3 -k 'not slow' | tee pytest-output.txt",
 ];
 
-fn script() -> String {
+/// About 2 KB: the typical lines, each followed by an `if` statement.
+pub(crate) fn script() -> String {
     let mut s = String::from("#!/bin/bash\nset -euo pipefail\n");
     while s.len() < 2048 {
         s.push_str(TYPICAL[s.len() % TYPICAL.len()]);

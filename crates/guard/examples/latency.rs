@@ -42,12 +42,16 @@ fn main() {
         i = (i + 1) % inputs::TYPICAL.len();
         black_box(shell::analyze(inputs::TYPICAL[i], &settings));
     });
-    let mut script = String::new();
-    while script.len() < 2048 {
-        script.push_str(inputs::TYPICAL[script.len() % inputs::TYPICAL.len()]);
-        script.push('\n');
+    let mut plain = String::new();
+    while plain.len() < 2048 {
+        plain.push_str(inputs::TYPICAL[plain.len() % inputs::TYPICAL.len()]);
+        plain.push('\n');
     }
-    measure("shell, 2 KB script", 2_000, || {
+    measure("shell, 2 KB of command lines", 2_000, || {
+        black_box(shell::analyze(&plain, &settings));
+    });
+    let script = inputs::script();
+    measure("shell, 2 KB script with ifs", 2_000, || {
         black_box(shell::analyze(&script, &settings));
     });
     for input in ["api.github.com", "Bücher.example.DE.", "0177.0.0.1"] {
