@@ -236,41 +236,66 @@ impl Walker {
         self.node(root, src, place, depth);
     }
 
-    /// Records the statements of a line the fast path split.
+    /// Records the statements of a line the fast path read.
     fn simple_items(&mut self, items: Vec<super::fast::Item>, parent: Option<(usize, Relation)>, depth: usize) {
+        use super::fast::Item;
         let base = self.pipelines.len();
         for item in items {
             match item {
-                super::fast::Item::Assign(name, value) => {
-                    self.vars.insert(name, Some(value));
+                Item::Assign(name, value) => {
+                    let value = self.fast_word(value, false);
+                    self.vars.insert(name, (!value.dynamic).then_some(value.text));
                 }
-                super::fast::Item::Command { assigns, words, redirects, pipeline } => {
+                Item::Unknown(name) => {
+                    self.vars.insert(name, None);
+                }
+                Item::Command { assigns, words, redirects, pipeline, nested } => {
                     let pipeline = pipeline.map(|(local, pos)| {
                         while self.pipelines.len() <= base + local {
                             self.pipelines.push(0);
                         }
-                        self.pipelines[base + local] = pos + 1;
+                        self.pipelines[base + local] = self.pipelines[base + local].max(pos + 1);
                         (base + local, pos)
                     });
-                    let mut words = words.into_iter().map(|(text, glob)| Word { text, dynamic: false, glob });
+                    let mut words = words.into_iter().map(|(parts, glob)| self.fast_word(parts, glob));
                     let mut argv: Vec<Word> = words.next().into_iter().collect();
-                    argv.extend(words.flat_map(expand_braces));
+                    argv.extend(words.collect::<Vec<_>>().into_iter().flat_map(expand_braces));
+                    let assignments = assigns.into_iter().map(|(n, v)| (n, self.fast_word(v, false))).collect();
                     let command = Command {
                         argv,
-                        assignments: assigns.into_iter().map(|(n, v)| (n, Word::literal(v))).collect(),
+                        assignments,
                         redirects: redirects
                             .into_iter()
                             .map(|(op, fd, target)| Redirect { op, fd, target: Word::literal(target) })
                             .collect(),
                         pipeline,
                         parent,
-                        nested: false,
+                        nested,
                     };
                     let index = self.push(command);
                     self.unwrap(index, depth);
                 }
             }
         }
+    }
+
+    /// A fast-path word, with variables expanded as `word` expands them.
+    fn fast_word(&self, parts: Vec<super::fast::Part>, glob: bool) -> Word {
+        let mut out = Word { text: String::new(), dynamic: false, glob };
+        for part in parts {
+            match part {
+                super::fast::Part::Lit(text) => out.text.push_str(&text),
+                super::fast::Part::Var { name, source } => match self.vars.get(&name) {
+                    Some(Some(value)) => out.text.push_str(value),
+                    _ if name == "HOME" => out.text.push('~'),
+                    _ => {
+                        out.text.push_str(&source);
+                        out.dynamic = true;
+                    }
+                },
+            }
+        }
+        out
     }
 
     fn text<'s>(node: Node<'_>, src: &'s str) -> &'s str {
@@ -698,10 +723,14 @@ impl Walker {
                 out
             }
             "simple_expansion" | "expansion" => {
-                let name = text.trim_start_matches('$').trim_start_matches('{').trim_end_matches('}');
+                // Inside a string, tree-sitter-bash may start the node at the whitespace before
+                // the `$`; that whitespace is literal text.
+                let trimmed = text.trim_start();
+                let lead = &text[..text.len() - trimmed.len()];
+                let name = trimmed.trim_start_matches('$').trim_start_matches('{').trim_end_matches('}');
                 match self.vars.get(name) {
-                    Some(Some(value)) => Word::literal(value.clone()),
-                    _ if name == "HOME" => Word::literal("~"),
+                    Some(Some(value)) => Word::literal(format!("{lead}{value}")),
+                    _ if name == "HOME" => Word::literal(format!("{lead}~")),
                     _ => Word { text: text.to_owned(), dynamic: true, glob: false },
                 }
             }
@@ -1150,9 +1179,38 @@ mod fast_path_agrees {
     fn word() -> impl Strategy<Value = String> {
         prop::sample::select(
             &[
-                "git", "ls", "rm", "-rf", "/", "~", "x.txt", "sudo", "bash", "-c", "env", "xargs", "2", "find",
-                "-exec", "echo", "a,b", "--x", "'a b'", "\"c d\"", "*.rs", "''", "x'y'z", "'{a,b}'", "src/*",
+                "git",
+                "ls",
+                "rm",
+                "-rf",
+                "/",
+                "~",
+                "x.txt",
+                "sudo",
+                "bash",
+                "-c",
+                "env",
+                "xargs",
+                "2",
+                "find",
+                "-exec",
+                "echo",
+                "a,b",
+                "--x",
+                "'a b'",
+                "\"c d\"",
+                "*.rs",
+                "''",
+                "x'y'z",
+                "'{a,b}'",
+                "src/*",
                 "A='q r'",
+                "$f",
+                "\"$HOME\"",
+                "${A}",
+                "\"x $A y\"",
+                "$1",
+                "a$A",
             ][..],
         )
         .prop_map(str::to_owned)
@@ -1203,7 +1261,7 @@ mod fast_path_agrees {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig { cases: 2000, max_global_rejects: 50_000, ..ProptestConfig::default() })]
 
         /// The fast path finds exactly the commands tree-sitter-bash finds.
         #[test]
@@ -1227,7 +1285,15 @@ mod fast_path_agrees {
             line().prop_map(|l| format!("if {l}; then {l}; fi")),
             line().prop_map(|l| format!("echo \"{l}\"")),
             line().prop_map(|l| format!("f() {{\n {l}\n}}")),
+            line().prop_map(|l| format!("for f in a b; do {l}; done")),
+            line().prop_map(|l| format!("if [ -f x ]; then\n  {l}\nelif {l}; then {l}; else {l}; fi")),
+            line().prop_map(|l| format!("cat x | while read f; do {l}; done")),
+            Just("A=x.txt".to_string()),
+            Just("A=\"$f y\"".to_string()),
         ], 1..6)) {
+            // tree-sitter-bash gets pipeline order wrong when `&&` or `||` mix with `|`, which
+            // changes what feeds `xargs`; `simple_lines` covers such lines.
+            prop_assume!(!lines.iter().any(|l| l.contains(" | ") && (l.contains("&&") || l.contains("||"))));
             let script = lines.join("\n");
             let slow = parse_with(&script, false);
             prop_assume!(slow.incomplete.is_none());
