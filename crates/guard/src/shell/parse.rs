@@ -580,8 +580,9 @@ impl Walker {
         cmd.argv = argv;
         cmd.assignments = assignments;
         cmd.redirects = redirects;
-        if self.commands[index].redirects.iter().any(|r| r.op == "<<") {
-            let redirect = self.commands[index].redirects.iter().find(|r| r.op == "<<").cloned();
+        // Here-documents and here-strings are a shell's script when a shell reads them.
+        if self.commands[index].redirects.iter().any(|r| r.op == "<<" || r.op == "<<<") {
+            let redirect = self.commands[index].redirects.iter().find(|r| r.op == "<<" || r.op == "<<<").cloned();
             if let Some(r) = redirect {
                 self.heredoc(index, &r, depth);
             }

@@ -744,6 +744,11 @@ pub(crate) fn check(
             }
         }
 
+        if name_in(cmd, INTERPRETERS) && !is_shell(name) && cmd.redirects.iter().any(|r| r.op == "<<" || r.op == "<<<")
+        {
+            add(&INLINE_CODE, ask, Some(i), format!("`{name}` runs code given in a here-document or here-string"));
+        }
+
         // reverse_shell
         let socket_redirect = cmd
             .redirects
