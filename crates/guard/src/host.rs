@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
-use portcullis_policy::{SpecialRange, canonical_ip, special_range};
+use portcullis_policy::{SpecialRange, special_range};
 
 /// A host that cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,37 +85,15 @@ pub struct UrlTarget {
 /// Normalises a host as it appears in a URL, a `CONNECT` authority or a `Host` header
 /// (brackets and zone ids allowed).
 pub fn normalize(input: &str) -> Result<HostInfo, HostError> {
-    let invalid = || HostError::Invalid(input.to_owned());
-    let trimmed = input.strip_suffix('.').unwrap_or(input);
-    let (text, zone) = split_zone(trimmed);
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let bracketed;
-    let parse_input = if text.contains(':') && !text.starts_with('[') {
-        bracketed = format!("[{text}]");
-        bracketed.as_str()
-    } else {
-        text
+    let (text, zone) = split_zone(input);
+    let normal = portcullis_policy::normalize_host(text).map_err(|_| HostError::Invalid(input.to_owned()))?;
+    let host = match normal.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(normal.into_owned()),
     };
-    let host = match url::Host::parse(parse_input).map_err(|_| invalid())? {
-        url::Host::Domain(d) => {
-            let d = d.strip_suffix('.').map(str::to_owned).unwrap_or(d);
-            if d.is_empty() || d.split('.').any(str::is_empty) {
-                return Err(invalid());
-            }
-            Host::Name(d)
-        }
-        url::Host::Ipv4(v4) => Host::Ip(IpAddr::V4(v4)),
-        url::Host::Ipv6(v6) => Host::Ip(canonical_ip(IpAddr::V6(v6))),
-    };
-    let special = match &host {
-        Host::Ip(ip) => special_range(*ip),
-        Host::Name(name) => special_name(name),
-    };
-    let mut flags = match &host {
-        Host::Name(name) => name_flags(name),
-        Host::Ip(_) => HostFlags::default(),
+    let (special, mut flags) = match &host {
+        Host::Ip(ip) => (special_range(*ip), HostFlags::default()),
+        Host::Name(name) => (special_name(name), name_flags(name)),
     };
     flags.zone = zone.map(str::to_owned);
     Ok(HostInfo { host, special, flags })

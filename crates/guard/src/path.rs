@@ -129,8 +129,9 @@ const CREDENTIAL_NAMES: &[&str] = &[
     "credentials.db",
     "auth.json",
 ];
-/// Start-up files: writing them runs code in a later shell, git command or agent session.
-const STARTUP_NAMES: &[&str] = &[
+/// Start-up files: writing them runs code in a later shell, desktop or agent session. The shell
+/// guard uses the same list for redirections and copies.
+pub(crate) const STARTUP_NAMES: &[&str] = &[
     ".bashrc",
     ".bash_profile",
     ".bash_login",
@@ -144,9 +145,11 @@ const STARTUP_NAMES: &[&str] = &[
     ".cshrc",
     ".tcshrc",
     ".inputrc",
+    ".xinitrc",
+    ".xprofile",
+    "config.fish",
     ".mcp.json",
     ".envrc",
-    ".pth",
 ];
 
 /// A workdir held open by descriptor; every open is resolved beneath it.

@@ -357,16 +357,7 @@ impl Walker {
                         self.node(body, src, place, depth + 1);
                         let mut argv = vec![Word::literal("")];
                         argv.extend(suffix.iter().cloned());
-                        let command = Command {
-                            argv,
-                            assignments: Vec::new(),
-                            redirects: Vec::new(),
-                            pipeline: place.pipeline,
-                            parent: place.parent,
-                            nested: place.nested,
-                        };
-                        let index = self.push(command);
-                        self.unwrap(index, depth);
+                        self.bare_command(argv, place, depth);
                     }
                     Some(body) => {
                         self.node(body, src, place, depth + 1);
@@ -419,17 +410,7 @@ impl Walker {
                     self.assignment(node, src, place, depth);
                 } else {
                     // tree-sitter-bash reads `--x=y` as an assignment; bash runs it as a command.
-                    let argv = vec![Word::literal(text)];
-                    let command = Command {
-                        argv,
-                        assignments: Vec::new(),
-                        redirects: Vec::new(),
-                        pipeline: place.pipeline,
-                        parent: place.parent,
-                        nested: place.nested,
-                    };
-                    let index = self.push(command);
-                    self.unwrap(index, depth);
+                    self.bare_command(vec![Word::literal(text)], place, depth);
                 }
             }
             "declaration_command" | "unset_command" => {
@@ -444,14 +425,7 @@ impl Walker {
                         argv.push(self.word(child, src, place, depth));
                     }
                 }
-                self.push(Command {
-                    argv,
-                    assignments: Vec::new(),
-                    redirects: Vec::new(),
-                    pipeline: place.pipeline,
-                    parent: place.parent,
-                    nested: place.nested,
-                });
+                self.bare_command(argv, place, depth);
             }
             "list" => {
                 let mut cursor = node.walk();
@@ -494,6 +468,20 @@ impl Walker {
         for child in node.named_children(&mut cursor) {
             self.node(child, src, place, depth + 1);
         }
+    }
+
+    /// Records a command made of `argv` alone, at `place`, and unwraps it.
+    fn bare_command(&mut self, argv: Vec<Word>, place: Place, depth: usize) {
+        let command = Command {
+            argv,
+            assignments: Vec::new(),
+            redirects: Vec::new(),
+            pipeline: place.pipeline,
+            parent: place.parent,
+            nested: place.nested,
+        };
+        let index = self.push(command);
+        self.unwrap(index, depth);
     }
 
     fn push(&mut self, command: Command) -> usize {

@@ -206,23 +206,6 @@ const SYSTEM_DIRS: &[&str] = &[
     "/Applications",
     "/Users",
 ];
-const STARTUP_FILES: &[&str] = &[
-    ".bashrc",
-    ".bash_profile",
-    ".bash_login",
-    ".profile",
-    ".zshrc",
-    ".zprofile",
-    ".zshenv",
-    ".zlogin",
-    ".kshrc",
-    ".cshrc",
-    ".tcshrc",
-    ".inputrc",
-    ".xinitrc",
-    ".xprofile",
-    "config.fish",
-];
 const CREDENTIAL_MARKERS: &[&str] = &[
     "~/.ssh/",
     ".ssh/id_",
@@ -424,7 +407,7 @@ fn is_absolute_outside(text: &str) -> bool {
 
 fn is_startup_target(text: &str) -> bool {
     let base = text.rsplit('/').next().unwrap_or(text);
-    STARTUP_FILES.contains(&base)
+    crate::path::STARTUP_NAMES.contains(&base)
         || text.contains(".git/hooks")
         || text.contains("authorized_keys")
         || text.contains("/etc/cron")
