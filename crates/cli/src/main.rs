@@ -1,5 +1,6 @@
 //! `portcullis`: argument parsing and wiring. Decisions live in the library crates.
 
+mod check_cmd;
 mod policy_cmd;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ allow, ask or deny, naming the rules behind every answer.",
   portcullis policy check portcullis.toml        validate a policy, listing every problem
   portcullis policy explain --tool Bash --input '{\"command\":\"git push --force\"}'
                                                  show what the policy decides, and why
+  portcullis check                               list what this host can enforce
 
 Run `portcullis help <command>` for more."
 )]
@@ -35,12 +37,24 @@ enum Command {
     /// Write, check and question policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Verify, live, which sandbox features this host and user can enforce.
+    #[command(after_help = "Exits 0 when every feature is available and 2 otherwise, naming what is missing.
+
+Examples:
+  portcullis check
+  portcullis check --json | jq '.checks[] | select(.available | not)'")]
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(command) => policy_cmd::run(command),
+        Command::Check { json } => Ok(check_cmd::run(json)),
     };
     match result {
         Ok(code) => code,

@@ -1,3 +1,4 @@
+mod check;
 mod policy;
 
 use std::io::Write;

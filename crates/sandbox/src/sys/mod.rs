@@ -1,0 +1,44 @@
+//! The few operations no safe wrapper offers. One operation per `unsafe` block, each with the
+//! precondition it relies on.
+#![allow(unsafe_code, reason = "raw system calls the sandbox needs and no safe crate wraps")]
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the kernel's Landlock
+/// ABI version, or the error that says why there is none.
+pub(crate) fn landlock_abi() -> io::Result<i64> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0 the kernel reads and writes no memory of
+    // ours; the call only returns the ABI version or sets errno.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// Starts `/bin/true` in new user, mount, PID, network, IPC and UTS namespaces, to learn
+/// whether this user may create them here.
+pub(crate) fn try_namespaces() -> io::Result<()> {
+    let mut command = Command::new("/bin/true");
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS;
+    // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe
+    // system call (`unshare`); it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(move || if libc::unshare(flags) == 0 { Ok(()) } else { Err(io::Error::last_os_error()) });
+    }
+    let status = command.status()?;
+    if status.success() { Ok(()) } else { Err(io::Error::other(format!("the probe child exited with {status}"))) }
+}
