@@ -4,4 +4,5 @@
 //! This crate alone contains `unsafe`, in `sys`, one operation per block.
 
 pub mod probe;
+pub mod seccomp;
 mod sys;

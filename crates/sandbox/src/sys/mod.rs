@@ -42,3 +42,46 @@ pub(crate) fn try_namespaces() -> io::Result<()> {
     let status = command.status()?;
     if status.success() { Ok(()) } else { Err(io::Error::other(format!("the probe child exited with {status}"))) }
 }
+
+/// A seccomp program in the kernel's layout, built before any fork.
+#[derive(Debug)]
+pub(crate) struct Filter {
+    filters: Vec<libc::sock_filter>,
+}
+
+impl Filter {
+    pub(crate) fn new(prog: &[crate::seccomp::Insn]) -> io::Result<Self> {
+        if prog.len() > usize::from(u16::MAX) {
+            return Err(io::Error::other("the seccomp program is too long"));
+        }
+        Ok(Filter {
+            filters: prog.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect(),
+        })
+    }
+
+    /// `prctl(PR_SET_NO_NEW_PRIVS)` then `seccomp(SECCOMP_SET_MODE_FILTER)`. Makes only those two
+    /// system calls and allocates nothing, so it may run between fork and exec.
+    pub(crate) fn install(&self) -> io::Result<()> {
+        const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+        // INVARIANT: `new` checked that the length fits in u16.
+        let fprog = libc::sock_fprog { len: self.filters.len() as u16, filter: self.filters.as_ptr().cast_mut() };
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fprog` points at `self.filters`, which outlives the call; the kernel copies
+        // the program and keeps no pointer to our memory.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0 as libc::c_ulong, &raw const fprog) };
+        if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+/// Installs `filter` in the child `command` starts, between fork and exec.
+pub(crate) fn filter_on_exec(command: &mut Command, filter: std::sync::Arc<Filter>) {
+    // SAFETY: the closure only calls `Filter::install`, which makes two system calls and
+    // neither allocates nor takes locks, so it is safe after fork in a threaded parent.
+    unsafe {
+        command.pre_exec(move || filter.install());
+    }
+}

@@ -1,0 +1,326 @@
+//! The seccomp filter: a deny-list kept as data, compiled to classic BPF.
+//!
+//! The filter first checks the architecture (anything but the native one is killed, so no
+//! i386 or x32 entry point reaches the table), then refuses x32 syscall numbers, then walks the
+//! table. Argument checks cover `ioctl(TIOCSTI)`, sockets outside `AF_UNIX`/`AF_INET`/
+//! `AF_INET6`, and `clone` with `CLONE_NEWUSER`. Everything not listed is allowed: the mounts and
+//! Landlock are the walls, the filter removes the kernel interfaces an escape would use.
+
+use std::fmt;
+
+/// What the filter does with a matching call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Fail with this errno.
+    Errno(i32),
+    /// Kill the process.
+    Kill,
+    /// Hand the call to the supervisor (seccomp user notification).
+    Notify,
+}
+
+/// A condition on one argument (the low 32 bits), checked after the syscall number matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgCheck {
+    /// The argument equals the value.
+    Equals(u8, u32),
+    /// The argument has any of these bits.
+    AnyBits(u8, u32),
+    /// The argument is none of the listed values.
+    NoneOf(u8, &'static [u32]),
+}
+
+/// One entry of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The syscall's name, for messages and tests.
+    pub name: &'static str,
+    /// Its number on this architecture.
+    pub nr: i64,
+    /// The condition, if the entry applies to some calls only.
+    pub check: Option<ArgCheck>,
+    /// What to do.
+    pub action: Action,
+}
+
+const EPERM: i32 = libc::EPERM;
+const TIOCSTI: u32 = 0x5412;
+const ALLOWED_FAMILIES: &[u32] = &[libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32];
+// INVARIANT: CLONE_NEWUSER fits in 32 bits (0x10000000).
+const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
+
+const fn deny(name: &'static str, nr: i64) -> Entry {
+    Entry { name, nr, check: None, action: Action::Errno(EPERM) }
+}
+
+/// Calls that are refused outright: debugging other processes, mounting, kernel extension
+/// points, keyrings, namespaces, and io_uring (which would bypass the table).
+pub const DENIED: &[Entry] = &[
+    deny("ptrace", libc::SYS_ptrace),
+    deny("process_vm_readv", libc::SYS_process_vm_readv),
+    deny("process_vm_writev", libc::SYS_process_vm_writev),
+    deny("mount", libc::SYS_mount),
+    deny("umount2", libc::SYS_umount2),
+    deny("pivot_root", libc::SYS_pivot_root),
+    deny("move_mount", libc::SYS_move_mount),
+    deny("open_tree", libc::SYS_open_tree),
+    deny("fsopen", libc::SYS_fsopen),
+    deny("fsconfig", libc::SYS_fsconfig),
+    deny("fsmount", libc::SYS_fsmount),
+    deny("fspick", libc::SYS_fspick),
+    deny("mount_setattr", libc::SYS_mount_setattr),
+    deny("bpf", libc::SYS_bpf),
+    deny("perf_event_open", libc::SYS_perf_event_open),
+    deny("keyctl", libc::SYS_keyctl),
+    deny("add_key", libc::SYS_add_key),
+    deny("request_key", libc::SYS_request_key),
+    deny("userfaultfd", libc::SYS_userfaultfd),
+    deny("kexec_load", libc::SYS_kexec_load),
+    deny("kexec_file_load", libc::SYS_kexec_file_load),
+    deny("init_module", libc::SYS_init_module),
+    deny("finit_module", libc::SYS_finit_module),
+    deny("delete_module", libc::SYS_delete_module),
+    deny("io_uring_setup", libc::SYS_io_uring_setup),
+    deny("io_uring_enter", libc::SYS_io_uring_enter),
+    deny("io_uring_register", libc::SYS_io_uring_register),
+    deny("unshare", libc::SYS_unshare),
+    deny("setns", libc::SYS_setns),
+    deny("swapon", libc::SYS_swapon),
+    deny("swapoff", libc::SYS_swapoff),
+    deny("reboot", libc::SYS_reboot),
+    deny("syslog", libc::SYS_syslog),
+    deny("acct", libc::SYS_acct),
+    deny("quotactl", libc::SYS_quotactl),
+    deny("open_by_handle_at", libc::SYS_open_by_handle_at),
+    deny("name_to_handle_at", libc::SYS_name_to_handle_at),
+    deny("personality", libc::SYS_personality),
+    #[cfg(target_arch = "x86_64")]
+    deny("iopl", libc::SYS_iopl),
+    #[cfg(target_arch = "x86_64")]
+    deny("ioperm", libc::SYS_ioperm),
+];
+
+/// Calls refused only with certain arguments.
+pub const CONDITIONAL: &[Entry] = &[
+    Entry {
+        name: "ioctl",
+        nr: libc::SYS_ioctl,
+        check: Some(ArgCheck::Equals(1, TIOCSTI)),
+        action: Action::Errno(EPERM),
+    },
+    Entry {
+        name: "socket",
+        nr: libc::SYS_socket,
+        check: Some(ArgCheck::NoneOf(0, ALLOWED_FAMILIES)),
+        action: Action::Errno(libc::EAFNOSUPPORT),
+    },
+    Entry {
+        name: "clone",
+        nr: libc::SYS_clone,
+        check: Some(ArgCheck::AnyBits(0, CLONE_NEWUSER)),
+        action: Action::Errno(EPERM),
+    },
+    // clone3 passes its flags in memory a filter cannot read; ENOSYS makes libc fall back to
+    // clone, whose flags the entry above checks.
+    Entry { name: "clone3", nr: libc::SYS_clone3, check: None, action: Action::Errno(libc::ENOSYS) },
+];
+
+/// The architecture this filter is built for, as the kernel reports it in `seccomp_data.arch`
+/// (`AUDIT_ARCH_X86_64`).
+#[cfg(target_arch = "x86_64")]
+pub const NATIVE_ARCH: u32 = 0xC000_003E;
+/// The architecture this filter is built for, as the kernel reports it in `seccomp_data.arch`
+/// (`AUDIT_ARCH_AARCH64`).
+#[cfg(target_arch = "aarch64")]
+pub const NATIVE_ARCH: u32 = 0xC000_00B7;
+
+/// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Operand.
+    pub k: u32,
+}
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
+
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+
+const fn offset_arg(i: u8) -> u32 {
+    16 + 8 * i as u32
+}
+
+fn ld(offset: u32) -> Insn {
+    Insn { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: offset }
+}
+
+fn ret(action: Action) -> Insn {
+    let k = match action {
+        Action::Errno(e) => RET_ERRNO | (e.unsigned_abs() & 0xffff),
+        Action::Kill => RET_KILL_PROCESS,
+        Action::Notify => RET_USER_NOTIF,
+    };
+    Insn { code: BPF_RET_K, jt: 0, jf: 0, k }
+}
+
+/// A filter program that cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the seccomp program is too long: {0} instructions")]
+pub struct TooLong(pub usize);
+
+/// Compiles the table (and, when `notify_exec`, user notification for `execve` and
+/// `execveat`) into a BPF program.
+pub fn compile(notify_exec: bool) -> Result<Vec<Insn>, TooLong> {
+    let mut prog = vec![
+        // SECURITY: a syscall made through another architecture's entry point (i386 `int 0x80`)
+        // has other numbers; kill it rather than read it with this table.
+        ld(OFFSET_ARCH),
+        Insn { code: BPF_JEQ_K, jt: 1, jf: 0, k: NATIVE_ARCH },
+        ret(Action::Kill),
+        ld(OFFSET_NR),
+        // SECURITY: x32 numbers carry bit 30 on x86-64; they would miss every entry below.
+        Insn { code: BPF_JGE_K, jt: 0, jf: 1, k: 0x4000_0000 },
+        ret(Action::Kill),
+    ];
+    let mut entries: Vec<Entry> = DENIED.iter().chain(CONDITIONAL).copied().collect();
+    if notify_exec {
+        entries.push(Entry { name: "execve", nr: libc::SYS_execve, check: None, action: Action::Notify });
+        entries.push(Entry { name: "execveat", nr: libc::SYS_execveat, check: None, action: Action::Notify });
+    }
+    for entry in &entries {
+        // INVARIANT: syscall numbers are small positive integers.
+        let nr = u32::try_from(entry.nr).map_err(|_| TooLong(prog.len()))?;
+        let Some(check) = entry.check else {
+            prog.push(Insn { code: BPF_JEQ_K, jt: 0, jf: 1, k: nr });
+            prog.push(ret(entry.action));
+            continue;
+        };
+        let mut body = Vec::new();
+        match check {
+            ArgCheck::Equals(i, v) => {
+                body.push(ld(offset_arg(i)));
+                body.push(Insn { code: BPF_JEQ_K, jt: 0, jf: 1, k: v });
+                body.push(ret(entry.action));
+            }
+            ArgCheck::AnyBits(i, bits) => {
+                body.push(ld(offset_arg(i)));
+                body.push(Insn { code: BPF_JSET_K, jt: 0, jf: 1, k: bits });
+                body.push(ret(entry.action));
+            }
+            ArgCheck::NoneOf(i, values) => {
+                body.push(ld(offset_arg(i)));
+                // Each allowed value jumps past the refusal to the reload below.
+                let n = values.len();
+                for (j, v) in values.iter().enumerate() {
+                    let to_reload = u8::try_from(n - j).map_err(|_| TooLong(n))?;
+                    body.push(Insn { code: BPF_JEQ_K, jt: to_reload, jf: 0, k: *v });
+                }
+                body.push(ret(entry.action));
+            }
+        }
+        // The accumulator now holds an argument: reload the number before going on.
+        body.push(ld(OFFSET_NR));
+        let skip = u8::try_from(body.len()).map_err(|_| TooLong(body.len()))?;
+        prog.push(Insn { code: BPF_JEQ_K, jt: 0, jf: skip, k: nr });
+        prog.extend(body);
+    }
+    prog.push(Insn { code: BPF_RET_K, jt: 0, jf: 0, k: RET_ALLOW });
+    if prog.len() > 4096 {
+        return Err(TooLong(prog.len()));
+    }
+    Ok(prog)
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.nr)
+    }
+}
+
+/// Makes `command`'s child install `prog` (with `no_new_privs`) before it execs. The filter is
+/// inherited across exec and by every descendant.
+pub fn apply_on_exec(command: &mut std::process::Command, prog: &[Insn]) -> std::io::Result<()> {
+    let filter = crate::sys::Filter::new(prog)?;
+    crate::sys::filter_on_exec(command, std::sync::Arc::new(filter));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a BPF program over a fake `seccomp_data`, as the kernel would.
+    fn run(prog: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let insn = prog[pc];
+            match insn.code {
+                BPF_LD_W_ABS => {
+                    acc = u32::from_le_bytes(data[insn.k as usize..insn.k as usize + 4].try_into().unwrap())
+                }
+                BPF_JEQ_K | BPF_JGE_K | BPF_JSET_K => {
+                    let hit = match insn.code {
+                        BPF_JEQ_K => acc == insn.k,
+                        BPF_JGE_K => acc >= insn.k,
+                        _ => acc & insn.k != 0,
+                    };
+                    pc += usize::from(if hit { insn.jt } else { insn.jf });
+                }
+                BPF_RET_K => return insn.k,
+                other => panic!("unknown opcode {other:#x}"),
+            }
+            pc += 1;
+        }
+    }
+
+    fn errno(e: i32) -> u32 {
+        RET_ERRNO | e.unsigned_abs()
+    }
+
+    #[test]
+    fn the_program_decides_as_the_table_says() {
+        let prog = compile(true).unwrap();
+        let call = |nr: i64, args: [u64; 6]| run(&prog, NATIVE_ARCH, nr as u32, args);
+        assert_eq!(call(libc::SYS_getpid, [0; 6]), RET_ALLOW);
+        for entry in DENIED {
+            assert_eq!(call(entry.nr, [0; 6]), errno(EPERM), "{entry}");
+        }
+        assert_eq!(call(libc::SYS_ioctl, [0, u64::from(TIOCSTI), 0, 0, 0, 0]), errno(EPERM));
+        assert_eq!(call(libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_socket, [libc::AF_INET6 as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_socket, [libc::AF_NETLINK as u64, 3, 0, 0, 0, 0]), errno(libc::EAFNOSUPPORT));
+        assert_eq!(call(libc::SYS_socket, [libc::AF_PACKET as u64, 3, 0, 0, 0, 0]), errno(libc::EAFNOSUPPORT));
+        assert_eq!(call(libc::SYS_clone, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]), errno(EPERM));
+        assert_eq!(call(libc::SYS_clone, [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_clone3, [0; 6]), errno(libc::ENOSYS));
+        assert_eq!(call(libc::SYS_execve, [0; 6]), RET_USER_NOTIF);
+        // Another architecture's entry point and x32 numbers are killed.
+        assert_eq!(run(&prog, 0x4000_0003, libc::SYS_getpid as u32, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(call(0x4000_0000 + 39, [0; 6]), RET_KILL_PROCESS);
+        // Without the exec monitor, execs pass.
+        assert_eq!(run(&compile(false).unwrap(), NATIVE_ARCH, libc::SYS_execve as u32, [0; 6]), RET_ALLOW);
+    }
+}
