@@ -3,6 +3,28 @@
 //!
 //! This crate alone contains `unsafe`, in `sys`, one operation per block.
 
+pub mod landlock;
 pub mod probe;
 pub mod seccomp;
 mod sys;
+
+/// The walls a child puts up on itself before it execs: Landlock, then seccomp, after
+/// `no_new_privs`. Both are inherited by everything the child runs.
+#[derive(Debug, Default)]
+pub struct Walls {
+    /// Landlock rules, prepared before the fork.
+    pub landlock: Option<landlock::Prepared>,
+    /// The seccomp program.
+    pub seccomp: Option<Vec<seccomp::Insn>>,
+}
+
+impl Walls {
+    /// Makes `command`'s child apply the walls between fork and exec; the spawn fails if any
+    /// step fails.
+    pub fn apply_on_exec(self, command: &mut std::process::Command) -> std::io::Result<()> {
+        let filter = self.seccomp.as_deref().map(sys::Filter::new).transpose()?;
+        let walls = sys::ChildWalls { landlock: self.landlock.map(|p| p.fd), filter };
+        sys::walls_on_exec(command, std::sync::Arc::new(walls));
+        Ok(())
+    }
+}

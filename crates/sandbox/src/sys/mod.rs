@@ -77,11 +77,41 @@ impl Filter {
     }
 }
 
-/// Installs `filter` in the child `command` starts, between fork and exec.
-pub(crate) fn filter_on_exec(command: &mut Command, filter: std::sync::Arc<Filter>) {
-    // SAFETY: the closure only calls `Filter::install`, which makes two system calls and
-    // neither allocates nor takes locks, so it is safe after fork in a threaded parent.
+/// What a child applies to itself between fork and exec, in order.
+#[derive(Debug)]
+pub(crate) struct ChildWalls {
+    pub(crate) landlock: Option<std::os::fd::OwnedFd>,
+    pub(crate) filter: Option<Filter>,
+}
+
+impl ChildWalls {
+    /// `no_new_privs`, then Landlock, then seccomp. Seccomp last: the filter may refuse calls
+    /// the steps before it make. Makes only system calls and allocates nothing.
+    fn apply(&self) -> io::Result<()> {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if let Some(fd) = &self.landlock {
+            let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
+            // SAFETY: `landlock_restrict_self(fd, 0)` takes a ruleset descriptor we own and a
+            // flag word; it reads no memory of ours.
+            if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, raw, 0u32) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(filter) = &self.filter {
+            filter.install()?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes the child `command` starts apply `walls` before it execs.
+pub(crate) fn walls_on_exec(command: &mut Command, walls: std::sync::Arc<ChildWalls>) {
+    // SAFETY: the closure only calls `ChildWalls::apply`, which makes system calls and neither
+    // allocates nor takes locks, so it is safe after fork in a threaded parent.
     unsafe {
-        command.pre_exec(move || filter.install());
+        command.pre_exec(move || walls.apply());
     }
 }

@@ -1,1 +1,2 @@
+mod landlock;
 mod seccomp;
