@@ -3,6 +3,7 @@
 //!
 //! This crate alone contains `unsafe`, in `sys`, one operation per block.
 
+pub mod cgroup;
 pub mod landlock;
 pub mod probe;
 pub mod seccomp;

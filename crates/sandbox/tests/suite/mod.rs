@@ -1,2 +1,3 @@
+mod cgroup;
 mod landlock;
 mod seccomp;

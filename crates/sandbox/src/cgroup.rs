@@ -1,0 +1,181 @@
+//! Resource limits for the whole process tree: cgroup v2 where its controllers are enabled,
+//! otherwise the v1 memory, pids and cpu hierarchies. The cgroup is created under the
+//! supervisor's own (so the host's limits still apply), joined by the child between fork and
+//! exec, and removed when the session ends.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use crate::probe::CgroupBackend;
+
+/// The limits to apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// Bytes of memory for the tree (OOM kill past it).
+    pub memory: Option<u64>,
+    /// Processes and threads in the tree.
+    pub pids: Option<u64>,
+    /// CPU bandwidth: microseconds per 100 ms period.
+    pub cpu_quota_us: Option<u64>,
+}
+
+/// A failure to set up a cgroup, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// No hierarchy offers the controllers.
+    #[error("no cgroup hierarchy offers memory, pids and cpu")]
+    Unavailable,
+    /// A cgroup file could not be read, created or written.
+    #[error("cannot set up the cgroup at `{path}`")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io { path: path.to_path_buf(), source }
+}
+
+/// A session's cgroup (one directory on v2, one per controller on v1).
+#[derive(Debug)]
+pub struct Cgroup {
+    backend: CgroupBackend,
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    /// Creates `name` under the current process's cgroups and writes the limits.
+    pub fn create(backend: CgroupBackend, name: &str, limits: CgroupLimits) -> Result<Self, CgroupError> {
+        let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
+        let mut cgroup = Cgroup { backend: backend.clone(), dirs: Vec::new() };
+        match backend {
+            CgroupBackend::V2 => {
+                let rel = own.lines().find_map(|l| l.strip_prefix("0::")).ok_or(CgroupError::Unavailable)?;
+                let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')).join(name);
+                fs::create_dir(&dir).map_err(io_err(&dir))?;
+                cgroup.dirs.push(dir.clone());
+                if let Some(m) = limits.memory {
+                    write(&dir.join("memory.max"), &m.to_string())?;
+                    write(&dir.join("memory.swap.max"), "0").ok();
+                }
+                if let Some(p) = limits.pids {
+                    write(&dir.join("pids.max"), &p.to_string())?;
+                }
+                if let Some(q) = limits.cpu_quota_us {
+                    write(&dir.join("cpu.max"), &format!("{q} 100000"))?;
+                }
+            }
+            CgroupBackend::V1 => {
+                for controller in ["memory", "pids", "cpu"] {
+                    let rel = own
+                        .lines()
+                        .find_map(|l| {
+                            let mut parts = l.splitn(3, ':');
+                            let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+                            list.split(',').any(|c| c == controller).then_some(path)
+                        })
+                        .ok_or(CgroupError::Unavailable)?;
+                    let dir = Path::new("/sys/fs/cgroup").join(controller).join(rel.trim_start_matches('/')).join(name);
+                    fs::create_dir(&dir).map_err(io_err(&dir))?;
+                    cgroup.dirs.push(dir.clone());
+                    match controller {
+                        "memory" => {
+                            if let Some(m) = limits.memory {
+                                write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                                // Without swap accounting this file is absent; the limit above still holds.
+                                write(&dir.join("memory.memsw.limit_in_bytes"), &m.to_string()).ok();
+                            }
+                        }
+                        "pids" => {
+                            if let Some(p) = limits.pids {
+                                write(&dir.join("pids.max"), &p.to_string())?;
+                            }
+                        }
+                        _ => {
+                            if let Some(q) = limits.cpu_quota_us {
+                                write(&dir.join("cpu.cfs_period_us"), "100000")?;
+                                write(&dir.join("cpu.cfs_quota_us"), &q.to_string())?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(cgroup)
+    }
+
+    /// The backend in force.
+    pub fn backend(&self) -> &CgroupBackend {
+        &self.backend
+    }
+
+    /// Makes `command`'s child join the cgroup before it execs, so nothing it runs escapes it.
+    pub fn join_on_exec(&self, command: &mut Command) -> Result<(), CgroupError> {
+        let procs = self
+            .dirs
+            .iter()
+            .map(|d| {
+                let path = d.join("cgroup.procs");
+                OpenOptions::new().write(true).open(&path).map_err(io_err(&path))
+            })
+            .collect::<Result<Vec<File>, _>>()?;
+        crate::sys::join_on_exec(command, Arc::new(procs));
+        Ok(())
+    }
+
+    /// The process ids in the cgroup.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(dir) = self.dirs.first() else { return Vec::new() };
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+
+    /// True when the memory limit killed something.
+    pub fn oom_killed(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            let events = fs::read_to_string(d.join("memory.events"))
+                .or_else(|_| fs::read_to_string(d.join("memory.oom_control")))
+                .unwrap_or_default();
+            events.lines().any(|l| (l.starts_with("oom_kill ") || l.starts_with("oom_kill\t")) && !l.ends_with(" 0"))
+        })
+    }
+
+    /// Kills every process in the cgroup with SIGKILL, repeating until it is empty.
+    pub fn kill_all(&self) {
+        for _ in 0..100 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        for dir in &self.dirs {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(value.as_bytes())).map_err(io_err(path))
+}
