@@ -74,13 +74,25 @@ impl Decider {
 
     /// Decides `request` under `profile`.
     pub fn decide<'p>(&self, profile: &'p Profile, request: &Request<'_>) -> Verdict<'p> {
-        let policy = profile.evaluate(request);
+        let mut policy = profile.evaluate(request);
         let mut guards = Vec::new();
         match *request {
             Request::ToolCall { tool, input } => match canonical_tool(tool) {
                 "Bash" => {
                     if let Some(line) = input.get("command").and_then(Value::as_str) {
-                        self.shell_line(line, &mut guards);
+                        let analysis = shell::analyze(line, &self.shell);
+                        // The policy's rules match the commands as bash would run them: unquoted,
+                        // expanded, and unwrapped from `sudo`, `bash -c` and the like.
+                        let commands: Vec<Vec<String>> = analysis
+                            .parsed
+                            .commands
+                            .iter()
+                            .map(|c| c.argv.iter().map(|w| w.text.clone()).collect())
+                            .collect();
+                        let not_static = analysis.parsed.incomplete.is_some()
+                            || analysis.parsed.commands.iter().any(|c| c.argv.iter().any(|w| w.dynamic));
+                        policy = profile.evaluate_shell(&commands, not_static, line);
+                        guards.extend(analysis.findings.into_iter().map(shell_finding));
                     }
                 }
                 "Read" | "NotebookRead" | "Glob" | "Grep" | "LS" => self.path(input, Access::Read, &mut guards),
@@ -102,10 +114,6 @@ impl Decider {
         guards.sort_by_key(|g| std::cmp::Reverse(g.decision));
         let decision = guards.iter().map(|g| g.decision).chain([policy.decision]).max().unwrap_or(Decision::Deny);
         Verdict { decision, policy, guards }
-    }
-
-    fn shell_line(&self, line: &str, out: &mut Vec<GuardFinding>) {
-        out.extend(shell::analyze(line, &self.shell).findings.into_iter().map(shell_finding));
     }
 
     fn path(&self, input: &Value, access: Access, out: &mut Vec<GuardFinding>) {
@@ -153,7 +161,7 @@ mod tests {
         let p = policy("[tools]\nallow = [\"Bash\"]\n");
         let d = Decider::new(&p, None);
         let v = bash(&d, &p, "c=rm; $c -rf ~");
-        assert_eq!(v.policy.decision, Decision::Ask, "the policy alone sees a dynamic line");
+        assert_eq!(v.policy.decision, Decision::Allow, "the bare `Bash` rule allows the expanded `rm -rf ~`");
         assert_eq!(v.decision, Decision::Deny);
         assert_eq!(v.guards[0].id, "guard.destructive_delete");
         assert!(v.explanation().contains("built-in guard"), "{}", v.explanation());
@@ -167,6 +175,22 @@ mod tests {
         let v = bash(&d, &p, "git push --force");
         assert!(v.guards.is_empty());
         assert_eq!(v.decision, Decision::Deny);
+    }
+
+    #[test]
+    fn policy_rules_match_commands_as_bash_runs_them() {
+        let p = policy(
+            "[tools]\nallow = [\"Bash(git *)\", \"Bash(sudo *)\"]\ndeny = [\"Bash(rm *)\"]\n[guards]\ndestructive_delete = \"off\"\nprivilege_escalation = \"off\"\n",
+        );
+        let d = Decider::new(&p, None);
+        // Quoting does not hide a command from a deny rule.
+        let v = bash(&d, &p, "r\\m -r tmpdir");
+        assert_eq!(v.decision, Decision::Deny, "{}", v.explanation());
+        assert_eq!(v.policy.rules[0].id, "tools.deny[0]");
+        // An allowed wrapper does not carry an unlisted command through.
+        assert_eq!(bash(&d, &p, "sudo make install").decision, Decision::Ask);
+        // Static expansion lets an allow rule apply.
+        assert_eq!(bash(&d, &p, "b=main; git checkout $b").decision, Decision::Allow);
     }
 
     #[test]

@@ -287,9 +287,28 @@ impl Profile {
         if parsed.segments.is_empty() && line.trim().is_empty() {
             return self.invalid(InvalidRequest::EmptyCommand);
         }
+        self.shell_segments(&parsed.segments, parsed.not_static, line)
+    }
+
+    /// Decides a shell line whose simple commands were found by a full analysis (the guard's):
+    /// each command's words, expanded, and whether any part could not be read statically. Rules
+    /// match each command; deny and ask rules with shell operators also match `line` as a whole.
+    pub fn evaluate_shell<'p>(&'p self, commands: &[Vec<String>], not_static: bool, line: &str) -> Evaluation<'p> {
+        let segments: Vec<Segment> = commands
+            .iter()
+            .filter(|argv| argv.first().is_some_and(|name| !name.is_empty()))
+            .map(|argv| Segment::from_argv(argv))
+            .collect();
+        if segments.is_empty() && line.trim().is_empty() {
+            return self.invalid(InvalidRequest::EmptyCommand);
+        }
+        self.shell_segments(&segments, not_static, line)
+    }
+
+    fn shell_segments(&self, segments: &[Segment], not_static: bool, line: &str) -> Evaluation<'_> {
         let mut v = Verdict::default();
         let rules = self.tools.get("Bash");
-        for segment in &parsed.segments {
+        for segment in segments {
             v.merge(self.segment(rules, segment, &self.builtin.tools_default));
         }
         if let Some(rules) = rules.filter(|r| !r.pipelines.is_empty()) {
@@ -300,7 +319,7 @@ impl Profile {
                 }
             }
         }
-        if parsed.not_static {
+        if not_static {
             v.add(&self.builtin.not_static);
         }
         v.finish(&self.builtin.tools_default)
