@@ -6,17 +6,21 @@
 pub mod cgroup;
 pub mod landlock;
 pub mod probe;
+pub mod rlimit;
 pub mod seccomp;
 mod sys;
 
-/// The walls a child puts up on itself before it execs: Landlock, then seccomp, after
-/// `no_new_privs`. Both are inherited by everything the child runs.
+/// The walls a child puts up on itself before it execs: a new session, rlimits, inherited
+/// descriptors closed on exec, `no_new_privs`, Landlock, then seccomp. All of it is inherited
+/// by everything the child runs.
 #[derive(Debug, Default)]
 pub struct Walls {
     /// Landlock rules, prepared before the fork.
     pub landlock: Option<landlock::Prepared>,
     /// The seccomp program.
     pub seccomp: Option<Vec<seccomp::Insn>>,
+    /// Resource limits (see [`rlimit::for_session`]).
+    pub rlimits: Vec<(rlimit::Resource, u64)>,
 }
 
 impl Walls {
@@ -24,7 +28,7 @@ impl Walls {
     /// step fails.
     pub fn apply_on_exec(self, command: &mut std::process::Command) -> std::io::Result<()> {
         let filter = self.seccomp.as_deref().map(sys::Filter::new).transpose()?;
-        let walls = sys::ChildWalls { landlock: self.landlock.map(|p| p.fd), filter };
+        let walls = sys::ChildWalls { landlock: self.landlock.map(|p| p.fd), filter, rlimits: self.rlimits };
         sys::walls_on_exec(command, std::sync::Arc::new(walls));
         Ok(())
     }

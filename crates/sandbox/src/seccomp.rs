@@ -255,7 +255,7 @@ impl fmt::Display for Entry {
 /// Makes `command`'s child install `prog` (with `no_new_privs`) before it execs. The filter is
 /// inherited across exec and by every descendant.
 pub fn apply_on_exec(command: &mut std::process::Command, prog: &[Insn]) -> std::io::Result<()> {
-    crate::Walls { landlock: None, seccomp: Some(prog.to_vec()) }.apply_on_exec(command)
+    crate::Walls { seccomp: Some(prog.to_vec()), ..crate::Walls::default() }.apply_on_exec(command)
 }
 
 #[cfg(test)]

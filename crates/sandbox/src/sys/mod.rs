@@ -82,12 +82,33 @@ impl Filter {
 pub(crate) struct ChildWalls {
     pub(crate) landlock: Option<std::os::fd::OwnedFd>,
     pub(crate) filter: Option<Filter>,
+    /// `(resource, limit)` pairs, soft and hard alike.
+    pub(crate) rlimits: Vec<(crate::rlimit::Resource, u64)>,
 }
 
 impl ChildWalls {
-    /// `no_new_privs`, then Landlock, then seccomp. Seccomp last: the filter may refuse calls
-    /// the steps before it make. Makes only system calls and allocates nothing.
+    /// A new session, rlimits, every inherited descriptor marked close-on-exec,
+    /// `no_new_privs`, then Landlock, then seccomp. Seccomp last: the filter may refuse calls the
+    /// steps before it make. Makes only system calls and allocates nothing.
     fn apply(&self) -> io::Result<()> {
+        // SECURITY: a new session has no controlling terminal to inject keystrokes into.
+        // SAFETY: setsid takes no arguments.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for (resource, limit) in &self.rlimits {
+            let value = libc::rlimit { rlim_cur: *limit, rlim_max: *limit };
+            // SAFETY: `value` is a valid rlimit the kernel only reads.
+            if unsafe { libc::setrlimit(resource.raw(), &raw const value) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SECURITY: descriptors the supervisor holds must not reach the agent; marking them
+        // close-on-exec (rather than closing) keeps std's exec-error pipe working.
+        // SAFETY: close_range takes integer arguments only.
+        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());

@@ -54,7 +54,11 @@ fn python(work: &Path, ports: &[u16], code: &str) -> String {
         connect_ports: ports.to_vec(),
         bind_ports: Vec::new(),
     };
-    let walls = Walls { landlock: Some(rules.prepare(abi).unwrap()), seccomp: Some(seccomp::compile(false).unwrap()) };
+    let walls = Walls {
+        landlock: Some(rules.prepare(abi).unwrap()),
+        seccomp: Some(seccomp::compile(false).unwrap()),
+        rlimits: Vec::new(),
+    };
     let mut command = Command::new("python3");
     command.args(["-S", "-c", code]);
     walls.apply_on_exec(&mut command).unwrap();

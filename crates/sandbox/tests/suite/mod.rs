@@ -1,3 +1,4 @@
 mod cgroup;
 mod landlock;
 mod seccomp;
+mod walls;
