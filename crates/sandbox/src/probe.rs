@@ -112,7 +112,23 @@ impl Probe {
                     Feature::Landlock => landlock().inspect(|(abi, _)| landlock_abi = Some(*abi)).map(|(_, d)| d),
                     Feature::Seccomp => seccomp(),
                     Feature::Overlayfs => overlayfs(),
-                    Feature::Cgroups => cgroup_backend().inspect(|(b, _)| cgroups = Some(b.clone())).map(|(_, d)| d),
+                    Feature::Cgroups => cgroup_backend()
+                        .and_then(|(backend, detail)| {
+                            // A hierarchy this user cannot write (v1 without delegation) is no use.
+                            let name = format!("portcullis-probe-{}", std::process::id());
+                            crate::cgroup::Cgroup::create(
+                                backend.clone(),
+                                &name,
+                                crate::cgroup::CgroupLimits::default(),
+                            )
+                            .map(|_| (backend, detail))
+                            .map_err(|e| {
+                                let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                                format!("cannot create a cgroup as this user ({e}{cause})")
+                            })
+                        })
+                        .inspect(|(b, _)| cgroups = Some(b.clone()))
+                        .map(|(_, d)| d),
                 };
                 match found {
                     Ok(detail) => Check { feature, available: true, detail },
