@@ -15,6 +15,8 @@ mod sys;
 /// by everything the child runs.
 #[derive(Debug, Default)]
 pub struct Walls {
+    /// New namespaces, entered first.
+    pub namespaces: Option<Namespaces>,
     /// Landlock rules, prepared before the fork.
     pub landlock: Option<landlock::Prepared>,
     /// The seccomp program.
@@ -28,8 +30,41 @@ impl Walls {
     /// step fails.
     pub fn apply_on_exec(self, command: &mut std::process::Command) -> std::io::Result<()> {
         let filter = self.seccomp.as_deref().map(sys::Filter::new).transpose()?;
-        let walls = sys::ChildWalls { landlock: self.landlock.map(|p| p.fd), filter, rlimits: self.rlimits };
+        let namespaces = self.namespaces.map(|ns| ns.setup());
+        let walls =
+            sys::ChildWalls { namespaces, landlock: self.landlock.map(|p| p.fd), filter, rlimits: self.rlimits };
         sys::walls_on_exec(command, std::sync::Arc::new(walls));
         Ok(())
+    }
+}
+
+/// The namespaces a sandboxed child gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Namespaces {
+    /// A new PID namespace: the child's first child is its PID 1.
+    pub pid: bool,
+    /// The uid and gid the child has inside (mapped to the caller's own).
+    pub inside_id: u32,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces { pid: true, inside_id: 0 }
+    }
+}
+
+impl Namespaces {
+    fn setup(self) -> sys::NamespaceSetup {
+        let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+        let mut flags =
+            libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        if self.pid {
+            flags |= libc::CLONE_NEWPID;
+        }
+        sys::NamespaceSetup {
+            flags,
+            uid_map: format!("{} {uid} 1", self.inside_id).into_bytes(),
+            gid_map: format!("{} {gid} 1", self.inside_id).into_bytes(),
+        }
     }
 }

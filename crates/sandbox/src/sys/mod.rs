@@ -77,9 +77,41 @@ impl Filter {
     }
 }
 
+/// New namespaces and the identity maps for the new user namespace, formatted before the fork.
+#[derive(Debug)]
+pub(crate) struct NamespaceSetup {
+    pub(crate) flags: libc::c_int,
+    pub(crate) uid_map: Vec<u8>,
+    pub(crate) gid_map: Vec<u8>,
+}
+
+impl NamespaceSetup {
+    /// `unshare`, then `setgroups` denied and the uid and gid maps written. Makes only system
+    /// calls on constant paths and pre-built buffers.
+    fn enter(&self) -> io::Result<()> {
+        use rustix::fs::{Mode, OFlags, open};
+        // SAFETY: unshare takes a flag word only.
+        if unsafe { libc::unshare(self.flags) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if self.flags & libc::CLONE_NEWUSER != 0 {
+            for (path, data) in [
+                (c"/proc/self/setgroups", &b"deny"[..]),
+                (c"/proc/self/uid_map", &self.uid_map),
+                (c"/proc/self/gid_map", &self.gid_map),
+            ] {
+                let fd = open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(io::Error::from)?;
+                rustix::io::write(&fd, data).map_err(io::Error::from)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a child applies to itself between fork and exec, in order.
 #[derive(Debug)]
 pub(crate) struct ChildWalls {
+    pub(crate) namespaces: Option<NamespaceSetup>,
     pub(crate) landlock: Option<std::os::fd::OwnedFd>,
     pub(crate) filter: Option<Filter>,
     /// `(resource, limit)` pairs, soft and hard alike.
@@ -91,6 +123,10 @@ impl ChildWalls {
     /// `no_new_privs`, then Landlock, then seccomp. Seccomp last: the filter may refuse calls the
     /// steps before it make. Makes only system calls and allocates nothing.
     fn apply(&self) -> io::Result<()> {
+        // Namespaces first: the seccomp filter installed last refuses `unshare`.
+        if let Some(ns) = &self.namespaces {
+            ns.enter()?;
+        }
         // SECURITY: a new session has no controlling terminal to inject keystrokes into.
         // SAFETY: setsid takes no arguments.
         if unsafe { libc::setsid() } < 0 {

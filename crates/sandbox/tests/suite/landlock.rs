@@ -57,7 +57,7 @@ fn python(work: &Path, ports: &[u16], code: &str) -> String {
     let walls = Walls {
         landlock: Some(rules.prepare(abi).unwrap()),
         seccomp: Some(seccomp::compile(false).unwrap()),
-        rlimits: Vec::new(),
+        ..Walls::default()
     };
     let mut command = Command::new("python3");
     command.args(["-S", "-c", code]);

@@ -1,4 +1,5 @@
 mod cgroup;
 mod landlock;
+mod namespaces;
 mod seccomp;
 mod walls;
