@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -222,5 +222,4 @@ fn very_long_and_deep_paths_get_a_quick_answer() {
     let f = fixture("long");
     let deep = "a/".repeat(100_000);
     assert!(matches!(f.wd.open(&deep, OpenMode::Read), Err(PathError::TooLong(_))));
-    let _ = Path::new(&deep);
 }
