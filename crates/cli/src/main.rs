@@ -51,6 +51,7 @@ Examples:
 }
 
 fn main() -> ExitCode {
+    portcullis_sandbox::restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy(command) => policy_cmd::run(command),

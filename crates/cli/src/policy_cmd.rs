@@ -47,6 +47,20 @@ Examples:
         #[command(flatten)]
         anchors: Anchors,
     },
+    /// List the built-in guards: their ids, default decisions and what they catch.
+    #[command(after_help = "Set a guard in the policy's [guards] table to \"deny\", \"ask\", \"allow\" or \"off\".
+
+Examples:
+  portcullis policy guards
+  portcullis policy guards --policy portcullis.toml --json")]
+    Guards {
+        /// Show the decisions this policy sets [default: the built-in policy].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what a policy decides for a request, and which rules decide it.
     #[command(after_help = r#"Without --policy, the built-in default policy answers.
 
@@ -129,7 +143,38 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Init { path, force, stdout } => init(&path, force, stdout),
         PolicyCommand::Check { file, json, anchors } => check(&file, json, &anchors),
         PolicyCommand::Explain(args) => explain(&args),
+        PolicyCommand::Guards { policy, json } => guards(policy.as_deref(), json),
     }
+}
+
+fn guards(file: Option<&Path>, json: bool) -> Result<ExitCode> {
+    use portcullis_guard::shell::{FAMILIES, GuardSettings};
+    let env = environment(&Anchors { workdir: None })?;
+    let policy = match file {
+        Some(file) => match load_file(file, &env, json)? {
+            Ok(policy) => policy,
+            Err(code) => return Ok(code),
+        },
+        None => Policy::builtin(&env),
+    };
+    let settings = GuardSettings::from_policy(policy.guards());
+    let rows: Vec<Value> = FAMILIES
+        .iter()
+        .map(|f| {
+            let decision = settings.decision(f).map_or("off", Decision::as_str);
+            json!({ "id": f.id, "decision": decision, "default": f.default, "description": f.description, "flags": f.flags, "passes": f.passes })
+        })
+        .collect();
+    if json {
+        println!("{}", Value::Array(rows));
+    } else {
+        for (f, row) in FAMILIES.iter().zip(&rows) {
+            println!("{:<22} {:<5}  {}", f.id, row["decision"].as_str().unwrap_or_default(), f.description);
+            println!("{:<22}        e.g. {}", "", f.flags.first().copied().unwrap_or_default());
+        }
+        println!("\npath guards: credential_paths, startup_files, hard_links (on unless set to \"off\")");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init(path: &Path, force: bool, stdout: bool) -> Result<ExitCode> {

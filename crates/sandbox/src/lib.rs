@@ -68,3 +68,9 @@ impl Namespaces {
         }
     }
 }
+
+/// For command-line front ends: restores the default SIGPIPE action, so `portcullis … | head`
+/// ends quietly when the reader goes away. Call it first thing in `main`.
+pub fn restore_default_sigpipe() {
+    sys::default_sigpipe();
+}

@@ -157,3 +157,19 @@ fn explain_runs_the_guards_unless_told_not_to() {
     assert_eq!(v["decision"], "deny");
     assert!(v["reason"].as_str().unwrap().contains("guard.path"), "{v}");
 }
+
+#[test]
+fn guards_lists_every_family_with_the_policy_decision() {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("p.toml"), "[guards]\nforce_push = \"ask\"\ninline_code = \"off\"\n").unwrap();
+    let run = portcullis(&["policy", "guards", "--policy", "p.toml", "--json"], dir.path(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert!(rows.len() >= 16);
+    let decision = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap()["decision"].clone();
+    assert_eq!(decision("force_push"), "ask");
+    assert_eq!(decision("inline_code"), "off");
+    assert_eq!(decision("remote_code"), "deny");
+    let human = portcullis(&["policy", "guards"], dir.path(), None);
+    assert!(human.stdout.contains("destructive_delete") && human.stdout.contains("e.g."), "{}", human.stdout);
+}

@@ -187,3 +187,12 @@ pub(crate) fn join_on_exec(command: &mut Command, procs: std::sync::Arc<Vec<std:
         });
     }
 }
+
+/// Restores the default action for SIGPIPE, which Rust's runtime ignores: a command line tool
+/// whose reader went away (`| head`) should end quietly, not report a write error.
+pub(crate) fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL for SIGPIPE touches no memory of ours and runs no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
