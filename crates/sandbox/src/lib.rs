@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod landlock;
+pub mod mounts;
 pub mod probe;
 pub mod rlimit;
 pub mod seccomp;
@@ -17,6 +18,8 @@ mod sys;
 pub struct Walls {
     /// New namespaces, entered first.
     pub namespaces: Option<Namespaces>,
+    /// The agent's root, built in the new mount namespace.
+    pub root: Option<mounts::RootPlan>,
     /// Landlock rules, prepared before the fork.
     pub landlock: Option<landlock::Prepared>,
     /// The seccomp program.
@@ -31,8 +34,13 @@ impl Walls {
     pub fn apply_on_exec(self, command: &mut std::process::Command) -> std::io::Result<()> {
         let filter = self.seccomp.as_deref().map(sys::Filter::new).transpose()?;
         let namespaces = self.namespaces.map(|ns| ns.setup());
-        let walls =
-            sys::ChildWalls { namespaces, landlock: self.landlock.map(|p| p.fd), filter, rlimits: self.rlimits };
+        let walls = sys::ChildWalls {
+            namespaces,
+            root: self.root,
+            landlock: self.landlock.map(|p| p.fd),
+            filter,
+            rlimits: self.rlimits,
+        };
         sys::walls_on_exec(command, std::sync::Arc::new(walls));
         Ok(())
     }

@@ -112,6 +112,7 @@ impl NamespaceSetup {
 #[derive(Debug)]
 pub(crate) struct ChildWalls {
     pub(crate) namespaces: Option<NamespaceSetup>,
+    pub(crate) root: Option<crate::mounts::RootPlan>,
     pub(crate) landlock: Option<std::os::fd::OwnedFd>,
     pub(crate) filter: Option<Filter>,
     /// `(resource, limit)` pairs, soft and hard alike.
@@ -126,6 +127,10 @@ impl ChildWalls {
         // Namespaces first: the seccomp filter installed last refuses `unshare`.
         if let Some(ns) = &self.namespaces {
             ns.enter()?;
+        }
+        // The new root needs the mount namespace entered above.
+        if let Some(root) = &self.root {
+            run_root_plan(&root.ops)?;
         }
         // SECURITY: a new session has no controlling terminal to inject keystrokes into.
         // SAFETY: setsid takes no arguments.
@@ -195,4 +200,56 @@ pub(crate) fn default_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Runs a root plan: mkdirs, binds, tmpfs mounts and `pivot_root`, with pre-built paths only.
+pub(crate) fn run_root_plan(ops: &[crate::mounts::Op]) -> io::Result<()> {
+    use crate::mounts::Op;
+    let check = |ret: libc::c_int| if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+    let ptr = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    for op in ops {
+        match op {
+            Op::Mkdir(path) => {
+                // SAFETY: `path` is a NUL-terminated string we own.
+                if unsafe { libc::mkdir(path.as_ptr(), 0o755) } != 0
+                    && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Op::Touch(path) => {
+                // SAFETY: `path` is a NUL-terminated string we own; the descriptor is closed below.
+                let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: `fd` was just opened and is not used again.
+                unsafe { libc::close(fd) };
+            }
+            Op::Symlink { target, link } => {
+                // SAFETY: both are NUL-terminated strings we own.
+                check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })?;
+            }
+            Op::Mount { source, target, fstype, flags, data } => {
+                // SAFETY: every pointer is null or a NUL-terminated string we own for the call.
+                check(unsafe { libc::mount(ptr(source), target.as_ptr(), ptr(fstype), *flags, ptr(data).cast()) })?;
+            }
+            Op::PivotRoot { new_root } => {
+                // SAFETY: `new_root` is a NUL-terminated string we own.
+                check(unsafe { libc::chdir(new_root.as_ptr()) })?;
+                // pivot_root(".", ".") stacks the old root under the new one; detach it at once.
+                // SAFETY: both arguments are the static string ".".
+                check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } as libc::c_int)?;
+                // SAFETY: "." is a static string.
+                check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
+                // SAFETY: "/" is a static string.
+                check(unsafe { libc::chdir(c"/".as_ptr()) })?;
+            }
+            Op::Chdir(path) => {
+                // SAFETY: `path` is a NUL-terminated string we own.
+                check(unsafe { libc::chdir(path.as_ptr()) })?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 mod cgroup;
 mod landlock;
+mod mounts;
 mod namespaces;
 mod seccomp;
 mod walls;

@@ -1,0 +1,238 @@
+//! The agent's view of the filesystem, built in its own mount namespace: an empty root with
+//! the system directories bound read-only, the workdir bound read-write, an empty home (so every
+//! credential file, including one created later, is out of sight), a private size-capped `/tmp`
+//! and a minimal `/dev`. The plan is computed before the fork; the child only makes system calls.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct RootOptions {
+    /// An empty directory the new root is assembled on (outside the agent's view afterwards).
+    pub staging: PathBuf,
+    /// The workdir, bound read-write at the same path.
+    pub workdir: PathBuf,
+    /// The home directory, replaced by an empty tmpfs.
+    pub home: PathBuf,
+    /// Size of the private `/tmp`, in bytes.
+    pub tmp_size: u64,
+}
+
+/// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
+/// recreated as symlinks).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
+/// Device nodes bound from the host.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// One step of the plan.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Mkdir(CString),
+    Touch(CString),
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    PivotRoot {
+        new_root: CString,
+    },
+    Chdir(CString),
+}
+
+/// A root plan that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A path contains a NUL byte or is not absolute.
+    #[error("`{0}` cannot be used as a mount path")]
+    BadPath(PathBuf),
+    /// The flags of a host mount cannot be read.
+    #[error("cannot read the mount flags of `{path}`")]
+    Flags {
+        /// The host path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A plan ready to run in the child.
+#[derive(Debug)]
+pub struct RootPlan {
+    pub(crate) ops: Vec<Op>,
+}
+
+fn c(path: &Path) -> Result<CString, PlanError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| PlanError::BadPath(path.to_path_buf()))
+}
+
+fn cs(text: &str) -> Option<CString> {
+    CString::new(text).ok()
+}
+
+/// The flags of the mount holding `path`, as `MS_*` bits, to keep when remounting: a mount
+/// copied into a user namespace has its flags locked, and a remount that changes them fails.
+fn locked_flags(path: &Path) -> Result<libc::c_ulong, PlanError> {
+    use rustix::fs::StatVfsMountFlags as F;
+    let st = rustix::fs::statvfs(path).map_err(|e| PlanError::Flags { path: path.to_path_buf(), source: e.into() })?;
+    let pairs = [
+        (F::NOSUID, libc::MS_NOSUID),
+        (F::NODEV, libc::MS_NODEV),
+        (F::NOEXEC, libc::MS_NOEXEC),
+        (F::NOATIME, libc::MS_NOATIME),
+        (F::NODIRATIME, libc::MS_NODIRATIME),
+        (F::RELATIME, libc::MS_RELATIME),
+    ];
+    Ok(pairs.iter().filter(|(f, _)| st.f_flag.contains(*f)).fold(0, |acc, (_, ms)| acc | ms))
+}
+
+impl RootPlan {
+    /// Computes the plan for `opts`.
+    pub fn new(opts: &RootOptions) -> Result<Self, PlanError> {
+        let staged = |p: &Path| -> Result<CString, PlanError> {
+            let rel: PathBuf = p.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+            c(&opts.staging.join(rel))
+        };
+        let mut ops = Vec::new();
+        let mut made: Vec<PathBuf> = Vec::new();
+        let mut mkdir_all = |ops: &mut Vec<Op>, p: &Path| -> Result<(), PlanError> {
+            let mut at = PathBuf::from("/");
+            for comp in p.components().filter(|c| matches!(c, Component::Normal(_))) {
+                at.push(comp);
+                if !made.contains(&at) {
+                    made.push(at.clone());
+                    ops.push(Op::Mkdir(staged(&at)?));
+                }
+            }
+            Ok(())
+        };
+        // Nothing mounted here may leak back to the host.
+        ops.push(Op::Mount {
+            source: None,
+            target: c(Path::new("/"))?,
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_PRIVATE,
+            data: None,
+        });
+        ops.push(Op::Mount {
+            source: cs("tmpfs"),
+            target: c(&opts.staging)?,
+            fstype: cs("tmpfs"),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: cs("mode=0755,size=1m"),
+        });
+        for dir in SYSTEM_DIRS {
+            let host = Path::new(dir);
+            let Ok(meta) = std::fs::symlink_metadata(host) else { continue };
+            if meta.file_type().is_symlink() {
+                let target =
+                    std::fs::read_link(host).map_err(|e| PlanError::Flags { path: host.to_path_buf(), source: e })?;
+                ops.push(Op::Symlink { target: c(&target)?, link: staged(host)? });
+            } else if meta.is_dir() {
+                mkdir_all(&mut ops, host)?;
+                bind(&mut ops, host, staged(host)?, true)?;
+            }
+        }
+        // Parents before children: `/tmp` and `/dev` first, then home, then the workdir, so a
+        // later mount never hides an earlier one (the workdir is often under `/tmp` or home).
+        mkdir_all(&mut ops, Path::new("/tmp"))?;
+        ops.push(Op::Mount {
+            source: cs("tmpfs"),
+            target: staged(Path::new("/tmp"))?,
+            fstype: cs("tmpfs"),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: cs(&format!("mode=1777,size={}", opts.tmp_size)),
+        });
+        mkdir_all(&mut ops, Path::new("/dev"))?;
+        ops.push(Op::Mount {
+            source: cs("tmpfs"),
+            target: staged(Path::new("/dev"))?,
+            fstype: cs("tmpfs"),
+            flags: libc::MS_NOSUID,
+            data: cs("mode=0755,size=64k"),
+        });
+        for dev in DEVICES {
+            let host = Path::new("/dev").join(dev);
+            if host.exists() {
+                ops.push(Op::Touch(staged(&host)?));
+                ops.push(Op::Mount {
+                    source: Some(c(&host)?),
+                    target: staged(&host)?,
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                });
+            }
+        }
+        mkdir_all(&mut ops, Path::new("/dev/pts"))?;
+        ops.push(Op::Mount {
+            source: cs("devpts"),
+            target: staged(Path::new("/dev/pts"))?,
+            fstype: cs("devpts"),
+            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            data: cs("newinstance,ptmxmode=0666,mode=0620"),
+        });
+        ops.push(Op::Symlink { target: c(Path::new("pts/ptmx"))?, link: staged(Path::new("/dev/ptmx"))? });
+        mkdir_all(&mut ops, Path::new("/dev/shm"))?;
+        ops.push(Op::Mount {
+            source: cs("tmpfs"),
+            target: staged(Path::new("/dev/shm"))?,
+            fstype: cs("tmpfs"),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: cs("mode=1777,size=64m"),
+        });
+        // Home as an empty tmpfs, so a workdir inside it is bound on top.
+        mkdir_all(&mut ops, &opts.home)?;
+        ops.push(Op::Mount {
+            source: cs("tmpfs"),
+            target: staged(&opts.home)?,
+            fstype: cs("tmpfs"),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: cs("mode=0700,size=16m"),
+        });
+        mkdir_all(&mut ops, &opts.workdir)?;
+        bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?;
+        ops.push(Op::PivotRoot { new_root: c(&opts.staging)? });
+        // The root itself holds only mount points: make it read-only.
+        ops.push(Op::Mount {
+            source: None,
+            target: c(Path::new("/"))?,
+            fstype: None,
+            flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            data: None,
+        });
+        ops.push(Op::Chdir(c(&opts.workdir)?));
+        Ok(RootPlan { ops })
+    }
+}
+
+/// A recursive bind of `host` at `target`, then (for read-only) a remount keeping its locked flags.
+fn bind(ops: &mut Vec<Op>, host: &Path, target: CString, read_only: bool) -> Result<(), PlanError> {
+    ops.push(Op::Mount {
+        source: Some(c(host)?),
+        target: target.clone(),
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+    });
+    if read_only {
+        let keep = locked_flags(host)?;
+        ops.push(Op::Mount {
+            source: None,
+            target,
+            fstype: None,
+            flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+            data: None,
+        });
+    }
+    Ok(())
+}
