@@ -359,6 +359,13 @@ fn parse_name_pattern(host: &str, whole: &str) -> Result<NamePattern, PatternErr
         return Ok(NamePattern::Any);
     }
     let host = host.strip_suffix('.').unwrap_or(host);
+    if host == "*" {
+        // `*.`: a wildcard with nothing after it.
+        return Err(pattern_err(
+            format!("`{whole}` has a wildcard with no domain after it"),
+            "write a domain after the wildcard, such as `*.example.com`",
+        ));
+    }
     let labels: Vec<&str> = host.split('.').collect();
     if labels.iter().any(|l| l.is_empty()) {
         let hint = if host.starts_with("*") {
