@@ -123,13 +123,7 @@ impl RootPlan {
             flags: libc::MS_REC | libc::MS_PRIVATE,
             data: None,
         });
-        ops.push(Op::Mount {
-            source: cs("tmpfs"),
-            target: c(&opts.staging)?,
-            fstype: cs("tmpfs"),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: cs("mode=0755,size=1m"),
-        });
+        ops.push(fresh("tmpfs", c(&opts.staging)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=1m"));
         for dir in SYSTEM_DIRS {
             let host = Path::new(dir);
             let Ok(meta) = std::fs::symlink_metadata(host) else { continue };
@@ -145,21 +139,14 @@ impl RootPlan {
         // Parents before children: `/tmp` and `/dev` first, then home, then the workdir, so a
         // later mount never hides an earlier one (the workdir is often under `/tmp` or home).
         mkdir_all(&mut ops, Path::new("/tmp"))?;
-        ops.push(Op::Mount {
-            source: cs("tmpfs"),
-            target: staged(Path::new("/tmp"))?,
-            fstype: cs("tmpfs"),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: cs(&format!("mode=1777,size={}", opts.tmp_size)),
-        });
+        ops.push(fresh(
+            "tmpfs",
+            staged(Path::new("/tmp"))?,
+            libc::MS_NOSUID | libc::MS_NODEV,
+            &format!("mode=1777,size={}", opts.tmp_size),
+        ));
         mkdir_all(&mut ops, Path::new("/dev"))?;
-        ops.push(Op::Mount {
-            source: cs("tmpfs"),
-            target: staged(Path::new("/dev"))?,
-            fstype: cs("tmpfs"),
-            flags: libc::MS_NOSUID,
-            data: cs("mode=0755,size=64k"),
-        });
+        ops.push(fresh("tmpfs", staged(Path::new("/dev"))?, libc::MS_NOSUID, "mode=0755,size=64k"));
         for dev in DEVICES {
             let host = Path::new("/dev").join(dev);
             if host.exists() {
@@ -174,31 +161,23 @@ impl RootPlan {
             }
         }
         mkdir_all(&mut ops, Path::new("/dev/pts"))?;
-        ops.push(Op::Mount {
-            source: cs("devpts"),
-            target: staged(Path::new("/dev/pts"))?,
-            fstype: cs("devpts"),
-            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
-            data: cs("newinstance,ptmxmode=0666,mode=0620"),
-        });
+        ops.push(fresh(
+            "devpts",
+            staged(Path::new("/dev/pts"))?,
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        ));
         ops.push(Op::Symlink { target: c(Path::new("pts/ptmx"))?, link: staged(Path::new("/dev/ptmx"))? });
         mkdir_all(&mut ops, Path::new("/dev/shm"))?;
-        ops.push(Op::Mount {
-            source: cs("tmpfs"),
-            target: staged(Path::new("/dev/shm"))?,
-            fstype: cs("tmpfs"),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: cs("mode=1777,size=64m"),
-        });
+        ops.push(fresh(
+            "tmpfs",
+            staged(Path::new("/dev/shm"))?,
+            libc::MS_NOSUID | libc::MS_NODEV,
+            "mode=1777,size=64m",
+        ));
         // Home as an empty tmpfs, so a workdir inside it is bound on top.
         mkdir_all(&mut ops, &opts.home)?;
-        ops.push(Op::Mount {
-            source: cs("tmpfs"),
-            target: staged(&opts.home)?,
-            fstype: cs("tmpfs"),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: cs("mode=0700,size=16m"),
-        });
+        ops.push(fresh("tmpfs", staged(&opts.home)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0700,size=16m"));
         mkdir_all(&mut ops, &opts.workdir)?;
         bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?;
         ops.push(Op::PivotRoot { new_root: c(&opts.staging)? });
@@ -213,6 +192,11 @@ impl RootPlan {
         ops.push(Op::Chdir(c(&opts.workdir)?));
         Ok(RootPlan { ops })
     }
+}
+
+/// A new filesystem of `fstype` (tmpfs, devpts) at `target`.
+fn fresh(fstype: &str, target: CString, flags: libc::c_ulong, data: &str) -> Op {
+    Op::Mount { source: cs(fstype), target, fstype: cs(fstype), flags, data: cs(data) }
 }
 
 /// A recursive bind of `host` at `target`, then (for read-only) a remount keeping its locked flags.

@@ -115,7 +115,10 @@ impl Probe {
                     Feature::Cgroups => cgroup_backend()
                         .and_then(|(backend, detail)| {
                             // A hierarchy this user cannot write (v1 without delegation) is no use.
-                            let name = format!("portcullis-probe-{}", std::process::id());
+                            // Unique per call: probes may run at the same time in one process.
+                            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let name = format!("portcullis-probe-{}-{n}", std::process::id());
                             crate::cgroup::Cgroup::create(
                                 backend.clone(),
                                 &name,

@@ -3,7 +3,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use portcullis_sandbox::landlock::LandlockRules;
 use portcullis_sandbox::probe::Probe;
@@ -59,12 +58,9 @@ fn python(work: &Path, ports: &[u16], code: &str) -> String {
         seccomp: Some(seccomp::compile(false).unwrap()),
         ..Walls::default()
     };
-    let mut command = Command::new("python3");
-    command.args(["-S", "-c", code]);
-    walls.apply_on_exec(&mut command).unwrap();
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let (status, out, err) = super::python_behind(walls, code);
+    assert!(status.success(), "{status:?}: {err}");
+    out
 }
 
 fn attempt(action: &str) -> String {

@@ -1,7 +1,6 @@
 //! The agent's filesystem view in a real process. Escape tests: each names the technique.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use portcullis_sandbox::mounts::{RootOptions, RootPlan};
 use portcullis_sandbox::{Namespaces, Walls, seccomp};
@@ -32,9 +31,6 @@ fn fixture(name: &str) -> Fixture {
     Fixture { base, work, home, staging }
 }
 
-/// The system interpreter: it lives under `/usr`, which the new root shows.
-const PYTHON: &str = "/usr/bin/python3";
-
 /// Runs python inside the new root; returns its stdout.
 fn python(f: &Fixture, code: &str) -> String {
     let plan = RootPlan::new(&RootOptions {
@@ -50,12 +46,9 @@ fn python(f: &Fixture, code: &str) -> String {
         seccomp: Some(seccomp::compile(false).unwrap()),
         ..Walls::default()
     };
-    let mut command = Command::new(PYTHON);
-    command.args(["-S", "-c", code]).env("HOME", &f.home);
-    walls.apply_on_exec(&mut command).unwrap();
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let (status, out, err) = super::python_behind(walls, code);
+    assert!(status.success(), "{status:?}: {err}");
+    out
 }
 
 fn try_to(action: &str) -> String {

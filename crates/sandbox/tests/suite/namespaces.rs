@@ -1,7 +1,5 @@
 //! Namespaces in a real process: only loopback, a private identity, a private PID space.
 
-use std::process::Command;
-
 use portcullis_sandbox::{Namespaces, Walls, seccomp};
 
 fn python(code: &str) -> String {
@@ -10,18 +8,9 @@ fn python(code: &str) -> String {
         seccomp: Some(seccomp::compile(false).unwrap()),
         ..Walls::default()
     };
-    // The interpreter itself, not a wrapper script: a wrapper's first fork would become PID 1.
-    let mut command = Command::new(real_python());
-    command.args(["-S", "-c", code]);
-    walls.apply_on_exec(&mut command).unwrap();
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn real_python() -> String {
-    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let (status, out, err) = super::python_behind(walls, code);
+    assert!(status.success(), "{status:?}: {err}");
+    out
 }
 
 #[test]

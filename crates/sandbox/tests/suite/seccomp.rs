@@ -4,16 +4,13 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
-use portcullis_sandbox::seccomp;
+use portcullis_sandbox::{Walls, seccomp};
 
 /// Runs `code` in python3 under the filter; returns (exit status, stdout).
 fn python(code: &str) -> (std::process::ExitStatus, String) {
-    let prog = seccomp::compile(false).unwrap();
-    let mut command = Command::new("python3");
-    command.args(["-S", "-c", code]);
-    seccomp::apply_on_exec(&mut command, &prog).unwrap();
-    let out = command.output().expect("python3 runs");
-    (out.status, String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let walls = Walls { seccomp: Some(seccomp::compile(false).unwrap()), ..Walls::default() };
+    let (status, out, _) = super::python_behind(walls, code);
+    (status, out)
 }
 
 /// The errno a direct syscall gets.

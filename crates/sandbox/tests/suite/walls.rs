@@ -5,11 +5,8 @@ use std::process::Command;
 use portcullis_sandbox::{Walls, rlimit};
 
 fn python(walls: Walls, code: &str) -> (std::process::ExitStatus, String) {
-    let mut command = Command::new("python3");
-    command.args(["-S", "-c", code]);
-    walls.apply_on_exec(&mut command).unwrap();
-    let out = command.output().unwrap();
-    (out.status, String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let (status, out, _) = super::python_behind(walls, code);
+    (status, out)
 }
 
 #[test]
