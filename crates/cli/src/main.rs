@@ -2,6 +2,8 @@
 
 mod check_cmd;
 mod policy_cmd;
+mod run_cmd;
+mod sessions;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,8 @@ allow, ask or deny, naming the rules behind every answer.",
   portcullis policy explain --tool Bash --input '{\"command\":\"git push --force\"}'
                                                  show what the policy decides, and why
   portcullis check                               list what this host can enforce
+  portcullis run -- claude                       run an agent in the sandbox
+  portcullis diff; portcullis apply              show, then keep, what it changed
 
 Run `portcullis help <command>` for more."
 )]
@@ -48,6 +52,12 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+    /// Run an agent (and everything it starts) in a sandbox.
+    Run(run_cmd::RunArgs),
+    /// Show what a session changed in its ephemeral workdir.
+    Diff(sessions::DiffArgs),
+    /// Copy a session's changes into the real workdir.
+    Apply(sessions::ApplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +66,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(command) => policy_cmd::run(command),
         Command::Check { json } => Ok(check_cmd::run(json)),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Diff(args) => sessions::diff(&args),
+        Command::Apply(args) => sessions::apply(&args),
     };
     match result {
         Ok(code) => code,

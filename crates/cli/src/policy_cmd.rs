@@ -201,7 +201,7 @@ fn environment(anchors: &Anchors) -> Result<Environment> {
 }
 
 /// Loads a policy file; on problems, prints them all and returns `Err(exit code)`.
-fn load_file(file: &Path, env: &Environment, json: bool) -> Result<std::result::Result<Policy, ExitCode>> {
+pub(crate) fn load_file(file: &Path, env: &Environment, json: bool) -> Result<std::result::Result<Policy, ExitCode>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read policy `{}`", file.display()))?;
     match Policy::load(&text, &file.display().to_string(), env) {
         Ok(policy) => Ok(Ok(policy)),

@@ -4,6 +4,8 @@
 //! The guards read what the policy engine cannot: a shell line as the shell would run it, a
 //! path as the kernel would resolve it. A guard can only tighten the policy's verdict.
 
+pub mod events;
+
 use portcullis_guard::path::{PathError, PathSettings, Workdir};
 use portcullis_guard::shell::{self, GuardSettings};
 use portcullis_policy::{Access, Decision, Evaluation, Policy, Profile, Request, canonical_tool};

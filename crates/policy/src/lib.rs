@@ -55,7 +55,7 @@ use std::collections::BTreeMap;
 
 pub use decision::{Decision, Evaluation, InvalidRequest, Location, Origin, Reason, Rule, UnknownDecision};
 pub use host::{BadHost, Cidr, HostPattern, PatternError, SpecialRange, canonical_ip, normalize_host, special_range};
-pub use load::{BUILTIN_HIDDEN, LoadErrors, Problem};
+pub use load::{BUILTIN_HIDDEN, LoadErrors, NEVER_PASSED_ENV, Problem, env_name_matches};
 pub use path::{Environment, NotAbsolute, PathPattern, PathSyntax, lexical_normalize};
 pub use profile::Profile;
 pub use request::{Access, OwnedRequest, Request, RequestError, parse_host_port};

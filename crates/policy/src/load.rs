@@ -49,6 +49,60 @@ pub const BUILTIN_HIDDEN: &[&str] = &[
     "~/.local/state/portcullis",
 ];
 
+/// Environment variables that change how programs load or start (dynamic linker, shell and
+/// interpreter start-up). They are never passed into a sandbox, whatever the policy says.
+pub const NEVER_PASSED_ENV: &[&str] = &[
+    "LD_*",
+    "DYLD_*",
+    "BASH_ENV",
+    "ENV",
+    "BASH_FUNC_*",
+    "PROMPT_COMMAND",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "GCONV_PATH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "MALLOC_*",
+    "GLIBC_TUNABLES",
+];
+
+/// True when environment variable `name` matches `pattern` (an exact name, or a prefix ending
+/// in `*`).
+pub fn env_name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+fn env_pattern_problem(pattern: &str) -> Option<(String, &'static str)> {
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Some((
+            format!("`{pattern}` is not an environment variable name"),
+            "use letters, digits and `_`, with an optional `*` at the end",
+        ));
+    }
+    if let Some(never) = NEVER_PASSED_ENV.iter().find(|n| env_name_matches(n, name) || env_name_matches(pattern, n)) {
+        return Some((
+            format!("`{pattern}` would pass `{never}`, which is never passed into the sandbox"),
+            "these variables change how programs load; set what the agent needs in its own start-up instead",
+        ));
+    }
+    None
+}
+
 /// One problem in a policy file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
@@ -139,6 +193,7 @@ struct Raw {
     rate: Option<BTreeMap<String, Rate>>,
     tools_default: Option<Decision>,
     exec_default: Option<Decision>,
+    env_pass: Option<Vec<String>>,
 }
 
 fn extend(parent: &Option<Vec<Entry>>, child: Option<Vec<Entry>>) -> Option<Vec<Entry>> {
@@ -182,6 +237,7 @@ impl Raw {
             rate: Some(rate),
             tools_default: child.tools_default.or(p.tools_default),
             exec_default: child.exec_default.or(p.exec_default),
+            env_pass: child.env_pass.or(p.env_pass),
         }
     }
 }
@@ -205,9 +261,21 @@ struct Loader<'s> {
     problems: Vec<Problem>,
 }
 
-const TOP_KEYS: &[&str] =
-    &["version", "network", "filesystem", "limits", "tools", "agents", "guards", "hooks", "audit", "alerts"];
-const AGENT_KEYS: &[&str] = &["description", "network", "filesystem", "limits", "tools"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "network",
+    "filesystem",
+    "limits",
+    "environment",
+    "tools",
+    "agents",
+    "guards",
+    "hooks",
+    "audit",
+    "alerts",
+];
+const AGENT_KEYS: &[&str] = &["description", "network", "filesystem", "limits", "environment", "tools"];
+const ENV_KEYS: &[&str] = &["pass"];
 const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "dns"];
 const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
 const FS_KEYS: &[&str] = &["writable", "read_only", "hidden", "ephemeral"];
@@ -644,6 +712,24 @@ impl<'s> Loader<'s> {
                 raw.usd = self.field(t, &path, "usd", Self::float);
             }
         }
+        if let Some(node) = table.get("environment") {
+            let path = p("environment");
+            if let Some(t) = self.expect_table(node, &path) {
+                self.check_keys(t, &path, ENV_KEYS);
+                raw.env_pass = t.get("pass").map(|n| {
+                    let list = self.strings(n, &format!("{path}.pass"));
+                    list.into_iter()
+                        .filter_map(|(name, span)| match env_pattern_problem(&name) {
+                            None => Some(name),
+                            Some((message, hint)) => {
+                                self.problem(span, message, Some(hint.to_owned()));
+                                None
+                            }
+                        })
+                        .collect()
+                });
+            }
+        }
         if let Some(node) = table.get("tools") {
             let path = p("tools");
             if let Some(t) = self.expect_table(node, &path) {
@@ -800,6 +886,7 @@ impl<'s> Loader<'s> {
                 usd: raw.usd,
             },
             tools: ToolSettings { default: tools_default, exec_default, rate: raw.rate.clone().unwrap_or_default() },
+            environment: raw.env_pass.clone().unwrap_or_default(),
         };
         let builtin = BuiltinRules {
             tools_default: self.builtin_rule(

@@ -21,6 +21,9 @@ pub struct Settings {
     pub limits: Limits,
     /// `[tools]` settings other than the rules.
     pub tools: ToolSettings,
+    /// `[environment] pass`: the host's environment variables passed into a sandbox (names, or
+    /// prefixes ending in `*`), besides the terminal and locale ones always passed.
+    pub environment: Vec<String>,
 }
 
 /// `[network]` settings.

@@ -130,6 +130,14 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves process `pid` (and the children it starts afterwards) into the cgroup.
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
     /// The process ids in the cgroup.
     pub fn pids(&self) -> Vec<u32> {
         let Some(dir) = self.dirs.first() else { return Vec::new() };
@@ -147,6 +155,16 @@ impl Cgroup {
                 .or_else(|_| fs::read_to_string(d.join("memory.oom_control")))
                 .unwrap_or_default();
             events.lines().any(|l| (l.starts_with("oom_kill ") || l.starts_with("oom_kill\t")) && !l.ends_with(" 0"))
+        })
+    }
+
+    /// True when a fork failed at the pids limit.
+    pub fn pids_limit_hit(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            fs::read_to_string(d.join("pids.events"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.strip_prefix("max ").is_some_and(|n| n.trim() != "0"))
         })
     }
 

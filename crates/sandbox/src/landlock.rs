@@ -79,3 +79,11 @@ impl LandlockRules {
         fd.map(|fd| Prepared { fd, abi }).ok_or(LandlockError::Unavailable)
     }
 }
+
+/// The error with its cause, for a one-line report.
+pub(crate) fn describe(e: &LandlockError) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}

@@ -4,11 +4,14 @@
 //! This crate alone contains `unsafe`, in `sys`, one operation per block.
 
 pub mod cgroup;
+pub mod changes;
 pub mod landlock;
+pub mod monitor;
 pub mod mounts;
 pub mod probe;
 pub mod rlimit;
 pub mod seccomp;
+pub mod session;
 mod sys;
 
 /// The walls a child puts up on itself before it execs: a new session, rlimits, inherited

@@ -18,6 +18,21 @@ pub struct RootOptions {
     pub home: PathBuf,
     /// Size of the private `/tmp`, in bytes.
     pub tmp_size: u64,
+    /// An empty host directory outside the workdir. A tmpfs mounted on it holds the overlay's
+    /// upper layer and the empty file that masks hidden files; it is out of the agent's view.
+    pub scratch: PathBuf,
+    /// `Some(size)`: the workdir is an overlay whose writes land in the scratch tmpfs, capped at
+    /// `size` bytes. `None`: the workdir is bound read-write.
+    pub ephemeral: Option<u64>,
+    /// Mount a fresh `/proc` (the caller must be the first process of a new PID namespace).
+    pub proc: bool,
+    /// Host paths to mask: a directory gets an empty read-only tmpfs, a file an empty read-only
+    /// file. Paths the root does not show anyway (under the home, outside every bind) need none.
+    pub hidden: Vec<PathBuf>,
+    /// Extra host trees bound read-only at the same path.
+    pub read_only: Vec<PathBuf>,
+    /// Extra host trees bound read-write at the same path (outside the workdir).
+    pub writable: Vec<PathBuf>,
 }
 
 /// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
@@ -46,6 +61,8 @@ pub(crate) enum Op {
         new_root: CString,
     },
     Chdir(CString),
+    /// Open a directory and keep the descriptor (the overlay's upper layer, for the supervisor).
+    Keep(CString),
 }
 
 /// A root plan that cannot be made.
@@ -123,6 +140,15 @@ impl RootPlan {
             flags: libc::MS_REC | libc::MS_PRIVATE,
             data: None,
         });
+        let scratch_size = opts.ephemeral.unwrap_or(0).saturating_add(1 << 20);
+        ops.push(fresh(
+            "tmpfs",
+            c(&opts.scratch)?,
+            libc::MS_NOSUID | libc::MS_NODEV,
+            &format!("mode=0700,size={scratch_size}"),
+        ));
+        let empty_file = opts.scratch.join("empty");
+        ops.push(Op::Touch(c(&empty_file)?));
         ops.push(fresh("tmpfs", c(&opts.staging)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=1m"));
         for dir in SYSTEM_DIRS {
             let host = Path::new(dir);
@@ -175,11 +201,86 @@ impl RootPlan {
             libc::MS_NOSUID | libc::MS_NODEV,
             "mode=1777,size=64m",
         ));
-        // Home as an empty tmpfs, so a workdir inside it is bound on top.
+        if opts.proc {
+            mkdir_all(&mut ops, Path::new("/proc"))?;
+            ops.push(fresh(
+                "proc",
+                staged(Path::new("/proc"))?,
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                "",
+            ));
+        }
+        // Home as an empty tmpfs, so a workdir inside it is bound on top; read-only once the
+        // mount points in it are made.
         mkdir_all(&mut ops, &opts.home)?;
-        ops.push(fresh("tmpfs", staged(&opts.home)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0700,size=16m"));
+        ops.push(fresh("tmpfs", staged(&opts.home)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=64k"));
+        for (extras, read_only) in [(&opts.read_only, true), (&opts.writable, false)] {
+            for extra in extras.iter().filter(|e| e.is_dir()) {
+                mkdir_all(&mut ops, extra)?;
+                bind(&mut ops, extra, staged(extra)?, read_only)?;
+            }
+        }
         mkdir_all(&mut ops, &opts.workdir)?;
-        bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?;
+        match opts.ephemeral {
+            None => bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?,
+            Some(_) => {
+                let (upper, work) = (opts.scratch.join("upper"), opts.scratch.join("work"));
+                ops.push(Op::Mkdir(c(&upper)?));
+                ops.push(Op::Mkdir(c(&work)?));
+                let data = format!(
+                    "lowerdir={},upperdir={},workdir={},userxattr",
+                    overlay_path(&opts.workdir)?,
+                    overlay_path(&upper)?,
+                    overlay_path(&work)?
+                );
+                ops.push(fresh("overlay", staged(&opts.workdir)?, libc::MS_NOSUID | libc::MS_NODEV, &data));
+                ops.push(Op::Keep(c(&upper)?));
+            }
+        }
+        ops.push(Op::Mount {
+            source: None,
+            target: staged(&opts.home)?,
+            fstype: None,
+            flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            data: None,
+        });
+        // Masks last, over whatever the binds above show.
+        let shown: Vec<PathBuf> = SYSTEM_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .chain(opts.read_only.iter().cloned())
+            .chain(opts.writable.iter().cloned())
+            .chain([opts.workdir.clone()])
+            .collect();
+        for path in &opts.hidden {
+            if !shown.iter().any(|s| path.starts_with(s)) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(path) else { continue };
+            if meta.is_dir() {
+                ops.push(fresh(
+                    "tmpfs",
+                    staged(path)?,
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_RDONLY,
+                    "mode=0000,size=4k",
+                ));
+            } else if !meta.file_type().is_symlink() {
+                ops.push(Op::Mount {
+                    source: Some(c(&empty_file)?),
+                    target: staged(path)?,
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                });
+                ops.push(Op::Mount {
+                    source: None,
+                    target: staged(path)?,
+                    fstype: None,
+                    flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                    data: None,
+                });
+            }
+        }
         ops.push(Op::PivotRoot { new_root: c(&opts.staging)? });
         // The root itself holds only mount points: make it read-only.
         ops.push(Op::Mount {
@@ -192,6 +293,15 @@ impl RootPlan {
         ops.push(Op::Chdir(c(&opts.workdir)?));
         Ok(RootPlan { ops })
     }
+}
+
+/// A path as an overlay mount option, which cannot carry the option separators.
+fn overlay_path(path: &Path) -> Result<String, PlanError> {
+    let text = path.to_str().ok_or_else(|| PlanError::BadPath(path.to_path_buf()))?;
+    if text.contains([',', ':', '\\', '=']) {
+        return Err(PlanError::BadPath(path.to_path_buf()));
+    }
+    Ok(text.to_owned())
 }
 
 /// A new filesystem of `fstype` (tmpfs, devpts) at `target`.

@@ -90,6 +90,16 @@ impl Probe {
     /// report those features as missing. It exists for tests of the refusal path: it can only
     /// make Portcullis refuse more, never enforce less.
     pub fn run() -> Probe {
+        Probe::collect(true)
+    }
+
+    /// As [`Probe::run`], without the two live trials (a child in new namespaces, a probe
+    /// cgroup): for `run`, whose own session start is that trial and fails naming the feature.
+    pub fn without_trials() -> Probe {
+        Probe::collect(false)
+    }
+
+    fn collect(live: bool) -> Probe {
         let simulated: Vec<String> = std::env::var("PORTCULLIS_SIMULATE_MISSING")
             .map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect())
             .unwrap_or_default();
@@ -106,6 +116,10 @@ impl Probe {
                     };
                 }
                 let found = match feature {
+                    Feature::Namespaces if !live => Ok("checked when the session starts".to_owned()),
+                    Feature::Cgroups if !live => {
+                        cgroup_backend().inspect(|(b, _)| cgroups = Some(b.clone())).map(|(_, d)| d)
+                    }
                     Feature::Namespaces => crate::sys::try_namespaces()
                         .map(|()| "user, mount, pid, net, ipc and uts namespaces".to_owned())
                         .map_err(|e| e.to_string()),

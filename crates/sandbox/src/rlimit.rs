@@ -12,6 +12,9 @@ pub enum Resource {
     Files,
     /// Address space.
     AddressSpace,
+    /// Processes of the agent's uid in its user namespace: the floor under the cgroup's pids
+    /// limit.
+    Processes,
 }
 
 impl Resource {
@@ -21,6 +24,18 @@ impl Resource {
             Resource::FileSize => libc::RLIMIT_FSIZE,
             Resource::Files => libc::RLIMIT_NOFILE,
             Resource::AddressSpace => libc::RLIMIT_AS,
+            Resource::Processes => libc::RLIMIT_NPROC,
+        }
+    }
+
+    pub(crate) fn rustix(self) -> rustix::process::Resource {
+        use rustix::process::Resource as R;
+        match self {
+            Resource::Core => R::Core,
+            Resource::FileSize => R::Fsize,
+            Resource::Files => R::Nofile,
+            Resource::AddressSpace => R::As,
+            Resource::Processes => R::Nproc,
         }
     }
 }

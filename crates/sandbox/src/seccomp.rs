@@ -3,7 +3,7 @@
 //! The filter first checks the architecture (anything but the native one is killed, so no
 //! i386 or x32 entry point reaches the table), then refuses x32 syscall numbers, then walks the
 //! table. Argument checks cover `ioctl(TIOCSTI)`, sockets outside `AF_UNIX`/`AF_INET`/
-//! `AF_INET6`, and `clone` with `CLONE_NEWUSER`. Everything not listed is allowed: the mounts and
+//! `AF_INET6` and routing netlink, and `clone` with `CLONE_NEWUSER`. Everything not listed is allowed: the mounts and
 //! Landlock are the walls, the filter removes the kernel interfaces an escape would use.
 
 use std::fmt;
@@ -28,6 +28,8 @@ pub enum ArgCheck {
     AnyBits(u8, u32),
     /// The argument is none of the listed values.
     NoneOf(u8, &'static [u32]),
+    /// The first argument equals the value and the second is not the other value.
+    EqualsAndNot(u8, u32, u8, u32),
 }
 
 /// One entry of the table.
@@ -45,7 +47,9 @@ pub struct Entry {
 
 const EPERM: i32 = libc::EPERM;
 const TIOCSTI: u32 = 0x5412;
-const ALLOWED_FAMILIES: &[u32] = &[libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32];
+const ALLOWED_FAMILIES: &[u32] =
+    &[libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
+const NETLINK_ROUTE: u32 = 0;
 // INVARIANT: CLONE_NEWUSER fits in 32 bits (0x10000000).
 const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
 
@@ -113,6 +117,14 @@ pub const CONDITIONAL: &[Entry] = &[
         nr: libc::SYS_socket,
         check: Some(ArgCheck::NoneOf(0, ALLOWED_FAMILIES)),
         action: Action::Errno(libc::EAFNOSUPPORT),
+    },
+    // Netlink for routing queries only (`ip link`, `getifaddrs`), in the sandbox's own network
+    // namespace, where the agent has no capability to change anything.
+    Entry {
+        name: "socket",
+        nr: libc::SYS_socket,
+        check: Some(ArgCheck::EqualsAndNot(0, libc::AF_NETLINK as u32, 2, NETLINK_ROUTE)),
+        action: Action::Errno(libc::EPROTONOSUPPORT),
     },
     Entry {
         name: "clone",
@@ -222,6 +234,13 @@ pub fn compile(notify_exec: bool) -> Result<Vec<Insn>, TooLong> {
                 body.push(Insn { code: BPF_JSET_K, jt: 0, jf: 1, k: bits });
                 body.push(ret(entry.action));
             }
+            ArgCheck::EqualsAndNot(i, v, j, w) => {
+                body.push(ld(offset_arg(i)));
+                body.push(Insn { code: BPF_JEQ_K, jt: 0, jf: 3, k: v });
+                body.push(ld(offset_arg(j)));
+                body.push(Insn { code: BPF_JEQ_K, jt: 1, jf: 0, k: w });
+                body.push(ret(entry.action));
+            }
             ArgCheck::NoneOf(i, values) => {
                 body.push(ld(offset_arg(i)));
                 // Each allowed value jumps past the refusal to the reload below.
@@ -309,7 +328,9 @@ mod tests {
         assert_eq!(call(libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(call(libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(call(libc::SYS_socket, [libc::AF_INET6 as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(call(libc::SYS_socket, [libc::AF_NETLINK as u64, 3, 0, 0, 0, 0]), errno(libc::EAFNOSUPPORT));
+        assert_eq!(call(libc::SYS_socket, [libc::AF_NETLINK as u64, 3, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_socket, [libc::AF_NETLINK as u64, 3, 9, 0, 0, 0]), errno(libc::EPROTONOSUPPORT));
+        assert_eq!(call(libc::SYS_socket, [libc::AF_INET as u64, 3, 9, 0, 0, 0]), RET_ALLOW);
         assert_eq!(call(libc::SYS_socket, [libc::AF_PACKET as u64, 3, 0, 0, 0, 0]), errno(libc::EAFNOSUPPORT));
         assert_eq!(call(libc::SYS_clone, [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]), errno(EPERM));
         assert_eq!(call(libc::SYS_clone, [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]), RET_ALLOW);

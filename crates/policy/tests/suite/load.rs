@@ -156,3 +156,16 @@ fn guards_are_switched_by_name_and_typos_are_errors() {
     assert_eq!(found.len(), 2, "{found:#?}");
     assert_eq!(found[0].3.as_deref(), Some("did you mean `force_push`?"));
 }
+
+#[test]
+fn environment_pass_lists_refuse_loader_variables_with_their_place() {
+    let text = "[environment]\npass = [\"ANTHROPIC_API_KEY\", \"LD_PRELOAD\", \"L*\", \"BAD NAME\"]\n";
+    let err = Policy::load(text, "p.toml", &env()).unwrap_err();
+    let messages: Vec<String> = err.problems.iter().map(|p| p.message.clone()).collect();
+    assert_eq!(err.problems.len(), 3, "{messages:?}");
+    assert!(messages[0].contains("LD_PRELOAD") && messages[0].contains("never passed"), "{messages:?}");
+    assert!(messages[1].contains("`L*`"), "{messages:?}");
+    assert!(messages[2].contains("not an environment variable name"), "{messages:?}");
+    let ok = Policy::load("[environment]\npass = [\"ANTHROPIC_*\", \"GITHUB_TOKEN\"]\n", "p.toml", &env()).unwrap();
+    assert_eq!(ok.root().settings().environment, ["ANTHROPIC_*", "GITHUB_TOKEN"]);
+}

@@ -2,7 +2,11 @@
 //! precondition it relies on.
 #![allow(unsafe_code, reason = "raw system calls the sandbox needs and no safe crate wraps")]
 
+pub(crate) mod notify;
+pub(crate) mod process;
+
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -62,6 +66,17 @@ impl Filter {
     /// `prctl(PR_SET_NO_NEW_PRIVS)` then `seccomp(SECCOMP_SET_MODE_FILTER)`. Makes only those two
     /// system calls and allocates nothing, so it may run between fork and exec.
     pub(crate) fn install(&self) -> io::Result<()> {
+        self.install_with(0).map(drop)
+    }
+
+    /// As [`Filter::install`], asking for a user-notification listener, which is returned.
+    pub(crate) fn install_with_listener(&self) -> io::Result<OwnedFd> {
+        let fd = self.install_with(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+        // SAFETY: with NEW_LISTENER the kernel returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    }
+
+    fn install_with(&self, flags: libc::c_ulong) -> io::Result<libc::c_long> {
         const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
         // INVARIANT: `new` checked that the length fits in u16.
         let fprog = libc::sock_fprog { len: self.filters.len() as u16, filter: self.filters.as_ptr().cast_mut() };
@@ -71,9 +86,8 @@ impl Filter {
         }
         // SAFETY: `fprog` points at `self.filters`, which outlives the call; the kernel copies
         // the program and keeps no pointer to our memory.
-        let ret =
-            unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0 as libc::c_ulong, &raw const fprog) };
-        if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        let ret = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &raw const fprog) };
+        if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
     }
 }
 
@@ -130,7 +144,7 @@ impl ChildWalls {
         }
         // The new root needs the mount namespace entered above.
         if let Some(root) = &self.root {
-            run_root_plan(&root.ops)?;
+            run_root_plan(&root.ops, &mut |_| ())?;
         }
         // SECURITY: a new session has no controlling terminal to inject keystrokes into.
         // SAFETY: setsid takes no arguments.
@@ -146,27 +160,39 @@ impl ChildWalls {
         }
         // SECURITY: descriptors the supervisor holds must not reach the agent; marking them
         // close-on-exec (rather than closing) keeps std's exec-error pipe working.
-        // SAFETY: close_range takes integer arguments only.
-        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        close_on_exec_from(3)?;
         // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
         if let Some(fd) = &self.landlock {
-            let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
-            // SAFETY: `landlock_restrict_self(fd, 0)` takes a ruleset descriptor we own and a
-            // flag word; it reads no memory of ours.
-            if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, raw, 0u32) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            landlock_restrict(fd)?;
         }
         if let Some(filter) = &self.filter {
             filter.install()?;
         }
         Ok(())
     }
+}
+
+/// `landlock_restrict_self(fd, 0)`: enforces a prepared ruleset on the calling thread.
+pub(crate) fn landlock_restrict(fd: &OwnedFd) -> io::Result<()> {
+    let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
+    // SAFETY: `landlock_restrict_self(fd, 0)` takes a ruleset descriptor we own and a flag word;
+    // it reads no memory of ours.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, raw, 0u32) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from `first` up close-on-exec.
+pub(crate) fn close_on_exec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range takes integer arguments only.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Makes the child `command` starts apply `walls` before it execs.
@@ -203,7 +229,9 @@ pub(crate) fn default_sigpipe() {
 }
 
 /// Runs a root plan: mkdirs, binds, tmpfs mounts and `pivot_root`, with pre-built paths only.
-pub(crate) fn run_root_plan(ops: &[crate::mounts::Op]) -> io::Result<()> {
+/// Directories the plan keeps open are handed to `keep` (which must not allocate when the plan
+/// runs between fork and exec).
+pub(crate) fn run_root_plan(ops: &[crate::mounts::Op], keep: &mut dyn FnMut(OwnedFd)) -> io::Result<()> {
     use crate::mounts::Op;
     let check = |ret: libc::c_int| if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
     let ptr = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
@@ -248,6 +276,11 @@ pub(crate) fn run_root_plan(ops: &[crate::mounts::Op]) -> io::Result<()> {
             Op::Chdir(path) => {
                 // SAFETY: `path` is a NUL-terminated string we own.
                 check(unsafe { libc::chdir(path.as_ptr()) })?;
+            }
+            Op::Keep(path) => {
+                use rustix::fs::{Mode, OFlags, open};
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                keep(open(path.as_c_str(), flags, Mode::empty()).map_err(io::Error::from)?);
             }
         }
     }

@@ -22,7 +22,7 @@ fn fixture(name: &str) -> Fixture {
     let base = std::env::temp_dir().join(format!("pc-mounts-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let (work, home, staging) = (base.join("work"), base.join("home"), base.join("staging"));
-    for d in [&work, &home.join(".ssh"), &home.join(".aws"), &staging] {
+    for d in [&work, &home.join(".ssh"), &home.join(".aws"), &staging, &base.join("scratch")] {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
@@ -38,6 +38,12 @@ fn python(f: &Fixture, code: &str) -> String {
         workdir: f.work.clone(),
         home: f.home.clone(),
         tmp_size: 1 << 20,
+        scratch: f.base.join("scratch"),
+        ephemeral: None,
+        proc: false,
+        hidden: Vec::new(),
+        read_only: Vec::new(),
+        writable: Vec::new(),
     })
     .unwrap();
     let walls = Walls {

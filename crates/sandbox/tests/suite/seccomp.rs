@@ -59,8 +59,11 @@ fn tiocsti_injection_is_refused() {
 }
 
 #[test]
-fn raw_netlink_socket_is_refused() {
-    assert_eq!(errno_of("libc.socket(16, 3, 0)"), "Address family not supported by protocol");
+fn packet_sockets_and_non_routing_netlink_are_refused() {
+    // AF_PACKET (17): raw frames.
+    assert_eq!(errno_of("libc.socket(17, 3, 0)"), "Address family not supported by protocol");
+    // AF_NETLINK (16) with NETLINK_KOBJECT_UEVENT (15); routing netlink (0) is allowed for `ip link`.
+    assert_eq!(errno_of("libc.socket(16, 3, 15)"), "Protocol not supported");
 }
 
 #[test]

@@ -1,0 +1,529 @@
+//! `portcullis run`: the agent's whole process tree in a sandbox, every exec checked and
+//! recorded, and a summary at the end.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use portcullis_harness::Decider;
+use portcullis_harness::events::{Event, EventSink, JsonlFile};
+use portcullis_policy::{Decision, Policy, Profile, Request, env_name_matches};
+use portcullis_sandbox::cgroup::{Cgroup, CgroupLimits};
+use portcullis_sandbox::changes::{self, Change};
+use portcullis_sandbox::landlock::LandlockRules;
+use portcullis_sandbox::monitor::{ExecRequest, Monitor};
+use portcullis_sandbox::mounts::RootOptions;
+use portcullis_sandbox::probe::{Feature, Probe};
+use portcullis_sandbox::session::{self, Spec};
+use serde_json::{Value, json};
+
+use crate::sessions;
+
+#[derive(Debug, Args)]
+#[command(after_help = "The agent and everything it starts run as PID 1's children in new user, mount, PID, \
+network, IPC and UTS namespaces: system directories read-only, the workdir as an overlay (or \
+written through with --no-ephemeral), home empty, credentials invisible, no network but loopback, \
+Landlock, seccomp, cgroup and rlimit limits. Every exec is checked against the policy and recorded.
+
+Exit status: the agent's own (128 + N when signal N ended it); 2 when the sandbox cannot be set up.
+
+Examples:
+  portcullis run -- claude
+  portcullis run --policy portcullis.toml --agent reviewer -- codex
+  portcullis run --no-ephemeral --workdir ~/src/app -- python agent.py
+  portcullis diff && portcullis apply      show, then keep, what the last session changed")]
+pub(crate) struct RunArgs {
+    /// The policy file (default: the built-in policy).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The agent profile in the policy (`[agents.NAME]`).
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// The agent's working directory (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Write through to the workdir instead of an overlay kept for `portcullis apply`.
+    #[arg(long)]
+    no_ephemeral: bool,
+    /// Run even when a kernel feature is missing. The session is recorded as degraded.
+    #[arg(long)]
+    dangerously_allow_partial_sandbox: bool,
+    /// Print the session summary to stderr as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Print no start line and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// The command to run, after `--`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// Environment variables always passed (terminal and locale).
+const ALWAYS_PASSED: &[&str] =
+    &["TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "LANG", "LANGUAGE", "LC_*", "TZ", "PATH"];
+/// Read-only trees the sandbox shows (those that exist).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
+/// Host files that hold credentials of their own, masked when the agent's identity maps to root.
+const ROOT_ONLY_SECRETS: &[&str] =
+    &["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d"];
+/// Grace between SIGTERM and SIGKILL when the wall clock runs out.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// What the exec monitor counted.
+#[derive(Debug, Default)]
+struct Tally {
+    execs: u64,
+    denials: Vec<(String, String)>,
+    cap_hit: bool,
+    sink_error: Option<String>,
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let workdir = cwd.join(args.workdir.as_deref().unwrap_or(Path::new(".")));
+    let workdir = workdir.canonicalize().with_context(|| format!("cannot open the workdir `{}`", workdir.display()))?;
+    let home = std::env::home_dir().context("cannot tell the home directory: set HOME")?;
+    let home = home.canonicalize().unwrap_or(home);
+    let env = portcullis_policy::Environment::new(workdir.clone(), home.clone())?;
+    let policy = match &args.policy {
+        Some(file) => match crate::policy_cmd::load_file(file, &env, false)? {
+            Ok(p) => p,
+            Err(code) => return Ok(code),
+        },
+        None => Policy::builtin(&env),
+    };
+    let profile = policy.profile(args.agent.as_deref())?;
+    let settings = profile.settings();
+    let state = sessions::state_root()?;
+    check_workdir(&workdir, &home, &state)?;
+
+    let probe = Probe::without_trials();
+    let missing = probe.missing();
+    if !missing.is_empty() && !args.dangerously_allow_partial_sandbox {
+        let list: Vec<String> =
+            probe.checks.iter().filter(|c| !c.available).map(|c| format!("  {}: {}", c.feature, c.detail)).collect();
+        bail!(
+            "the sandbox cannot be applied in full; missing:\n{}\nrun `portcullis check` for details, or pass \
+             --dangerously-allow-partial-sandbox to run with less (the session is recorded as degraded)",
+            list.join("\n")
+        );
+    }
+    let mut degraded: Vec<String> = missing.iter().map(|f| f.as_str().to_owned()).collect();
+
+    let id = sessions::new_id();
+    let dir = sessions::create_dir(&state, &id)?;
+    let mut sink = JsonlFile::create(&dir.join("events.jsonl"))
+        .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
+    let limits = &settings.limits;
+    let cgroup = match probe.cgroups.clone() {
+        Some(backend) if !missing.contains(&Feature::Cgroups) => {
+            let limits =
+                CgroupLimits { memory: limits.memory.map(|m| m.0), pids: limits.processes, cpu_quota_us: None };
+            match Cgroup::create(backend, &format!("portcullis-{id}"), limits) {
+                Ok(c) => Some(c),
+                Err(e) if args.dangerously_allow_partial_sandbox => {
+                    degraded.push(format!("cgroups ({e})"));
+                    None
+                }
+                Err(e) => {
+                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                    bail!(
+                        "cgroups: {e}{cause}\npass --dangerously-allow-partial-sandbox to run with rlimits only \
+                         (the session is recorded as degraded)"
+                    )
+                }
+            }
+        }
+        _ => None,
+    };
+
+    let ephemeral = settings.filesystem.ephemeral && !args.no_ephemeral;
+    let disk = limits.disk.map_or(2 << 30, |d| d.0);
+    let inside_id = rustix::process::getuid().as_raw();
+    let mut hidden: Vec<PathBuf> = settings.filesystem.hidden.iter().map(|h| expand(h, &home, &workdir)).collect();
+    hidden.push(state.clone());
+    if let Some(file) = &args.policy {
+        hidden.push(cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file)));
+    }
+    if inside_id == 0 {
+        hidden.extend(ROOT_ONLY_SECRETS.iter().map(PathBuf::from));
+        hidden.extend(glob_ssh_host_keys());
+    }
+    let read_only: Vec<PathBuf> = settings
+        .filesystem
+        .read_only
+        .iter()
+        .filter(|p| !p.contains(['*', '?', '[']))
+        .map(|p| expand(p, &home, &workdir))
+        .filter(|p| !p.starts_with(&workdir))
+        .collect();
+    let writable: Vec<PathBuf> = settings
+        .filesystem
+        .writable
+        .iter()
+        .filter(|p| !p.contains(['*', '?', '[']))
+        .map(|p| expand(p, &home, &workdir))
+        .filter(|p| !p.starts_with(&workdir) && p.is_dir())
+        .collect();
+    let root = RootOptions {
+        staging: dir.join("root"),
+        workdir: workdir.clone(),
+        home: home.clone(),
+        tmp_size: disk / 2,
+        scratch: dir.join("scratch"),
+        ephemeral: ephemeral.then_some(disk),
+        proc: true,
+        hidden,
+        read_only: read_only.clone(),
+        writable: writable.clone(),
+    };
+    for d in [&root.staging, &root.scratch] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
+    }
+    let landlock = match probe.landlock_abi {
+        Some(abi) if !missing.contains(&Feature::Landlock) => {
+            Some((landlock_rules(&workdir, &home, &read_only, &writable), abi))
+        }
+        _ => None,
+    };
+    let seccomp = !missing.contains(&Feature::Seccomp);
+    let mut rlimits = portcullis_sandbox::rlimit::for_session(Some(disk), limits.memory.map(|m| m.0));
+    if let Some(p) = limits.processes {
+        rlimits.push((portcullis_sandbox::rlimit::Resource::Processes, p));
+    }
+    let (program, program_args) = args.command.split_first().context("give a command after `--`")?;
+    let spec = Spec {
+        program: program.clone(),
+        args: program_args.to_vec(),
+        env: scrub_env(&settings.environment, &home, &workdir, &id),
+        root,
+        landlock,
+        seccomp,
+        monitor_exec: seccomp,
+        rlimits,
+        hostname: "portcullis".into(),
+        inside_id,
+    };
+    let enforced = enforced_list(&spec, cgroup.as_ref(), ephemeral, limits);
+    let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    sink.record(&Event::now(
+        &id,
+        "session_start",
+        json!({
+            "argv": argv, "workdir": workdir, "agent": args.agent, "policy": args.policy,
+            "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded, "uid": inside_id,
+        }),
+    ))
+    .context("cannot write the session's event log")?;
+    sessions::write_meta(&dir, &json!({"id": id, "workdir": workdir, "argv": argv, "ephemeral": ephemeral}))?;
+    if !args.quiet {
+        eprintln!("portcullis: session {id}: {}", enforced.join(", "));
+        if !degraded.is_empty() {
+            eprintln!("portcullis: DEGRADED, not enforced: {}", degraded.join(", "));
+        }
+    }
+
+    let mut running = match session::start(&spec, cgroup.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            let _ = sink.record(&Event::now(&id, "session_end", json!({"error": format!("{e}{cause}")})));
+            let _ = std::fs::remove_dir_all(dir.join("root"));
+            let _ = std::fs::remove_dir_all(dir.join("scratch"));
+            bail!("{e}{cause}");
+        }
+    };
+    let decider = Decider::new(&policy, None);
+    let sink = Mutex::new(sink);
+    let tally = Mutex::new(Tally::default());
+    let cap = limits.tool_calls;
+    let listener = running.take_listener();
+    let exit = std::thread::scope(|scope| {
+        if let Some(listener) = listener {
+            let (sink, tally, decider) = (&sink, &tally, &decider);
+            let id = id.as_str();
+            scope.spawn(move || {
+                let result = Monitor::new(listener).run(|req| decide_exec(req, profile, decider, cap, id, sink, tally));
+                if let Err(e) = result {
+                    eprintln!("portcullis: the exec monitor stopped: {e}");
+                }
+            });
+        }
+        running.wait(limits.wall_clock, GRACE)
+    })
+    .context("cannot wait for the session")?;
+
+    let mut sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+    let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut limits_hit: Vec<String> = Vec::new();
+    if exit.timed_out {
+        limits_hit.push(format!("wall clock ({})", fmt_duration(limits.wall_clock.unwrap_or_default())));
+    }
+    if let Some(c) = &cgroup {
+        if c.oom_killed() {
+            limits_hit.push(format!("memory ({}; the kernel killed a process)", fmt_limit(limits.memory)));
+        }
+        if c.pids_limit_hit() {
+            limits_hit.push(format!("processes ({} at once; forks failed)", limits.processes.unwrap_or_default()));
+        }
+    }
+    if tally.cap_hit {
+        limits_hit.push(format!("tool calls ({} execs)", cap.unwrap_or_default()));
+    }
+    for l in &limits_hit {
+        let _ = sink.record(&Event::now(&id, "limit", json!({"limit": l})));
+    }
+    let changed: Vec<Change> = match running.upper() {
+        Some(upper) => changes::collect(&upper, &workdir, &dir.join("changes"))
+            .with_context(|| "cannot save the session's changes")?,
+        None => Vec::new(),
+    };
+    drop(running);
+    drop(cgroup);
+    let _ = std::fs::remove_dir_all(dir.join("root"));
+    let _ = std::fs::remove_dir_all(dir.join("scratch"));
+    sessions::write_changes(&dir, &changed)?;
+    let summary = json!({
+        "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
+        "execs": tally.execs,
+        "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
+        "changed": changed.iter().map(|c| json!({"path": c.path, "kind": c.kind})).collect::<Vec<_>>(),
+        "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
+        "event_log_error": tally.sink_error,
+    });
+    sink.record(&Event::now(&id, "session_end", summary.clone())).context("cannot write the session's event log")?;
+    sink.sync().context("cannot flush the session's event log")?;
+    if args.json {
+        eprintln!("{summary}");
+    } else if !args.quiet {
+        print_summary(&summary, &changed, ephemeral);
+    }
+    Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
+}
+
+fn decide_exec(
+    req: &ExecRequest,
+    profile: &Profile,
+    decider: &Decider,
+    cap: Option<u64>,
+    id: &str,
+    sink: &Mutex<JsonlFile>,
+    tally: &Mutex<Tally>,
+) -> bool {
+    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+    tally.execs += 1;
+    let argv = if req.argv.is_empty() { vec![req.path.clone()] } else { req.argv.clone() };
+    let (decision, reason) = if let Some(why) = &req.unreadable {
+        (Decision::Deny, format!("the exec could not be read: {why}"))
+    } else if cap.is_some_and(|c| tally.execs > c) {
+        tally.cap_hit = true;
+        (Decision::Deny, format!("the session's tool-call cap ({} execs) is reached", cap.unwrap_or_default()))
+    } else {
+        let cwd = PathBuf::from(&req.cwd);
+        let verdict = decider.decide(profile, &Request::Exec { argv: &argv, cwd: &cwd });
+        let reason = verdict.explanation();
+        match verdict.decision {
+            Decision::Ask => (Decision::Deny, format!("{reason} (approval is not available for execs in `run`)")),
+            d => (d, reason),
+        }
+    };
+    let allowed = decision == Decision::Allow;
+    let event = Event::now(
+        id,
+        "exec",
+        json!({"pid": req.pid, "path": req.path, "argv": req.argv, "cwd": req.cwd, "decision": decision, "reason": reason}),
+    );
+    let recorded = sink.lock().unwrap_or_else(|e| e.into_inner()).record(&event);
+    if let Err(e) = recorded {
+        // Fail closed: an exec that cannot be recorded does not run.
+        tally.sink_error.get_or_insert_with(|| e.to_string());
+        tally.denials.push((argv.join(" "), format!("the event log cannot be written: {e}")));
+        return false;
+    }
+    if !allowed {
+        tally.denials.push((argv.join(" "), reason));
+    }
+    allowed
+}
+
+/// Refuses workdirs that would show the agent what it must not see.
+fn check_workdir(workdir: &Path, home: &Path, state: &Path) -> Result<()> {
+    if workdir == Path::new("/") {
+        bail!("the workdir is `/`; run from a project directory or pass --workdir");
+    }
+    if home.starts_with(workdir) {
+        bail!(
+            "the workdir `{}` contains your home directory `{}`, and with it your credentials; run from a project \
+             directory or pass --workdir",
+            workdir.display(),
+            home.display()
+        );
+    }
+    if state.starts_with(workdir) {
+        bail!(
+            "the workdir `{}` contains Portcullis' state directory `{}`; run from a project directory",
+            workdir.display(),
+            state.display()
+        );
+    }
+    Ok(())
+}
+
+/// `~/x` in home, `./x` or `x` in the workdir, `/x` as is.
+fn expand(path: &str, home: &Path, workdir: &Path) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        home.join(rest)
+    } else if path == "~" {
+        home.to_path_buf()
+    } else if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        workdir.join(path.trim_start_matches("./"))
+    }
+}
+
+fn glob_ssh_host_keys() -> Vec<PathBuf> {
+    std::fs::read_dir("/etc/ssh")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn landlock_rules(workdir: &Path, home: &Path, read_only: &[PathBuf], writable: &[PathBuf]) -> LandlockRules {
+    let existing = |p: &str| Path::new(p).exists().then(|| PathBuf::from(p));
+    let mut ro: Vec<PathBuf> = SYSTEM_DIRS.iter().filter_map(|d| existing(d)).collect();
+    ro.extend(["/proc", "/dev"].iter().filter_map(|d| existing(d)));
+    ro.push(home.to_path_buf());
+    ro.extend(read_only.iter().filter(|p| p.exists()).cloned());
+    let mut rw = vec![workdir.to_path_buf(), PathBuf::from("/tmp")];
+    rw.extend(writable.iter().cloned());
+    rw.extend(
+        ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/shm"].iter().filter_map(|d| existing(d)),
+    );
+    LandlockRules { read_only: ro, writable: rw, connect_ports: Vec::new(), bind_ports: Vec::new() }
+}
+
+/// The agent's environment: the terminal and locale variables, the policy's list, and what the
+/// sandbox sets. Nothing that changes how programs load passes, whatever the list says.
+fn scrub_env(pass: &[String], home: &Path, workdir: &Path, id: &str) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| {
+            let Some(name) = k.to_str() else { return false };
+            let listed = ALWAYS_PASSED.iter().any(|p| env_name_matches(p, name))
+                || pass.iter().any(|p| env_name_matches(p, name));
+            listed && !portcullis_policy::NEVER_PASSED_ENV.iter().any(|p| env_name_matches(p, name))
+        })
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    let user = std::env::var_os("USER").unwrap_or_else(|| "agent".into());
+    for (k, v) in [
+        ("HOME", home.as_os_str().to_owned()),
+        ("PWD", workdir.as_os_str().to_owned()),
+        ("TMPDIR", "/tmp".into()),
+        ("USER", user.clone()),
+        ("LOGNAME", user),
+        ("SHELL", "/bin/sh".into()),
+        ("PORTCULLIS_SESSION", id.into()),
+    ] {
+        env.retain(|(key, _)| key != k);
+        env.push((k.into(), v));
+    }
+    env
+}
+
+fn enforced_list(
+    spec: &Spec,
+    cgroup: Option<&Cgroup>,
+    ephemeral: bool,
+    limits: &portcullis_policy::Limits,
+) -> Vec<String> {
+    let mut out = vec!["namespaces (user, mount, pid, net, ipc, uts)".to_owned()];
+    out.push(if ephemeral { "workdir overlay".into() } else { "workdir written through".into() });
+    if let Some((_, abi)) = &spec.landlock {
+        out.push(format!("Landlock ABI {abi}"));
+    }
+    if spec.seccomp {
+        out.push("seccomp + exec monitor".into());
+    }
+    if let Some(c) = cgroup {
+        let backend = match c.backend() {
+            portcullis_sandbox::probe::CgroupBackend::V2 => "v2",
+            portcullis_sandbox::probe::CgroupBackend::V1 => "v1",
+        };
+        out.push(format!(
+            "cgroup {backend} (memory {}, processes {})",
+            fmt_limit(limits.memory),
+            limits.processes.map_or("unlimited".into(), |p| p.to_string())
+        ));
+    }
+    if let Some(w) = limits.wall_clock {
+        out.push(format!("wall clock {}", fmt_duration(w)));
+    }
+    out
+}
+
+fn fmt_limit(size: Option<portcullis_policy::ByteSize>) -> String {
+    size.map_or("unlimited".into(), |s| s.to_string())
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
+    let id = summary["session"].as_str().unwrap_or_default();
+    let secs = summary["duration_ms"].as_u64().unwrap_or_default() as f64 / 1000.0;
+    eprintln!("portcullis: session {id} ended: exit {} after {secs:.1} s", summary["exit_code"]);
+    let denials = summary["denials"].as_array().map(Vec::len).unwrap_or_default();
+    eprintln!("  execs: {} ({denials} denied)", summary["execs"]);
+    for d in summary["denials"].as_array().into_iter().flatten().take(20) {
+        eprintln!(
+            "    denied: {}: {}",
+            d["command"].as_str().unwrap_or_default(),
+            d["reason"].as_str().unwrap_or_default()
+        );
+    }
+    if ephemeral {
+        eprintln!("  files changed: {} (in the overlay; the workdir is unchanged)", changed.len());
+        for c in changed.iter().take(20) {
+            eprintln!("    {} {}", c.kind.letter(), c.path.display());
+        }
+        if changed.len() > 20 {
+            eprintln!("    … and {} more", changed.len() - 20);
+        }
+        if !changed.is_empty() {
+            eprintln!("    `portcullis diff {id}` shows them; `portcullis apply {id}` keeps them");
+        }
+    } else {
+        eprintln!("  files: written through to the workdir (--no-ephemeral)");
+    }
+    let limits: Vec<&str> = summary["limits_hit"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    eprintln!("  limits hit: {}", if limits.is_empty() { "none".into() } else { limits.join("; ") });
+    if let Some(d) = summary["degraded"].as_array().filter(|d| !d.is_empty()) {
+        eprintln!("  DEGRADED: {}", d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+    }
+    eprintln!("  events: {}", summary["events"].as_str().unwrap_or_default());
+}

@@ -1,0 +1,258 @@
+//! Sessions on disk: the state directory, session ids, and `portcullis diff` / `apply`.
+//!
+//! ```text
+//! STATE/sessions/ID/events.jsonl   the session's events (the audit store replaces this)
+//!                  /meta.json      workdir, command, whether the workdir was an overlay
+//!                  /changes.json   the changed paths, with what happened to each
+//!                  /changes/       the changed files themselves
+//! ```
+//! STATE is `/var/lib/portcullis` for root, else `$XDG_STATE_HOME/portcullis` or
+//! `~/.local/state/portcullis`. The sandbox never shows it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use portcullis_sandbox::changes::{self, Change, ChangeKind, EntryType};
+use serde_json::{Value, json};
+
+/// The state directory.
+pub(crate) fn state_root() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PORTCULLIS_STATE_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/portcullis"));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
+        return Ok(PathBuf::from(xdg).join("portcullis"));
+    }
+    let home = std::env::home_dir().context("cannot tell the home directory: set HOME")?;
+    Ok(home.join(".local/state/portcullis"))
+}
+
+/// A new session id: UTC time to the second and a random suffix, sortable by start.
+pub(crate) fn new_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rest = secs % 86_400;
+    let mut random = [0u8; 3];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random)).is_err() {
+        random = (now.subsec_nanos() ^ std::process::id()).to_le_bytes()[..3].try_into().unwrap_or_default();
+    }
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:02x}{:02x}{:02x}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        random[0],
+        random[1],
+        random[2]
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's civil calendar method).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Creates the session's directory, mode 0700.
+pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let sessions = state.join("sessions");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&sessions)
+        .with_context(|| format!("cannot create the state directory `{}`", sessions.display()))?;
+    let dir = sessions.join(id);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create the session directory `{}`", dir.display()))?;
+    Ok(dir)
+}
+
+pub(crate) fn write_meta(dir: &Path, meta: &Value) -> Result<()> {
+    write_json(&dir.join("meta.json"), meta)
+}
+
+pub(crate) fn write_changes(dir: &Path, changes: &[Change]) -> Result<()> {
+    write_json(&dir.join("changes.json"), &json!(changes))
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let mut file = std::fs::File::create(path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    file.write_all(value.to_string().as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  portcullis diff                  the last session's changes, as a patch
+  portcullis diff --stat           one line per changed path
+  portcullis diff 20261124-101500-3fa2c1 --json")]
+pub(crate) struct DiffArgs {
+    /// The session id (default: the latest session with changes).
+    session: Option<String>,
+    /// One line per changed path instead of a patch.
+    #[arg(long)]
+    stat: bool,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Copies the changed files into the real workdir and removes the deleted ones. Paths \
+that would pass through a symlink in the workdir are refused, and so (without --force) is a new \
+symlink that points out of it.
+
+Examples:
+  portcullis apply
+  portcullis apply 20261124-101500-3fa2c1")]
+pub(crate) struct ApplyArgs {
+    /// The session id (default: the latest session with changes).
+    session: Option<String>,
+    /// Apply new symlinks even when they point outside the workdir.
+    #[arg(long)]
+    force: bool,
+}
+
+struct Saved {
+    id: String,
+    dir: PathBuf,
+    workdir: PathBuf,
+    changes: Vec<Change>,
+}
+
+fn load(session: Option<&str>) -> Result<Saved> {
+    let sessions = state_root()?.join("sessions");
+    let id = match session {
+        Some(id) => {
+            if id.contains('/') || id.starts_with('.') {
+                bail!("`{id}` is not a session id");
+            }
+            id.to_owned()
+        }
+        None => {
+            let mut ids: Vec<String> = std::fs::read_dir(&sessions)
+                .with_context(|| format!("no sessions in `{}`", sessions.display()))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("changes.json").exists())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            ids.sort();
+            ids.pop().with_context(|| format!("no finished session in `{}`", sessions.display()))?
+        }
+    };
+    let dir = sessions.join(&id);
+    let meta: Value = read_json(&dir.join("meta.json")).with_context(|| format!("no session `{id}`"))?;
+    let changes: Vec<Change> = serde_json::from_value(read_json(&dir.join("changes.json"))?)
+        .with_context(|| format!("cannot read the changes of session `{id}`"))?;
+    let workdir = meta["workdir"].as_str().map(PathBuf::from).context("the session's meta.json has no workdir")?;
+    Ok(Saved { id, dir, workdir, changes })
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
+}
+
+pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {
+    let saved = load(args.session.as_deref())?;
+    if args.json {
+        println!("{}", json!({"session": saved.id, "workdir": saved.workdir, "changes": saved.changes}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if saved.changes.is_empty() {
+        eprintln!("session {}: no changes", saved.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.stat {
+        for c in &saved.changes {
+            println!("{} {}", c.kind.letter(), c.path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &saved.changes {
+        patch(&saved, c)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One change as a unified diff (through `diff -u`), or a line saying what it is.
+fn patch(saved: &Saved, c: &Change) -> Result<()> {
+    let rel = c.path.display();
+    let (old, new) = (saved.workdir.join(&c.path), saved.dir.join("changes").join(&c.path));
+    let (old_arg, new_arg) = match (c.kind, c.entry) {
+        (_, EntryType::Dir) => {
+            println!("{} {rel}/ (directory)", c.kind.letter());
+            return Ok(());
+        }
+        (_, EntryType::Symlink) => {
+            let target = std::fs::read_link(&new).map(|t| t.display().to_string()).unwrap_or_default();
+            println!("{} {rel} -> {target} (symlink)", c.kind.letter());
+            return Ok(());
+        }
+        (ChangeKind::Deleted, _) => (old, PathBuf::from("/dev/null")),
+        (ChangeKind::Added, _) => (PathBuf::from("/dev/null"), new),
+        (ChangeKind::Modified, _) => (old, new),
+    };
+    std::io::stdout().flush().ok();
+    let status = Command::new("diff")
+        .args(["-u", "--label", &format!("a/{rel}"), "--label", &format!("b/{rel}")])
+        .arg(&old_arg)
+        .arg(&new_arg)
+        .status()
+        .context("cannot run `diff` (install diffutils, or use --stat)")?;
+    if status.code().is_none_or(|c| c > 1) {
+        bail!("`diff` failed on `{rel}`");
+    }
+    Ok(())
+}
+
+pub(crate) fn apply(args: &ApplyArgs) -> Result<ExitCode> {
+    let saved = load(args.session.as_deref())?;
+    let marker = saved.dir.join("applied");
+    if marker.exists() {
+        bail!("session {} was already applied", saved.id);
+    }
+    let n = changes::apply(&saved.changes, &saved.dir.join("changes"), &saved.workdir, args.force)
+        .with_context(|| format!("cannot apply session {}", saved.id))?;
+    std::fs::write(&marker, b"").ok();
+    eprintln!(
+        "applied {n} change{} from session {} to {}",
+        if n == 1 { "" } else { "s" },
+        saved.id,
+        saved.workdir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_come_out_right_across_leap_years() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_781), (2026, 11, 24));
+        let id = new_id();
+        assert_eq!(id.len(), "20261124-101500-3fa2c1".len(), "{id}");
+    }
+}

@@ -1,0 +1,296 @@
+//! The ephemeral workdir's changes: read from the overlay's upper layer when a session ends,
+//! saved as a plain tree beside a list, shown by `portcullis diff` and copied back by
+//! `portcullis apply`.
+//!
+//! The upper layer holds every file the agent wrote (whole, after copy-up), a whiteout (a
+//! character device 0:0) for every deletion, and an "opaque" mark on a directory that was
+//! deleted and made again. Each becomes one [`Change`].
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to one path, relative to the workdir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// New: not in the workdir when the session ended.
+    Added,
+    /// Written: in the workdir, with other content or metadata.
+    Modified,
+    /// Removed in the session.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// One letter, as `git status --short` shows it.
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Added => 'A',
+            ChangeKind::Modified => 'M',
+            ChangeKind::Deleted => 'D',
+        }
+    }
+}
+
+/// What a path is after the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryType {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// Nothing (deleted).
+    None,
+}
+
+/// One changed path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The path, relative to the workdir.
+    pub path: PathBuf,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// What it is now.
+    pub entry: EntryType,
+}
+
+const OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// Walks `upper` (the overlay's upper layer), copying what it holds under `saved` and comparing
+/// against `lower` (the real workdir). Returns the changes, sorted by path.
+pub fn collect(upper: &Path, lower: &Path, saved: &Path) -> io::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    fs::create_dir_all(saved)?;
+    walk(upper, lower, saved, Path::new(""), &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn walk(upper: &Path, lower: &Path, saved: &Path, rel: &Path, out: &mut Vec<Change>) -> io::Result<()> {
+    let dir = upper.join(rel);
+    for entry in fs::read_dir(&dir)? {
+        let entry = entry?;
+        let rel_path = rel.join(entry.file_name());
+        let meta = entry.metadata()?;
+        let in_lower = fs::symlink_metadata(lower.join(&rel_path)).ok();
+        let ft = meta.file_type();
+        if ft.is_char_device() && meta.rdev() == 0 {
+            if in_lower.is_some() {
+                out.push(Change { path: rel_path, kind: ChangeKind::Deleted, entry: EntryType::None });
+            }
+            continue;
+        }
+        let kind = if in_lower.is_some() { ChangeKind::Modified } else { ChangeKind::Added };
+        if ft.is_dir() {
+            fs::create_dir_all(saved.join(&rel_path))?;
+            let opaque = rustix::fs::getxattr(entry.path().as_path(), OPAQUE_XATTR, &mut [0u8; 4]).is_ok();
+            match &in_lower {
+                None => out.push(Change { path: rel_path.clone(), kind: ChangeKind::Added, entry: EntryType::Dir }),
+                Some(m) if !m.is_dir() => {
+                    out.push(Change { path: rel_path.clone(), kind: ChangeKind::Modified, entry: EntryType::Dir })
+                }
+                Some(_) if opaque => {
+                    // Deleted and made again: whatever the workdir has there and the upper lacks is gone.
+                    for old in fs::read_dir(lower.join(&rel_path))? {
+                        let name = old?.file_name();
+                        if fs::symlink_metadata(dir.join(entry.file_name()).join(&name)).is_err() {
+                            out.push(Change {
+                                path: rel_path.join(name),
+                                kind: ChangeKind::Deleted,
+                                entry: EntryType::None,
+                            });
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+            walk(upper, lower, saved, &rel_path, out)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(entry.path())?;
+            let dest = saved.join(&rel_path);
+            let _ = fs::remove_file(&dest);
+            std::os::unix::fs::symlink(&target, &dest)?;
+            out.push(Change { path: rel_path, kind, entry: EntryType::Symlink });
+        } else if ft.is_file() {
+            fs::copy(entry.path(), saved.join(&rel_path))?;
+            out.push(Change { path: rel_path, kind, entry: EntryType::File });
+        }
+        // Devices, sockets and fifos the agent made stay in the sandbox.
+    }
+    Ok(())
+}
+
+/// Why changes cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A change's path leaves the workdir or passes through a symlink there.
+    #[error("`{0}` is not a plain path inside the workdir (it leaves it or passes through a symlink)")]
+    Unsafe(PathBuf),
+    /// A new symlink points outside the workdir.
+    #[error("`{path}` is a symlink to `{target}`, outside the workdir; pass --force to apply it anyway")]
+    SymlinkOut {
+        /// The link.
+        path: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
+    /// A file operation failed.
+    #[error("cannot apply `{path}`")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Copies `changes` from `saved` into `workdir`. Refuses, before writing anything, a path that
+/// would pass through a symlink in the workdir and (unless `force`) a new symlink pointing out
+/// of it.
+pub fn apply(changes: &[Change], saved: &Path, workdir: &Path, force: bool) -> Result<usize, ApplyError> {
+    for change in changes {
+        check_plain(workdir, &change.path)?;
+        if change.entry == EntryType::Symlink && !force {
+            let target = fs::read_link(saved.join(&change.path))
+                .map_err(|source| ApplyError::Io { path: change.path.clone(), source })?;
+            let base = workdir.join(&change.path).parent().map(Path::to_path_buf).unwrap_or_default();
+            if !lexically_inside(&base.join(&target), workdir) {
+                return Err(ApplyError::SymlinkOut { path: change.path.clone(), target });
+            }
+        }
+    }
+    for change in changes {
+        let dest = workdir.join(&change.path);
+        let io = |source| ApplyError::Io { path: change.path.clone(), source };
+        let meta = fs::symlink_metadata(&dest).ok();
+        let remove = |m: &fs::Metadata| if m.is_dir() { fs::remove_dir_all(&dest) } else { fs::remove_file(&dest) };
+        match change.entry {
+            EntryType::None => {
+                if let Some(m) = &meta {
+                    remove(m).map_err(io)?;
+                }
+            }
+            EntryType::Dir => {
+                if let Some(m) = meta.as_ref().filter(|m| !m.is_dir()) {
+                    remove(m).map_err(io)?;
+                }
+                fs::create_dir_all(&dest).map_err(io)?;
+            }
+            EntryType::File | EntryType::Symlink => {
+                if let Some(m) = meta.as_ref().filter(|m| m.is_dir() || change.entry == EntryType::Symlink) {
+                    remove(m).map_err(io)?;
+                }
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io)?;
+                }
+                let from = saved.join(&change.path);
+                if change.entry == EntryType::Symlink {
+                    std::os::unix::fs::symlink(fs::read_link(&from).map_err(io)?, &dest).map_err(io)?;
+                } else {
+                    if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+                        fs::remove_file(&dest).map_err(io)?;
+                    }
+                    fs::copy(&from, &dest).map_err(io)?;
+                }
+            }
+        }
+    }
+    Ok(changes.len())
+}
+
+/// Every existing ancestor of `rel` under `workdir` is a real directory, and `rel` has only
+/// normal components.
+fn check_plain(workdir: &Path, rel: &Path) -> Result<(), ApplyError> {
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(ApplyError::Unsafe(rel.to_path_buf()));
+    }
+    let mut at = workdir.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(ApplyError::Unsafe(rel.to_path_buf())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn lexically_inside(path: &Path, root: &Path) -> bool {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out.starts_with(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("portcullis-changes-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn upper_layer_files_become_changes_and_apply_copies_them_back() {
+        let root = tmp("apply");
+        let (upper, lower, saved) = (root.join("upper"), root.join("lower"), root.join("saved"));
+        fs::create_dir_all(upper.join("src")).unwrap();
+        fs::create_dir_all(lower.join("src")).unwrap();
+        fs::write(lower.join("src/main.rs"), "old").unwrap();
+        fs::write(upper.join("src/main.rs"), "new").unwrap();
+        fs::write(upper.join("notes.txt"), "hello").unwrap();
+        std::os::unix::fs::symlink("notes.txt", upper.join("link")).unwrap();
+        let changes = collect(&upper, &lower, &saved).unwrap();
+        let summary: Vec<(String, ChangeKind)> =
+            changes.iter().map(|c| (c.path.display().to_string(), c.kind)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("link".into(), ChangeKind::Added),
+                ("notes.txt".into(), ChangeKind::Added),
+                ("src/main.rs".into(), ChangeKind::Modified)
+            ]
+        );
+        // The real workdir is untouched until apply.
+        assert_eq!(fs::read_to_string(lower.join("src/main.rs")).unwrap(), "old");
+        assert_eq!(apply(&changes, &saved, &lower, false).unwrap(), 3);
+        assert_eq!(fs::read_to_string(lower.join("src/main.rs")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(lower.join("link")).unwrap(), "hello");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn apply_refuses_symlinks_out_of_the_workdir_and_paths_through_symlinks() {
+        let root = tmp("refuse");
+        let (saved, work) = (root.join("saved"), root.join("work"));
+        fs::create_dir_all(&saved).unwrap();
+        fs::create_dir_all(&work).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", saved.join("evil")).unwrap();
+        let link = Change { path: "evil".into(), kind: ChangeKind::Added, entry: EntryType::Symlink };
+        assert!(matches!(apply(&[link], &saved, &work, false), Err(ApplyError::SymlinkOut { .. })));
+        assert!(fs::symlink_metadata(work.join("evil")).is_err());
+        std::os::unix::fs::symlink("/tmp", work.join("d")).unwrap();
+        let through = Change { path: "d/x".into(), kind: ChangeKind::Added, entry: EntryType::File };
+        assert!(matches!(apply(&[through], &saved, &work, false), Err(ApplyError::Unsafe(_))));
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,173 @@
+//! The exec monitor: the supervisor's side of the seccomp user notification on `execve` and
+//! `execveat`. Every exec in the sandbox stops until the monitor has read its path, argv and
+//! working directory and answered: run it, or fail it with `EACCES`.
+//!
+//! # Time of check
+//!
+//! The monitor reads the arguments from the caller's memory; the kernel reads them again when
+//! the call continues. Another thread of the caller (or a process sharing its memory) can change
+//! them in between, so the monitor's view of an exec is what the program asked for, not a
+//! guarantee of what ran. That is why the monitor is not a wall: the mounts, Landlock and
+//! seccomp's deny-list hold whatever the exec turns out to be. The monitor adds the audit
+//! record and the policy's command rules for programs that do not race it, which is every
+//! agent that has not already escaped its model. The ID check after reading makes sure the
+//! memory read belonged to the trapped call (the process did not die and its pid get reused).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileExt;
+
+use crate::sys::notify;
+
+/// Bounds on what is read of one exec (the kernel's own limits are of the same order).
+const MAX_ARGS: usize = 1 << 16;
+const MAX_BYTES: usize = 4 << 20;
+
+/// One exec, as the monitor read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The caller's pid, as the supervisor sees it.
+    pub pid: u32,
+    /// The program's path as given (made absolute with the working directory when it can be).
+    pub path: String,
+    /// The arguments, `argv[0]` first.
+    pub argv: Vec<String>,
+    /// The caller's working directory.
+    pub cwd: String,
+    /// Why the request could not be read in full; such a request must be denied.
+    pub unreadable: Option<String>,
+}
+
+/// The monitor, owning the listener.
+#[derive(Debug)]
+pub struct Monitor {
+    listener: OwnedFd,
+}
+
+impl Monitor {
+    /// A monitor on `listener` (from [`crate::session::Running::take_listener`]).
+    pub fn new(listener: OwnedFd) -> Self {
+        Monitor { listener }
+    }
+
+    /// Answers execs until no process is left in the sandbox. `decide` returns true to let an
+    /// exec run; it sees every exec, including unreadable ones (which it should deny).
+    pub fn run(self, mut decide: impl FnMut(&ExecRequest) -> bool) -> io::Result<()> {
+        let fd = self.listener.as_fd();
+        while let Some(n) = notify::receive(fd)? {
+            let request = read_request(&n);
+            // The process died or was interrupted while we read: nothing to answer.
+            if !notify::still_pending(fd, n.id) {
+                continue;
+            }
+            // A shell looking for a program tries each PATH entry; a miss is not an exec. It is
+            // answered ENOENT here, so a file that appears after the check still does not run
+            // unchecked.
+            if request.unreadable.is_none() && !exists_inside(n.pid, &request.path) {
+                match notify::answer(fd, n.id, Some(libc::ENOENT)) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    other => other?,
+                }
+                continue;
+            }
+            let allow = decide(&request) && request.unreadable.is_none();
+            match notify::answer(fd, n.id, if allow { None } else { Some(libc::EACCES) }) {
+                // ENOENT: the caller went away after the check.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when `path` names something in the caller's root (resolved as the caller would, with
+/// symlinks kept inside that root).
+fn exists_inside(pid: u32, path: &str) -> bool {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, open, openat2};
+    let Ok(root) =
+        open(format!("/proc/{pid}/root").as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+    else {
+        // Cannot tell: let the policy decide on what was asked.
+        return true;
+    };
+    openat2(&root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT).is_ok()
+}
+
+fn read_request(n: &notify::Notification) -> ExecRequest {
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", n.pid))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut request = ExecRequest { pid: n.pid, path: String::new(), argv: Vec::new(), cwd, unreadable: None };
+    if let Err(e) = read_into(n, &mut request) {
+        request.unreadable = Some(e.to_string());
+    }
+    request
+}
+
+fn read_into(n: &notify::Notification, request: &mut ExecRequest) -> io::Result<()> {
+    let mem = File::open(format!("/proc/{}/mem", n.pid))?;
+    let mut budget = MAX_BYTES;
+    let (dirfd, path_ptr, argv_ptr, flags) = if i64::from(n.nr) == libc::SYS_execveat {
+        (n.args[0] as i32, n.args[1], n.args[2], n.args[4] as i32)
+    } else {
+        (libc::AT_FDCWD, n.args[0], n.args[1], 0)
+    };
+    let path = read_string(&mem, path_ptr, &mut budget)?;
+    let base = if dirfd == libc::AT_FDCWD || path.starts_with('/') {
+        request.cwd.clone()
+    } else {
+        std::fs::read_link(format!("/proc/{}/fd/{dirfd}", n.pid))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    request.path = if path.starts_with('/') {
+        path
+    } else if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        base
+    } else {
+        format!("{}/{path}", base.trim_end_matches('/'))
+    };
+    if argv_ptr == 0 {
+        return Ok(());
+    }
+    for i in 0..MAX_ARGS {
+        let mut word = [0u8; 8];
+        mem.read_exact_at(&mut word, argv_ptr + 8 * i as u64)?;
+        let ptr = u64::from_ne_bytes(word);
+        if ptr == 0 {
+            return Ok(());
+        }
+        request.argv.push(read_string(&mem, ptr, &mut budget)?);
+    }
+    Err(io::Error::other(format!("more than {MAX_ARGS} arguments")))
+}
+
+/// Reads a NUL-terminated string at `addr`, a page at a time (a string may end just before an
+/// unmapped page).
+fn read_string(mem: &File, addr: u64, budget: &mut usize) -> io::Result<String> {
+    const PAGE: u64 = 4096;
+    let mut out = Vec::new();
+    let mut at = addr;
+    loop {
+        let len = (PAGE - at % PAGE) as usize;
+        let mut chunk = vec![0u8; len];
+        let got = mem.read_at(&mut chunk, at)?;
+        if got == 0 {
+            return Err(io::Error::other("unreadable argument memory"));
+        }
+        if let Some(end) = chunk[..got].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            break;
+        }
+        out.extend_from_slice(&chunk[..got]);
+        if out.len() > *budget {
+            return Err(io::Error::other(format!("the arguments exceed {MAX_BYTES} bytes")));
+        }
+        at += got as u64;
+    }
+    *budget = budget.saturating_sub(out.len());
+    Ok(std::ffi::OsString::from_vec(out).to_string_lossy().into_owned())
+}

@@ -1,0 +1,445 @@
+//! One sandboxed session: the agent under a small init, PID 1 of new user, mount, PID, network,
+//! IPC and UTS namespaces, with every wall applied before the agent's first instruction.
+//!
+//! ```text
+//! supervisor (outside)           init (PID 1 inside)                agent
+//!   clone3(NEW*) ──────────────▶ waits for "go"
+//!   uid/gid maps, cgroup, "go" ─▶ root plan (mounts, /proc, masks),
+//!                                 hostname, not dumpable, fork ────▶ setsid, rlimits, caps dropped,
+//!                                                                    no_new_privs, Landlock, seccomp
+//!   ◀────────────────────────────────────────── "ready" + listener ─ exec (trapped: the monitor's
+//!   exec monitor, wait loop     reaps, forwards signals, exits        first record)
+//!                               with the agent's status
+//! ```
+//!
+//! The supervisor must be single-threaded when it starts a session: the init continues from a
+//! copy of the supervisor's one thread and allocates. [`start`] checks this. The init and the
+//! agent die with the supervisor (`PR_SET_PDEATHSIG`), and when the init exits the kernel kills
+//! everything left in the PID namespace, so no process outlives the session.
+
+use std::ffi::OsString;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, SocketFlags, SocketType,
+};
+
+use crate::cgroup::Cgroup;
+use crate::landlock::LandlockRules;
+use crate::mounts::{RootOptions, RootPlan};
+use crate::rlimit::Resource;
+use crate::sys::{self, process};
+
+/// What to run and how to wall it in.
+#[derive(Debug)]
+pub struct Spec {
+    /// The program (looked up on the `PATH` given in `env` when it has no slash).
+    pub program: OsString,
+    /// Its arguments, without the program.
+    pub args: Vec<OsString>,
+    /// The whole environment the agent starts with.
+    pub env: Vec<(OsString, OsString)>,
+    /// The agent's root.
+    pub root: RootOptions,
+    /// Landlock rules (paths as the agent sees them) and the ABI to build them at; `None` only
+    /// for a run the user allowed to be degraded.
+    pub landlock: Option<(LandlockRules, u32)>,
+    /// Install the seccomp filter; `false` only for a degraded run.
+    pub seccomp: bool,
+    /// Trap `execve`/`execveat` for the exec monitor (needs `seccomp`).
+    pub monitor_exec: bool,
+    /// Resource limits.
+    pub rlimits: Vec<(Resource, u64)>,
+    /// The host name inside.
+    pub hostname: String,
+    /// The uid and gid the agent has inside its user namespace.
+    pub inside_id: u32,
+}
+
+/// Why a session could not start. Each names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The supervisor has other threads, so the init could not safely continue from it.
+    #[error("the supervisor has {0} threads; a session must be started before any other thread")]
+    Threads(usize),
+    /// The kernel refused the namespaces.
+    #[error("cannot create user, mount, PID, network, IPC and UTS namespaces")]
+    Namespaces(#[source] io::Error),
+    /// The root plan could not be computed.
+    #[error("cannot plan the agent's root")]
+    Plan(#[from] crate::mounts::PlanError),
+    /// The seccomp program could not be built.
+    #[error("cannot build the seccomp filter")]
+    Seccomp(#[from] crate::seccomp::TooLong),
+    /// A step in the supervisor failed.
+    #[error("cannot {step}")]
+    Supervisor {
+        /// What was being done.
+        step: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The init or the agent reported a failed step.
+    #[error("the sandbox could not be set up: {0}")]
+    Inside(String),
+}
+
+fn sup(step: &'static str) -> impl FnOnce(io::Error) -> StartError {
+    move |source| StartError::Supervisor { step, source }
+}
+
+/// A session that has started.
+#[derive(Debug)]
+pub struct Running {
+    child: process::Child,
+    listener: Option<OwnedFd>,
+    upper: Option<OwnedFd>,
+    signals: OwnedFd,
+}
+
+/// How a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// The agent's exit code, or 128 + the signal that ended it (the shell's convention).
+    pub code: i32,
+    /// The wall clock ran out and the namespace was terminated.
+    pub timed_out: bool,
+}
+
+const GO: &[u8] = b"go";
+const READY: &[u8] = b"ready";
+const FAILED: &[u8] = b"failed:";
+
+/// Starts `spec`, with the init in `cgroup` when given. Returns once the agent's walls are all
+/// up and its exec is about to run (trapped by the exec monitor when one was asked for).
+pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError> {
+    let threads = thread_count();
+    if threads != 1 {
+        return Err(StartError::Threads(threads));
+    }
+    let plan = RootPlan::new(&spec.root)?;
+    let filter = if spec.seccomp {
+        Some(sys::Filter::new(&crate::seccomp::compile(spec.monitor_exec)?).map_err(sup("load the seccomp filter"))?)
+    } else {
+        None
+    };
+    let (ours, theirs) =
+        rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+            .map_err(|e| StartError::Supervisor { step: "create the setup socket", source: e.into() })?;
+    // Blocked before the clone: the init waits for them with sigwaitinfo, the supervisor through
+    // a signalfd; the agent unblocks them before it execs.
+    let mut blocked = process::FORWARDED.to_vec();
+    blocked.push(libc::SIGCHLD);
+    process::block(&blocked).map_err(sup("block signals"))?;
+    let flags = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS) as u64;
+    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+    let child = match process::clone_into(flags).map_err(StartError::Namespaces)? {
+        None => {
+            drop(ours);
+            init_main(spec, &plan, filter.as_ref(), theirs)
+        }
+        Some(child) => child,
+    };
+    drop(theirs);
+    let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
+    let running = Running { child, listener: None, upper: None, signals };
+    let proc_dir = format!("/proc/{}", running.child.pid);
+    for (file, data) in [
+        ("setgroups", "deny".to_owned()),
+        ("uid_map", format!("{} {uid} 1", spec.inside_id)),
+        ("gid_map", format!("{} {gid} 1", spec.inside_id)),
+    ] {
+        std::fs::write(format!("{proc_dir}/{file}"), data).map_err(sup("write the user namespace's id maps"))?;
+    }
+    if let Some(cgroup) = cgroup {
+        cgroup.add(running.child.pid).map_err(|e| StartError::Supervisor {
+            step: "move the session into its cgroup",
+            source: io::Error::other(e.to_string()),
+        })?;
+    }
+    rustix::net::send(&ours, GO, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
+    finish_start(running, &ours)
+}
+
+fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartError> {
+    let mut buf = [0u8; 4096];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(ours, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| sup("read the init's report")(e.into()))?;
+    let fds: Vec<OwnedFd> = control
+        .drain()
+        .flat_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(fds) => fds.collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let text = &buf[..got.bytes];
+    if let Some(rest) = text.strip_prefix(READY) {
+        // "ready" then one byte per descriptor kind: listener, upper layer.
+        let mut fds = fds.into_iter();
+        if rest.first() == Some(&b'1') {
+            running.listener = fds.next();
+        }
+        if rest.get(1) == Some(&b'1') {
+            running.upper = fds.next();
+        }
+        return Ok(running);
+    }
+    let message = match text.strip_prefix(FAILED) {
+        Some(m) => String::from_utf8_lossy(m).into_owned(),
+        None => {
+            let code = running.wait_exit().map(|e| e.code).unwrap_or(-1);
+            format!("the init exited during setup (status {code}) without a report")
+        }
+    };
+    let _ = rustix::process::pidfd_send_signal(&running.child.pidfd, rustix::process::Signal::KILL);
+    let _ = running.wait_exit();
+    Err(StartError::Inside(message))
+}
+
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// Reports a failed step to the supervisor and ends this process.
+fn fail(sock: &OwnedFd, step: &str, err: &dyn std::fmt::Display) -> ! {
+    let text = format!("{}{step}: {err}", String::from_utf8_lossy(FAILED));
+    let _ = rustix::net::send(sock, text.as_bytes(), SendFlags::empty());
+    process::exit_now(125)
+}
+
+/// The init: PID 1 of the new namespaces. Never returns.
+fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: OwnedFd) -> ! {
+    // The init dies with the supervisor; if the supervisor is already gone, "go" never comes.
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_err() {
+        process::exit_now(125);
+    }
+    let mut buf = [0u8; 8];
+    match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
+        Ok((n, _)) if &buf[..n] == GO => {}
+        _ => process::exit_now(125),
+    }
+    let mut upper = None;
+    if let Err(e) = sys::run_root_plan(&plan.ops, &mut |fd| upper = Some(fd)) {
+        fail(&sock, "build the agent's root (mounts)", &e);
+    }
+    if let Err(e) = rustix::system::sethostname(spec.hostname.as_bytes()) {
+        fail(&sock, "set the host name", &e);
+    }
+    // SECURITY: the agent runs as the same uid; a dumpable init's memory would be writable
+    // through /proc/1/mem by anything that gets past the other walls.
+    if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
+        fail(&sock, "make the init non-dumpable", &e);
+    }
+    let agent = match process::clone_into(0) {
+        Err(e) => fail(&sock, "fork the agent", &e),
+        Ok(None) => agent_main(spec, filter, &sock, upper.as_ref()),
+        Ok(Some(agent)) => agent,
+    };
+    drop(upper);
+    drop(sock);
+    init_loop(agent.pid)
+}
+
+/// Waits for the agent, reaping every other child, forwarding signals; exits with the agent's
+/// status.
+fn init_loop(agent: i32) -> ! {
+    let mut waited = process::FORWARDED.to_vec();
+    waited.push(libc::SIGCHLD);
+    let agent_pid = rustix::process::Pid::from_raw(agent);
+    loop {
+        let sig = match process::wait_signal(&waited) {
+            Ok(s) => s,
+            Err(_) => process::exit_now(125),
+        };
+        if sig == libc::SIGCHLD {
+            while let Ok(Some((pid, status))) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+                if Some(pid) == agent_pid {
+                    let code =
+                        status.exit_status().or_else(|| status.terminating_signal().map(|s| 128 + s)).unwrap_or(125);
+                    process::exit_now(code);
+                }
+            }
+        } else if sig == libc::SIGTERM || sig == libc::SIGHUP {
+            // Termination is for the whole tree.
+            process::signal_namespace(sig);
+        } else if let (Some(pid), Some(signal)) = (agent_pid, rustix::process::Signal::from_named_raw(sig)) {
+            let _ = rustix::process::kill_process_group(pid, signal);
+        }
+    }
+}
+
+/// The agent's last steps before exec: the walls that apply to it alone. Never returns.
+fn agent_main(spec: &Spec, filter: Option<&sys::Filter>, sock: &OwnedFd, upper: Option<&OwnedFd>) -> ! {
+    // SECURITY: a new session has no controlling terminal to inject keystrokes into.
+    if let Err(e) = rustix::process::setsid() {
+        fail(sock, "start a new session", &e);
+    }
+    for (resource, limit) in &spec.rlimits {
+        let limit = rustix::process::Rlimit { current: Some(*limit), maximum: Some(*limit) };
+        if let Err(e) = rustix::process::setrlimit(resource.rustix(), limit) {
+            fail(sock, "set resource limits", &e);
+        }
+    }
+    if let Err(e) = process::drop_capabilities() {
+        fail(sock, "drop capabilities", &e);
+    }
+    if let Err(e) = rustix::thread::set_no_new_privs(true) {
+        fail(sock, "set no_new_privs", &e);
+    }
+    if let Some((rules, abi)) = &spec.landlock {
+        let prepared = match rules.prepare(*abi) {
+            Ok(p) => p,
+            Err(e) => fail(sock, "build the Landlock rules", &crate::landlock::describe(&e)),
+        };
+        if let Err(e) = sys::landlock_restrict(&prepared.fd) {
+            fail(sock, "enforce Landlock", &e);
+        }
+    }
+    let listener = match filter {
+        None => None,
+        Some(f) if spec.monitor_exec => match f.install_with_listener() {
+            Ok(fd) => Some(fd),
+            Err(e) => fail(sock, "install the seccomp filter", &e),
+        },
+        Some(f) => match f.install() {
+            Ok(()) => None,
+            Err(e) => fail(sock, "install the seccomp filter", &e),
+        },
+    };
+    let mut header = READY.to_vec();
+    header.push(if listener.is_some() { b'1' } else { b'0' });
+    header.push(if upper.is_some() { b'1' } else { b'0' });
+    let fds: Vec<BorrowedFd<'_>> = listener.iter().map(AsFd::as_fd).chain(upper.map(AsFd::as_fd)).collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        fail(sock, "pass descriptors to the supervisor", &"the control buffer is too small");
+    }
+    if let Err(e) = rustix::net::sendmsg(sock, &[IoSlice::new(&header)], &mut control, SendFlags::empty()) {
+        fail(sock, "report to the supervisor", &e);
+    }
+    drop(listener);
+    // SECURITY: nothing the supervisor or the init holds reaches the agent.
+    if let Err(e) = sys::close_on_exec_from(3) {
+        fail(sock, "close inherited descriptors", &e);
+    }
+    if let Err(e) = process::reset_signals() {
+        fail(sock, "reset signals", &e);
+    }
+    let err = std::process::Command::new(find_program(spec))
+        .arg0(&spec.program)
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .exec();
+    eprintln!("portcullis: cannot run `{}` in the sandbox: {err}", spec.program.to_string_lossy());
+    process::exit_now(if err.kind() == io::ErrorKind::NotFound { 127 } else { 126 })
+}
+
+/// The program's path inside the sandbox: as given when it has a slash, else the first
+/// executable file of that name on the agent's `PATH` (so the first exec is the only one).
+fn find_program(spec: &Spec) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let program = std::path::Path::new(&spec.program);
+    if spec.program.as_bytes().contains(&b'/') {
+        return program.to_path_buf();
+    }
+    let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            candidate.is_file() && rustix::fs::access(candidate.as_path(), rustix::fs::Access::EXEC_OK).is_ok()
+        })
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+impl Running {
+    /// The init's pid, as the supervisor sees it.
+    pub fn pid(&self) -> i32 {
+        self.child.pid
+    }
+
+    /// The exec monitor's listener, once (`None` without the monitor).
+    pub fn take_listener(&mut self) -> Option<OwnedFd> {
+        self.listener.take()
+    }
+
+    /// The overlay's upper layer (the session's changes), while the session lives and after.
+    pub fn upper(&self) -> Option<PathBuf> {
+        self.upper.as_ref().map(|fd| PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd))))
+    }
+
+    /// Sends `signal` to the init (which forwards it).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let _ = rustix::process::pidfd_send_signal(&self.child.pidfd, signal);
+    }
+
+    /// Waits for the session to end, forwarding the supervisor's signals to the init. When
+    /// `wall_clock` runs out, the whole namespace gets SIGTERM, then SIGKILL after `grace`.
+    pub fn wait(&self, wall_clock: Option<Duration>, grace: Duration) -> io::Result<Exit> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let started = Instant::now();
+        let mut deadline = wall_clock.map(|w| started + w);
+        let mut timed_out = false;
+        loop {
+            let timeout = deadline.map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) }
+            });
+            let mut fds = [PollFd::new(&self.child.pidfd, PollFlags::IN), PollFd::new(&self.signals, PollFlags::IN)];
+            match poll(&mut fds, timeout.as_ref()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+            if !fds[0].revents().is_empty() {
+                let exit = self.wait_exit()?;
+                return Ok(Exit { timed_out, ..exit });
+            }
+            if !fds[1].revents().is_empty() {
+                while let Some(sig) = process::read_signalfd(&self.signals) {
+                    if let Some(signal) = rustix::process::Signal::from_named_raw(sig) {
+                        self.signal(signal);
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                if timed_out {
+                    self.signal(rustix::process::Signal::KILL);
+                    deadline = None;
+                } else {
+                    timed_out = true;
+                    self.signal(rustix::process::Signal::TERM);
+                    deadline = Some(Instant::now() + grace);
+                }
+            }
+        }
+    }
+
+    fn wait_exit(&self) -> io::Result<Exit> {
+        let status = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(self.child.pidfd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED,
+        )?
+        .ok_or_else(|| io::Error::other("the init has not exited"))?;
+        let code = status.exit_status().or_else(|| status.terminating_signal().map(|s| 128 + s)).unwrap_or(125);
+        Ok(Exit { code, timed_out: false })
+    }
+}

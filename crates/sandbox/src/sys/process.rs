@@ -1,0 +1,191 @@
+//! Process creation and signals for the session: `clone3` into new namespaces, the init's
+//! signal mask and wait, and signals to a whole namespace.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// `CLONE_PIDFD`: the kernel returns a pidfd for the child.
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// The parent's view of a cloned child.
+#[derive(Debug)]
+pub(crate) struct Child {
+    /// The child's pid in the parent's PID namespace.
+    pub(crate) pid: i32,
+    /// A pidfd for the child, for signals and waits that cannot hit a recycled pid.
+    pub(crate) pidfd: OwnedFd,
+}
+
+/// `clone3` with `flags` (namespace flags) and `SIGCHLD` as the exit signal, like `fork`.
+/// Returns `None` in the child.
+///
+/// The caller must be single-threaded: the child continues with a copy of this one thread and
+/// uses the allocator and the standard library, which is sound only when no other thread held
+/// a lock at the moment of the clone. [`crate::session`] checks this before calling.
+pub(crate) fn clone_into(flags: u64) -> io::Result<Option<Child>> {
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: clone_args is plain data; zero is a valid value of every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags | CLONE_PIDFD;
+    args.pidfd = (&raw mut pidfd) as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: `args` is a valid clone_args of the size passed; `pidfd` outlives the call; with
+    // no stack given the child runs on a copy of ours, as after fork. Single-threadedness is the
+    // caller's documented obligation.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &raw mut args, std::mem::size_of::<libc::clone_args>()) };
+    match ret {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => {
+            // SAFETY: the kernel stored a fresh pidfd that nothing else owns.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Some(Child { pid: i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?, pidfd }))
+        }
+    }
+}
+
+/// The signals the init forwards, and `SIGCHLD`, which it waits for.
+pub(crate) const FORWARDED: &[libc::c_int] =
+    &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t we own.
+    unsafe { libc::sigemptyset(&raw mut set) };
+    for &s in signals {
+        // SAFETY: as above; `s` is a valid signal number.
+        unsafe { libc::sigaddset(&raw mut set, s) };
+    }
+    set
+}
+
+/// Blocks `signals` in the calling thread (so they queue for [`wait_signal`] or a signalfd).
+pub(crate) fn block(signals: &[libc::c_int]) -> io::Result<()> {
+    let set = sigset(signals);
+    // SAFETY: `set` is a valid sigset_t; the old mask is not asked for.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) };
+    if ret == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(ret)) }
+}
+
+/// Unblocks every signal and restores the default action of the forwarded ones, for a child
+/// about to exec.
+pub(crate) fn reset_signals() -> io::Result<()> {
+    let empty = sigset(&[]);
+    // SAFETY: `empty` is a valid sigset_t.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    for &s in FORWARDED.iter().chain(&[libc::SIGCHLD, libc::SIGPIPE]) {
+        // SAFETY: installing SIG_DFL runs no handler of ours.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+    Ok(())
+}
+
+/// Waits for one of `signals` (which must be blocked) and returns it.
+pub(crate) fn wait_signal(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
+    let set = sigset(signals);
+    loop {
+        // SAFETY: `set` is a valid sigset_t; no siginfo is asked for.
+        let sig = unsafe { libc::sigwaitinfo(&raw const set, std::ptr::null_mut()) };
+        if sig >= 0 {
+            return Ok(sig);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A signalfd for `signals` (which must be blocked), so a poll loop can wait for them.
+pub(crate) fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let set = sigset(signals);
+    // SAFETY: `set` is a valid sigset_t; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &raw const set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads one signal number from a signalfd, if one is pending.
+pub(crate) fn read_signalfd(fd: &OwnedFd) -> Option<libc::c_int> {
+    // SAFETY: signalfd_siginfo is plain data.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    // SAFETY: the buffer is one signalfd_siginfo, which is what the kernel writes.
+    let n = unsafe {
+        libc::read(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            (&raw mut info).cast(),
+            std::mem::size_of::<libc::signalfd_siginfo>(),
+        )
+    };
+    (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as libc::c_int)
+}
+
+/// `kill(-1, sig)` from a namespace's init: every other process in the namespace.
+pub(crate) fn signal_namespace(sig: libc::c_int) {
+    // SAFETY: kill takes integers only.
+    unsafe { libc::kill(-1, sig) };
+}
+
+/// Drops every capability: the bounding set (so an exec of a set-uid or root-owned file gains
+/// nothing), then the ambient, inheritable, permitted and effective sets, with the securebits
+/// that keep uid 0 from regaining them.
+pub(crate) fn drop_capabilities() -> io::Result<()> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(63);
+    for cap in 0..=last {
+        // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } != 0 {
+            let err = io::Error::last_os_error();
+            // EINVAL: a capability this kernel does not know; nothing to drop.
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | its lock | SECBIT_KEEP_CAPS_LOCKED
+    // | SECBIT_NO_CAP_AMBIENT_RAISE | its lock.
+    const SECURE: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80;
+    // SAFETY: PR_SET_SECUREBITS takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, SECURE, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: `header` and `data` have the layout capset(2) reads for version 3 (two data
+    // elements); the kernel only reads them.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Ends the process at once with `code`, running no destructors or exit handlers (for a
+/// cloned child whose parent's state it shares).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns.
+    unsafe { libc::_exit(code) }
+}
