@@ -117,9 +117,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut degraded: Vec<String> = missing.iter().map(|f| f.as_str().to_owned()).collect();
 
     let id = sessions::new_id();
-    let dir = sessions::create_dir(&state, &id)?;
-    let mut sink = JsonlFile::create(&dir.join("events.jsonl"))
-        .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
     let limits = &settings.limits;
     let cgroup = match probe.cgroups.clone() {
         Some(backend) if !missing.contains(&Feature::Cgroups) => {
@@ -143,6 +140,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         _ => None,
     };
 
+    let dir = sessions::create_dir(&state, &id)?;
+    let mut sink = JsonlFile::create(&dir.join("events.jsonl"))
+        .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
     let ephemeral = settings.filesystem.ephemeral && !args.no_ephemeral;
     let disk = limits.disk.map_or(2 << 30, |d| d.0);
     let inside_id = rustix::process::getuid().as_raw();
@@ -347,7 +347,11 @@ fn decide_exec(
         return false;
     }
     if !allowed {
-        tally.denials.push((argv.join(" "), reason));
+        // A shell retries a refused exec along its PATH; one refusal is reported once.
+        let command = argv.join(" ");
+        if tally.denials.last().is_none_or(|(c, _)| *c != command) {
+            tally.denials.push((command, reason));
+        }
     }
     allowed
 }
@@ -414,7 +418,13 @@ fn landlock_rules(workdir: &Path, home: &Path, read_only: &[PathBuf], writable: 
     rw.extend(
         ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/shm"].iter().filter_map(|d| existing(d)),
     );
-    LandlockRules { read_only: ro, writable: rw, connect_ports: Vec::new(), bind_ports: Vec::new() }
+    LandlockRules {
+        read_only: ro,
+        writable: rw,
+        list_only: vec![PathBuf::from("/")],
+        connect_ports: Vec::new(),
+        bind_ports: Vec::new(),
+    }
 }
 
 /// The agent's environment: the terminal and locale variables, the policy's list, and what the

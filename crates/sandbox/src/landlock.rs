@@ -17,6 +17,9 @@ pub struct LandlockRules {
     pub read_only: Vec<PathBuf>,
     /// Trees the agent may change.
     pub writable: Vec<PathBuf>,
+    /// Directories the agent may list but not read files in (the root, which holds only the
+    /// mount points the other rules cover).
+    pub list_only: Vec<PathBuf>,
     /// TCP ports the agent may connect to (the relay's, and the agent's own listed services).
     pub connect_ports: Vec<u16>,
     /// TCP ports the agent may bind.
@@ -67,6 +70,8 @@ impl LandlockRules {
         created = created
             .add_rules(path_beneath_rules(&self.writable, AccessFs::from_all(level)))
             .map_err(LandlockError::Build)?;
+        created =
+            created.add_rules(path_beneath_rules(&self.list_only, AccessFs::ReadDir)).map_err(LandlockError::Build)?;
         if level >= ABI::V4 {
             created = created
                 .add_rules(self.connect_ports.iter().map(|p| Ok(NetPort::new(*p, AccessNet::ConnectTcp))))

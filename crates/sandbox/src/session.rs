@@ -287,6 +287,12 @@ fn init_loop(agent: i32) -> ! {
 
 /// The agent's last steps before exec: the walls that apply to it alone. Never returns.
 fn agent_main(spec: &Spec, filter: Option<&sys::Filter>, sock: &OwnedFd, upper: Option<&OwnedFd>) -> ! {
+    // The init is not dumpable and this copy of its memory inherited that; the supervisor must
+    // read the first exec's arguments (an unprivileged supervisor has no CAP_SYS_PTRACE over a
+    // memory image made outside the agent's user namespace).
+    if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable) {
+        fail(sock, "make the agent readable by the exec monitor", &e);
+    }
     // SECURITY: a new session has no controlling terminal to inject keystrokes into.
     if let Err(e) = rustix::process::setsid() {
         fail(sock, "start a new session", &e);

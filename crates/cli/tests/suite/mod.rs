@@ -1,5 +1,6 @@
 mod check;
 mod policy;
+mod run;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

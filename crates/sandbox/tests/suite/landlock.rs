@@ -50,6 +50,7 @@ fn python(work: &Path, ports: &[u16], code: &str) -> String {
             .filter(|p| p.exists())
             .collect(),
         writable: vec![work.to_path_buf()],
+        list_only: Vec::new(),
         connect_ports: ports.to_vec(),
         bind_ports: Vec::new(),
     };

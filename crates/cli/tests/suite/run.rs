@@ -1,0 +1,534 @@
+//! `portcullis run`: the escape suite. Each test is one technique a turned agent would try,
+//! run against the real binary, once as root and once as an unprivileged user. The agent is a
+//! script file, so the guards (which read command lines) do not stop it before the walls do:
+//! these tests measure the kernel's walls.
+//!
+//! On this kind of host an unprivileged user cannot create cgroups (v1 without delegation), so
+//! the unprivileged runs pass `--dangerously-allow-partial-sandbox` and assert that cgroups are
+//! the only thing missing; the rlimit floor holds the limits there.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::TempDir;
+
+const NOBODY: u32 = 65534;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum User {
+    Root,
+    Unprivileged,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// `true` when the test can run as `user` here; fails instead of skipping where the sandbox is
+/// required.
+fn available(user: User) -> bool {
+    let required = std::env::var("PORTCULLIS_REQUIRE_SANDBOX").as_deref() == Ok("1");
+    let ok = match user {
+        User::Root => is_root(),
+        User::Unprivileged => true,
+    };
+    if !ok {
+        assert!(!required, "this test must run as root where the sandbox is required");
+        eprintln!("skipping: needs root");
+    }
+    ok
+}
+
+/// One session's directories: the project, a home with planted credentials, and a state dir.
+struct Case {
+    _dir: TempDir,
+    user: User,
+    work: PathBuf,
+    home: PathBuf,
+    state: PathBuf,
+    bin: PathBuf,
+}
+
+impl Case {
+    fn new(user: User) -> Case {
+        let dir = TempDir::new();
+        let (work, home, state) = (dir.path().join("work"), dir.path().join("home"), dir.path().join("state"));
+        for d in [&work, &home.join(".ssh"), &home.join(".aws"), &state] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(home.join(".ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted\n").unwrap();
+        std::fs::write(home.join(".aws/credentials"), "[default]\naws_secret_access_key = planted\n").unwrap();
+        std::fs::write(work.join("f"), "hello\n").unwrap();
+        let mut bin = PathBuf::from(env!("CARGO_BIN_EXE_portcullis"));
+        if user == User::Unprivileged && is_root() {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            for entry in walk(dir.path()) {
+                std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+            if !reachable_by_others(&bin) {
+                let copy = dir.path().join("portcullis");
+                std::fs::copy(&bin, &copy).unwrap();
+                bin = copy;
+            }
+        }
+        Case { user, work, home, state, bin, _dir: dir }
+    }
+
+    /// Runs `portcullis run [args] -- CMD…` in the workdir; returns the output and the summary,
+    /// checked to show every wall enforced (for the unprivileged user, all but cgroups).
+    fn run(&self, args: &[&str], command: &[&str]) -> Session {
+        let s = self.run_with(args, command, |_| {});
+        s.check_enforced(self.user);
+        s
+    }
+
+    fn run_with(&self, args: &[&str], command: &[&str], tweak: impl FnOnce(&mut Command)) -> Session {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("run").arg("--json").args(args);
+        if self.user == User::Unprivileged {
+            cmd.arg("--dangerously-allow-partial-sandbox");
+        }
+        cmd.arg("--").args(command);
+        cmd.current_dir(&self.work)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .env("PORTCULLIS_STATE_DIR", &self.state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if self.user == User::Unprivileged && is_root() {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        tweak(&mut cmd);
+        Session::from(cmd.output().unwrap())
+    }
+
+    /// Runs a python program (written to the workdir) as the agent.
+    fn python(&self, args: &[&str], code: &str) -> Session {
+        self.script("agent.py", code);
+        self.run(args, &["/usr/bin/python3", "agent.py"])
+    }
+
+    /// Runs a shell script (written to the workdir) as the agent.
+    fn sh(&self, args: &[&str], code: &str) -> Session {
+        self.script("agent.sh", code);
+        self.run(args, &["/bin/sh", "agent.sh"])
+    }
+
+    fn script(&self, name: &str, code: &str) {
+        let path = self.work.join(name);
+        std::fs::write(&path, code).unwrap();
+        if self.user == User::Unprivileged && is_root() {
+            std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+
+    fn policy(&self, text: &str) -> String {
+        let path = self.work.parent().unwrap().join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path.display().to_string()
+    }
+
+    fn events(&self, session: &Session) -> Vec<Value> {
+        let id = session.summary["session"].as_str().unwrap();
+        let text = std::fs::read_to_string(self.state.join("sessions").join(id).join("events.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn reachable_by_others(path: &Path) -> bool {
+    path.ancestors().skip(1).all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+        && std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005)
+}
+
+struct Session {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    summary: Value,
+}
+
+impl Session {
+    fn from(out: Output) -> Session {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let summary = stderr.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
+        Session { code: out.status.code().unwrap_or(-1), stdout, stderr, summary }
+    }
+
+    /// Only cgroups may be missing, and only for the unprivileged user.
+    fn check_enforced(&self, user: User) {
+        assert!(self.summary.is_object(), "no summary: {self:?}");
+        let degraded: Vec<&str> =
+            self.summary["degraded"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+        match user {
+            User::Root => assert!(degraded.is_empty(), "degraded as root: {degraded:?}"),
+            User::Unprivileged => assert!(degraded.iter().all(|d| d.starts_with("cgroups")), "degraded: {degraded:?}"),
+        }
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    fn limits_hit(&self) -> String {
+        self.summary["limits_hit"].to_string()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Defines `NAME_as_root` and `NAME_as_unprivileged` from one body taking a [`User`].
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn as_root() {
+                if available(User::Root) {
+                    ($body)(User::Root);
+                }
+            }
+            #[test]
+            fn as_unprivileged() {
+                if available(User::Unprivileged) {
+                    ($body)(User::Unprivileged);
+                }
+            }
+        }
+    };
+}
+
+/// A python prelude: `attempt(expr)` prints `ok` or the error's strerror.
+const PRELUDE: &str = "import ctypes, os, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(f):
+    try:
+        r = f()
+        print('ok' if r is None or not isinstance(r, int) or r >= 0 else os.strerror(ctypes.get_errno()))
+    except OSError as e:
+        print(e.strerror)
+";
+
+// ---------------------------------------------------------------- credentials
+
+both!(planted_credentials_cannot_be_read, |user| {
+    let case = Case::new(user);
+    let code = format!(
+        "{PRELUDE}attempt(lambda: open({:?}).read())\nattempt(lambda: open({:?}).read())\nprint(sorted(os.listdir({:?})))\n",
+        case.home.join(".ssh/id_ed25519"),
+        case.home.join(".aws/credentials"),
+        case.home
+    );
+    let s = case.python(&[], &code);
+    assert_eq!(s.lines(), ["No such file or directory", "No such file or directory", "[]"], "{s:?}");
+    assert_eq!(s.code, 0, "{s:?}");
+});
+
+both!(a_credential_file_created_after_the_start_is_invisible, |user| {
+    let case = Case::new(user);
+    let late = case.home.join(".aws/late-credentials");
+    let code = format!("{PRELUDE}time.sleep(1.5)\nattempt(lambda: open({late:?}).read())\n");
+    case.script("agent.py", &code);
+    let late_for_thread = late.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(&late_for_thread, "aws_secret_access_key = late").unwrap();
+    });
+    let s = case.run(&[], &["/usr/bin/python3", "agent.py"]);
+    writer.join().unwrap();
+    assert!(late.exists());
+    assert_eq!(s.lines(), ["No such file or directory"], "{s:?}");
+});
+
+both!(the_state_directory_and_the_policy_file_are_invisible, |user| {
+    let case = Case::new(user);
+    // A policy file inside the workdir, where the agent would look first.
+    let policy = case.work.join("portcullis.toml");
+    std::fs::write(&policy, "[limits]\nwall_clock = \"1m\"\n").unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let code = format!(
+        "{PRELUDE}attempt(lambda: os.listdir({:?}))\nprint(repr(open('portcullis.toml').read()))\n",
+        case.state
+    );
+    let s = case.python(&["--policy", "portcullis.toml"], &code);
+    assert_eq!(s.lines(), ["No such file or directory", "''"], "{s:?}");
+});
+
+// ---------------------------------------------------------------- writes
+
+both!(writes_to_etc_home_and_var_tmp_fail, |user| {
+    let case = Case::new(user);
+    let code = format!(
+        "{PRELUDE}attempt(lambda: open('/etc/escape', 'w'))\nattempt(lambda: open({:?}, 'w'))\nattempt(lambda: open('/var/tmp/escape', 'w'))\n",
+        case.home.join(".bashrc")
+    );
+    let s = case.python(&[], &code);
+    assert_eq!(s.lines(), ["Read-only file system", "Read-only file system", "No such file or directory"], "{s:?}");
+    assert!(!case.home.join(".bashrc").exists());
+});
+
+both!(workdir_writes_land_in_the_overlay_until_apply, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "echo changed > f\necho new > g\ncat f g\n");
+    assert_eq!(s.lines(), ["changed", "new"], "{s:?}");
+    // The real workdir is unchanged, and the summary lists the changes.
+    assert_eq!(std::fs::read_to_string(case.work.join("f")).unwrap(), "hello\n");
+    assert!(!case.work.join("g").exists());
+    let changed: Vec<String> = s.summary["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["kind"].as_str().unwrap(), c["path"].as_str().unwrap()))
+        .collect();
+    assert!(changed.contains(&"modified f".to_owned()) && changed.contains(&"added g".to_owned()), "{changed:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let mut apply = Command::new(&case.bin);
+    apply.args(["apply", &id]).env("PORTCULLIS_STATE_DIR", &case.state).env("HOME", &case.home);
+    if user == User::Unprivileged && is_root() {
+        apply.uid(NOBODY).gid(NOBODY);
+    }
+    let out = apply.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(case.work.join("f")).unwrap(), "changed\n");
+    assert_eq!(std::fs::read_to_string(case.work.join("g")).unwrap(), "new\n");
+});
+
+both!(no_ephemeral_writes_through, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&["--no-ephemeral"], "echo through > f\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    assert_eq!(std::fs::read_to_string(case.work.join("f")).unwrap(), "through\n");
+});
+
+both!(a_symlink_in_the_workdir_cannot_write_the_real_bashrc, |user| {
+    let case = Case::new(user);
+    let bashrc = case.home.join(".bashrc");
+    std::fs::write(&bashrc, "# real\n").unwrap();
+    std::os::unix::fs::symlink(&bashrc, case.work.join("rc")).unwrap();
+    for mode in [&[][..], &["--no-ephemeral"][..]] {
+        let s = case.python(mode, &format!("{PRELUDE}attempt(lambda: open('rc', 'a').write('evil'))\n"));
+        assert_ne!(s.lines(), ["ok"], "{s:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&bashrc).unwrap(), "# real\n");
+});
+
+// ---------------------------------------------------------------- network and processes
+
+both!(only_loopback_and_no_route_out, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "ip -o link\n");
+    let links: Vec<&str> = s.lines().iter().map(|l| l.split(':').nth(1).unwrap_or_default().trim()).collect();
+    assert_eq!(links, ["lo"], "{s:?}");
+    let code = format!(
+        "{PRELUDE}for addr in [('1.1.1.1', 80), ('10.0.0.1', 443), ('169.254.169.254', 80)]:\n    s = socket.socket()\n    s.settimeout(2)\n    attempt(lambda: s.connect(addr))\n"
+    );
+    let s = case.python(&[], &code);
+    assert_eq!(s.lines().len(), 3, "{s:?}");
+    assert!(s.lines().iter().all(|l| *l != "ok"), "{s:?}");
+});
+
+both!(the_supervisor_cannot_be_seen_signalled_or_traced, |user| {
+    let case = Case::new(user);
+    let code = format!(
+        "{PRELUDE}sup = int(open('sup').read())
+print(os.path.exists('/proc/%d' % sup))
+attempt(lambda: os.kill(sup, 0))
+attempt(lambda: libc.ptrace(16, sup, 0, 0))
+attempt(lambda: libc.ptrace(16, 1, 0, 0))
+print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:2])
+"
+    );
+    case.script("agent.py", &code);
+    // The supervisor's pid is known once it runs: the test writes it where the agent reads it.
+    case.script("sup", "");
+    let sup_file = case.work.join("sup");
+    // Spawn by hand to learn the pid.
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["run", "--json"]);
+    if user == User::Unprivileged {
+        cmd.arg("--dangerously-allow-partial-sandbox");
+    }
+    cmd.args(["--", "/bin/sh", "-c", "sleep 0.5; /usr/bin/python3 agent.py"])
+        .current_dir(&case.work)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if user == User::Unprivileged && is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let child = cmd.spawn().unwrap();
+    std::fs::write(&sup_file, child.id().to_string()).unwrap();
+    let s = Session::from(child.wait_with_output().unwrap());
+    s.check_enforced(user);
+    let lines = s.lines();
+    assert_eq!(lines[0], "False", "{s:?}");
+    assert_eq!(lines[1], "No such process", "{s:?}");
+    assert_ne!(lines[2], "ok", "{s:?}");
+    assert_eq!(lines[3], "Operation not permitted", "{s:?}");
+    assert_eq!(lines[4], "[1, 2]", "{s:?}");
+});
+
+both!(unshare_mount_and_bpf_fail, |user| {
+    let case = Case::new(user);
+    let code = format!(
+        "{PRELUDE}attempt(lambda: libc.unshare(0x10000000))
+attempt(lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))
+attempt(lambda: libc.syscall(321, 0, 0, 0))
+"
+    );
+    let s = case.python(&[], &code);
+    assert_eq!(s.lines(), ["Operation not permitted"; 3], "{s:?}");
+    let s = case.sh(&[], "unshare -U true; echo $?\n");
+    assert_ne!(s.lines().last().copied(), Some("0"), "{s:?}");
+});
+
+both!(tiocsti_injection_fails, |user| {
+    let case = Case::new(user);
+    let s = case.python(&[], &format!("{PRELUDE}attempt(lambda: libc.ioctl(0, 0x5412, ctypes.c_char_p(b'x')))\n"));
+    assert_eq!(s.lines(), ["Operation not permitted"], "{s:?}");
+});
+
+// ---------------------------------------------------------------- limits
+
+both!(a_fork_bomb_is_contained_and_the_supervisor_survives, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[limits]\nprocesses = 64\nwall_clock = \"4s\"\n");
+    let s = case.sh(&["--policy", &policy], "b() { b | b; }; b\n");
+    // The supervisor lived to write its summary.
+    assert!(s.summary.is_object(), "{s:?}");
+    if user == User::Root {
+        assert!(s.limits_hit().contains("processes"), "{}", s.limits_hit());
+    } else {
+        assert!(s.stderr.contains("fork") || s.stderr.contains("Resource"), "{s:?}");
+    }
+});
+
+both!(a_memory_bomb_is_killed_and_reported, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[limits]\nmemory = \"128 MiB\"\nwall_clock = \"30s\"\n");
+    let s = case.python(&["--policy", &policy], "x = []\nwhile True:\n    x.append(bytearray(16 << 20))\n");
+    assert_ne!(s.code, 0, "{s:?}");
+    if user == User::Root {
+        assert_eq!(s.code, 137, "{s:?}");
+        assert!(s.limits_hit().contains("memory"), "{}", s.limits_hit());
+    } else {
+        // Without a cgroup the address-space rlimit stops it.
+        assert!(s.stderr.contains("MemoryError"), "{s:?}");
+    }
+});
+
+both!(filling_tmp_hits_enospc_at_the_cap, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[limits]\ndisk = \"64 MiB\"\n");
+    let code = "import errno\nn = 0\ntry:\n    with open('/tmp/fill', 'wb') as f:\n        while True:\n            f.write(b'x' * (1 << 20)); f.flush(); n += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno], n)\n";
+    let s = case.python(&["--policy", &policy], code);
+    let line = s.lines().first().copied().unwrap_or_default().to_owned();
+    let (name, mib) = line.split_once(' ').unwrap_or_default();
+    assert_eq!(name, "ENOSPC", "{s:?}");
+    let mib: u32 = mib.parse().unwrap();
+    assert!((28..=32).contains(&mib), "wrote {mib} MiB into a 32 MiB /tmp");
+});
+
+both!(the_wall_clock_kills_the_whole_tree, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[limits]\nwall_clock = \"1s\"\n");
+    let marker = format!("{}.{}", 7000 + std::process::id() % 1000, if user == User::Root { 1 } else { 2 });
+    let script = format!("setsid sleep {marker} &\n(trap '' TERM; sleep {marker}) &\nsleep {marker}\n");
+    let s = case.sh(&["--policy", &policy], &script);
+    assert!(s.limits_hit().contains("wall clock"), "{s:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    assert!(survivors.is_empty(), "{survivors:?}");
+});
+
+// ---------------------------------------------------------------- exec monitor
+
+both!(every_exec_is_recorded_with_argv, |user| {
+    let case = Case::new(user);
+    let s = case.run(&[], &["/bin/sh", "-c", "ls; id; cat f"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let execs: Vec<Vec<String>> = case
+        .events(&s)
+        .iter()
+        .filter(|e| e["event"] == "exec")
+        .map(|e| e["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect())
+        .collect();
+    for want in [vec!["ls"], vec!["id"], vec!["cat", "f"]] {
+        assert!(execs.iter().any(|e| *e == want), "{want:?} not in {execs:?}");
+    }
+});
+
+both!(an_exec_the_policy_denies_fails_with_eacces_and_is_recorded, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
+    let s = case.python(
+        &["--policy", &policy],
+        &format!("{PRELUDE}import subprocess\ntry:\n    subprocess.run(['/usr/bin/id'])\nexcept OSError as e:\n    print(e.strerror)\n"),
+    );
+    assert_eq!(s.lines(), ["Permission denied"], "{s:?}");
+    let denied: Vec<Value> =
+        case.events(&s).into_iter().filter(|e| e["event"] == "exec" && e["decision"] == "deny").collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["argv"][0], "/usr/bin/id");
+    assert!(denied[0]["reason"].as_str().unwrap().contains("Bash(id *)"), "{denied:?}");
+});
+
+// ---------------------------------------------------------------- refusal
+
+both!(missing_landlock_is_refused_unless_the_dangerous_flag_is_given, |user| {
+    let case = Case::new(user);
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["run", "--", "/bin/true"])
+        .current_dir(&case.work)
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state)
+        .env("PORTCULLIS_SIMULATE_MISSING", "landlock");
+    if user == User::Unprivileged && is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Landlock"), "{stderr}");
+    // (`run_with` passes the flag itself for the unprivileged user.)
+    let flag: &[&str] = if user == User::Root { &["--dangerously-allow-partial-sandbox"] } else { &[] };
+    let s = case.run_with(flag, &["/bin/true"], |cmd| {
+        cmd.env("PORTCULLIS_SIMULATE_MISSING", "landlock");
+    });
+    assert_eq!(s.code, 0, "{s:?}");
+    let degraded = s.summary["degraded"].to_string();
+    assert!(degraded.contains("landlock"), "{degraded}");
+});
