@@ -93,11 +93,10 @@ pub(crate) fn write_changes(dir: &Path, changes: &[Change]) -> Result<()> {
     write_json(&dir.join("changes.json"), &json!(changes))
 }
 
+/// Writes `value` to `path`. Not synced: the event log's final sync covers the session, and
+/// these files are rebuilt from nothing else.
 fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let mut file = std::fs::File::create(path).with_context(|| format!("cannot write `{}`", path.display()))?;
-    file.write_all(value.to_string().as_bytes())
-        .and_then(|()| file.sync_data())
-        .with_context(|| format!("cannot write `{}`", path.display()))
+    std::fs::write(path, value.to_string()).with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 #[derive(Debug, Args)]

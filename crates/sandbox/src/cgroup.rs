@@ -138,6 +138,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// On v2, the cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`; `None` on v1.
+    pub(crate) fn clone_target(&self) -> Option<std::os::fd::OwnedFd> {
+        if self.backend != CgroupBackend::V2 {
+            return None;
+        }
+        let dir = self.dirs.first()?;
+        File::open(dir).ok().map(std::os::fd::OwnedFd::from)
+    }
+
     /// The process ids in the cgroup.
     pub fn pids(&self) -> Vec<u32> {
         let Some(dir) = self.dirs.first() else { return Vec::new() };

@@ -4,13 +4,19 @@
 //! ```text
 //! supervisor (outside)           init (PID 1 inside)                agent
 //!   clone3(NEW*) ──────────────▶ waits for "go"
-//!   uid/gid maps, cgroup, "go" ─▶ root plan (mounts, /proc, masks),
-//!                                 hostname, not dumpable, fork ────▶ setsid, rlimits, caps dropped,
+//!   uid/gid maps, "go" ────────▶ root plan (mounts, /proc, masks),
+//!   cgroup (v1), "cgroup" ─────▶ hostname, not dumpable; waits for "cgroup"; fork ──▶ setsid,
+//!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
 //!   ◀────────────────────────────────────────── "ready" + listener ─ exec (trapped: the monitor's
 //!   exec monitor, wait loop     reaps, forwards signals, exits        first record)
 //!                               with the agent's status
 //! ```
+//!
+//! On cgroup v2 the init is born in the session's cgroup (`CLONE_INTO_CGROUP`). On v1 it is
+//! moved there while it builds its root, and it forks the agent only once the move is done: a
+//! move waits for an RCU grace period (the kernel's cgroup migration lock), the largest single
+//! cost of a session's start on v1 hosts.
 //!
 //! The supervisor must be single-threaded when it starts a session: the init continues from a
 //! copy of the supervisor's one thread and allocates. [`start`] checks this. The init and the
@@ -114,6 +120,7 @@ pub struct Exit {
 }
 
 const GO: &[u8] = b"go";
+const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
 const FAILED: &[u8] = b"failed:";
 
@@ -145,7 +152,9 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS) as u64;
     let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
-    let child = match process::clone_into(flags).map_err(StartError::Namespaces)? {
+    // v2: born in the cgroup, no migration.
+    let into = cgroup.and_then(Cgroup::clone_target);
+    let child = match process::clone_into(flags, into.as_ref()).map_err(StartError::Namespaces)? {
         None => {
             drop(ours);
             init_main(spec, &plan, filter.as_ref(), theirs)
@@ -163,13 +172,18 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     ] {
         std::fs::write(format!("{proc_dir}/{file}"), data).map_err(sup("write the user namespace's id maps"))?;
     }
-    if let Some(cgroup) = cgroup {
-        cgroup.add(running.child.pid).map_err(|e| StartError::Supervisor {
-            step: "move the session into its cgroup",
-            source: io::Error::other(e.to_string()),
-        })?;
-    }
     rustix::net::send(&ours, GO, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
+    if let Some(cgroup) = cgroup.filter(|_| into.is_none()) {
+        if let Err(e) = cgroup.add(running.child.pid) {
+            running.signal(rustix::process::Signal::KILL);
+            let _ = running.wait_exit();
+            return Err(StartError::Supervisor {
+                step: "move the session into its cgroup",
+                source: io::Error::other(e.to_string()),
+            });
+        }
+    }
+    rustix::net::send(&ours, IN_CGROUP, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
     finish_start(running, &ours)
 }
 
@@ -247,7 +261,12 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
         fail(&sock, "make the init non-dumpable", &e);
     }
-    let agent = match process::clone_into(0) {
+    // Nothing runs as the agent before the init is in the session's cgroup.
+    match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
+        Ok((n, _)) if &buf[..n] == IN_CGROUP => {}
+        _ => process::exit_now(125),
+    }
+    let agent = match process::clone_into(0, None) {
         Err(e) => fail(&sock, "fork the agent", &e),
         Ok(None) => agent_main(spec, filter, &sock, upper.as_ref()),
         Ok(Some(agent)) => agent,

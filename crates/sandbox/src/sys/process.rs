@@ -22,13 +22,19 @@ pub(crate) struct Child {
 /// The caller must be single-threaded: the child continues with a copy of this one thread and
 /// uses the allocator and the standard library, which is sound only when no other thread held
 /// a lock at the moment of the clone. [`crate::session`] checks this before calling.
-pub(crate) fn clone_into(flags: u64) -> io::Result<Option<Child>> {
+/// With `cgroup` (a cgroup v2 directory), the child starts in that cgroup (`CLONE_INTO_CGROUP`).
+pub(crate) fn clone_into(flags: u64, cgroup: Option<&OwnedFd>) -> io::Result<Option<Child>> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let mut pidfd: libc::c_int = -1;
     // SAFETY: clone_args is plain data; zero is a valid value of every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | CLONE_PIDFD;
     args.pidfd = (&raw mut pidfd) as u64;
     args.exit_signal = libc::SIGCHLD as u64;
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(fd) as u64;
+    }
     // SAFETY: `args` is a valid clone_args of the size passed; `pidfd` outlives the call; with
     // no stack given the child runs on a copy of ours, as after fork. Single-threadedness is the
     // caller's documented obligation.

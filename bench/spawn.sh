@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Start-up cost of `portcullis run` beside bubblewrap with the equivalent profile, and the exec
+# monitor's cost per exec inside a running session. Paired: every round runs each variant once,
+# in turn, so machine noise hits them alike; the report gives medians of per-round ratios.
+#
+#   bench/spawn.sh [ROUNDS]        (default 200; needs bubblewrap: apt-get install -y bubblewrap)
+set -euo pipefail
+rounds=${1:-200}
+root=$(cd "$(dirname "$0")/.." && pwd)
+command -v bwrap >/dev/null || { echo "bench/spawn.sh: bubblewrap is not installed (apt-get install -y bubblewrap)" >&2; exit 2; }
+cargo build --release -q -p portcullis --manifest-path "$root/Cargo.toml"
+bin="$root/target/release/portcullis"
+
+base=$(mktemp -d /tmp/portcullis-spawn.XXXXXX)
+trap 'rm -rf "$base"' EXIT
+mkdir -p "$base/work" "$base/home/.ssh" "$base/state"
+export HOME="$base/home" PORTCULLIS_STATE_DIR="$base/state"
+cd "$base/work"
+
+bare() { /bin/true; }
+bwrap_true() {
+  bwrap --ro-bind / / --bind "$base/work" "$base/work" --tmpfs "$base/home/.ssh" \
+    --unshare-net --unshare-pid --die-with-parent /bin/true
+}
+pc_through() { "$bin" run -q --no-ephemeral -- /bin/true; }
+pc_overlay() { "$bin" run -q -- /bin/true; }
+# The same without a cgroup, to show what the cgroup v1 move costs on this host.
+pc_no_cgroup() { PORTCULLIS_SIMULATE_MISSING=cgroups "$bin" run -q --dangerously-allow-partial-sandbox --no-ephemeral -- /bin/true; }
+
+# Microseconds one call of "$1" takes.
+time_us() {
+  local t0=$EPOCHREALTIME
+  "$1" >/dev/null 2>&1
+  local t1=$EPOCHREALTIME
+  echo $(( (${t1/./} - ${t0/./}) ))
+}
+
+variants=(bare bwrap_true pc_through pc_overlay pc_no_cgroup)
+for v in "${variants[@]}"; do "$v" >/dev/null 2>&1 || { echo "bench/spawn.sh: $v failed" >&2; "$v"; exit 1; }; done
+declare -A samples
+n=${#variants[@]}
+for ((i = 0; i < rounds; i++)); do
+  # Rotate the order: a cgroup v1 move is cheap right after another one (the kernel's migration
+  # lock stays in its fast state for one RCU grace period), so no variant may always follow another.
+  for ((j = 0; j < n; j++)); do
+    v=${variants[$(( (i + j) % n ))]}
+    samples[$v]+="$(time_us "$v") "
+  done
+  rm -rf "$base/state/sessions"
+  sleep 0.02
+done
+
+# The exec monitor: N execs of /bin/true in one shell, inside a session and outside.
+execs=500
+loop="i=0; t0=\$(date +%s%N); while [ \$i -lt $execs ]; do /bin/true; i=\$((i+1)); done; t1=\$(date +%s%N); echo \$(( (t1 - t0) / $execs / 1000 ))"
+exec_in=""; exec_out=""
+for ((i = 0; i < 10; i++)); do
+  exec_out+="$(sh -c "$loop") "
+  exec_in+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$loop") "
+done
+
+/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "$exec_out" "$exec_in" <<'PY'
+import statistics as st, sys
+rounds = int(sys.argv[1])
+bare, bw, through, overlay, no_cg, ex_out, ex_in = ([int(x) for x in a.split()] for a in sys.argv[2:])
+med = lambda xs: st.median(xs)
+ratio = lambda a, b: med([x / y for x, y in zip(a, b)])
+print(f"rounds: {rounds} (paired; medians)")
+print(f"  /bin/true bare                      {med(bare)/1000:7.2f} ms")
+print(f"  bubblewrap (equivalent profile)     {med(bw)/1000:7.2f} ms   {ratio(bw, bare):5.1f}x bare")
+print(f"  portcullis run --no-ephemeral       {med(through)/1000:7.2f} ms   {ratio(through, bare):5.1f}x bare   {ratio(through, bw):4.2f}x bubblewrap (target <= 1.0)")
+print(f"  portcullis run (overlay)            {med(overlay)/1000:7.2f} ms   {ratio(overlay, bare):5.1f}x bare   {ratio(overlay, bw):4.2f}x bubblewrap (target <= 1.5)")
+print(f"  portcullis run --no-ephemeral, no cgroup (degraded, for comparison)")
+print(f"                                      {med(no_cg)/1000:7.2f} ms   {ratio(no_cg, bare):5.1f}x bare   {ratio(no_cg, bw):4.2f}x bubblewrap")
+print(f"exec of /bin/true from sh, per exec (10 x 500 execs):")
+print(f"  outside                             {med(ex_out):7.0f} us")
+print(f"  inside a session (exec monitor)     {med(ex_in):7.0f} us   {med(ex_in)/med(ex_out):4.2f}x (target <= 1.3)")
+PY
