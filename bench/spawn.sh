@@ -40,14 +40,16 @@ for v in "${variants[@]}"; do "$v" >/dev/null 2>&1 || { echo "bench/spawn.sh: $v
 declare -A samples
 n=${#variants[@]}
 for ((i = 0; i < rounds; i++)); do
-  # Rotate the order: a cgroup v1 move is cheap right after another one (the kernel's migration
-  # lock stays in its fast state for one RCU grace period), so no variant may always follow another.
-  for ((j = 0; j < n; j++)); do
-    v=${variants[$(( (i + j) % n ))]}
-    samples[$v]+="$(time_us "$v") "
+  # A new random order each round: a cgroup v1 move is cheap right after another one (the
+  # kernel's migration lock stays in its fast state for one RCU grace period), so no variant may
+  # always follow another.
+  order=("${variants[@]}")
+  for ((j = n - 1; j > 0; j--)); do
+    k=$((RANDOM % (j + 1))); t=${order[j]}; order[j]=${order[k]}; order[k]=$t
   done
+  for v in "${order[@]}"; do samples[$v]+="$(time_us "$v") "; done
   rm -rf "$base/state/sessions"
-  sleep 0.02
+  sleep 0.05
 done
 
 # The exec monitor: N execs of /bin/true in one shell, inside a session and outside.

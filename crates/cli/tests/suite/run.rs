@@ -532,3 +532,74 @@ both!(missing_landlock_is_refused_unless_the_dangerous_flag_is_given, |user| {
     let degraded = s.summary["degraded"].to_string();
     assert!(degraded.contains("landlock"), "{degraded}");
 });
+
+// ---------------------------------------------------------------- supervisor and init
+
+/// The host's processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker) && !c.contains("agent.sh"))
+        .collect()
+}
+
+fn spawn_session(case: &Case, user: User, script: &str) -> std::process::Child {
+    case.script("agent.sh", script);
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["run", "--json"]);
+    if user == User::Unprivileged {
+        cmd.arg("--dangerously-allow-partial-sandbox");
+    }
+    cmd.args(["--", "/bin/sh", "agent.sh"])
+        .current_dir(&case.work)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if user == User::Unprivileged && is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn wait_for(marker: &str, count: usize) {
+    for _ in 0..100 {
+        if processes_with(marker).len() >= count {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the session's processes did not start");
+}
+
+both!(the_agent_dies_with_the_supervisor, |user| {
+    let case = Case::new(user);
+    let marker = format!("{}.{}", 8000 + std::process::id() % 1000, if user == User::Root { 3 } else { 4 });
+    let mut child = spawn_session(&case, user, &format!("setsid sleep {marker} &\nsleep {marker}\n"));
+    wait_for(&marker, 2);
+    // SIGKILL: the supervisor gets no chance to clean up; the kernel must.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+});
+
+both!(signals_reach_the_agent_and_its_status_is_passed_on, |user| {
+    let case = Case::new(user);
+    let marker = format!("{}.{}", 9000 + std::process::id() % 1000, if user == User::Root { 5 } else { 6 });
+    let child = spawn_session(&case, user, &format!("trap 'echo got-int; exit 42' INT\nsleep {marker} & wait\n"));
+    wait_for(&marker, 1);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let s = Session::from(child.wait_with_output().unwrap());
+    assert_eq!(s.lines(), ["got-int"], "{s:?}");
+    assert_eq!(s.code, 42, "{s:?}");
+    assert_eq!(s.summary["exit_code"], 42, "{s:?}");
+});
