@@ -173,15 +173,15 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
         std::fs::write(format!("{proc_dir}/{file}"), data).map_err(sup("write the user namespace's id maps"))?;
     }
     rustix::net::send(&ours, GO, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
-    if let Some(cgroup) = cgroup.filter(|_| into.is_none()) {
-        if let Err(e) = cgroup.add(running.child.pid) {
-            running.signal(rustix::process::Signal::KILL);
-            let _ = running.wait_exit();
-            return Err(StartError::Supervisor {
-                step: "move the session into its cgroup",
-                source: io::Error::other(e.to_string()),
-            });
-        }
+    if let Some(cgroup) = cgroup.filter(|_| into.is_none())
+        && let Err(e) = cgroup.add(running.child.pid)
+    {
+        running.signal(rustix::process::Signal::KILL);
+        let _ = running.wait_exit();
+        return Err(StartError::Supervisor {
+            step: "move the session into its cgroup",
+            source: io::Error::other(e.to_string()),
+        });
     }
     rustix::net::send(&ours, IN_CGROUP, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
     finish_start(running, &ours)
