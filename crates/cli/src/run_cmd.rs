@@ -18,7 +18,7 @@ use portcullis_sandbox::landlock::LandlockRules;
 use portcullis_sandbox::monitor::{ExecRequest, Monitor};
 use portcullis_sandbox::mounts::RootOptions;
 use portcullis_sandbox::probe::{Feature, Probe};
-use portcullis_sandbox::session::{self, Spec};
+use portcullis_sandbox::session::{self, IdMap, Spec};
 use serde_json::{Value, json};
 
 use crate::sessions;
@@ -145,13 +145,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
     let ephemeral = settings.filesystem.ephemeral && !args.no_ephemeral;
     let disk = limits.disk.map_or(2 << 30, |d| d.0);
-    let inside_id = rustix::process::getuid().as_raw();
+    let as_root = rustix::process::getuid().is_root();
+    let ids = if as_root { agent_range(args.agent.as_deref(), &workdir) } else { IdMap::own() };
     let mut hidden: Vec<PathBuf> = settings.filesystem.hidden.iter().map(|h| expand(h, &home, &workdir)).collect();
     hidden.push(state.clone());
     if let Some(file) = &args.policy {
         hidden.push(cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file)));
     }
-    if inside_id == 0 {
+    if as_root {
+        // Defence in depth: the agent's uid is not root's, but these never belong in a sandbox.
         hidden.extend(ROOT_ONLY_SECRETS.iter().map(PathBuf::from));
         hidden.extend(glob_ssh_host_keys());
     }
@@ -171,21 +173,36 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         .map(|p| expand(p, &home, &workdir))
         .filter(|p| !p.starts_with(&workdir) && p.is_dir())
         .collect();
+    // The init builds the root as the range's root when started as root, so its two mount
+    // points live where that uid can reach them; otherwise in the session directory.
+    let mounts_dir = if as_root { sessions::runtime_dir(&id, ids.first_outside)? } else { dir.clone() };
     let root = RootOptions {
-        staging: dir.join("root"),
+        staging: mounts_dir.join("root"),
         workdir: workdir.clone(),
         home: home.clone(),
         tmp_size: disk / 2,
-        scratch: dir.join("scratch"),
+        scratch: mounts_dir.join("scratch"),
         ephemeral: ephemeral.then_some(disk),
         proc: true,
         hidden,
         read_only: read_only.clone(),
         writable: writable.clone(),
+        idmapped_workdir: as_root,
     };
     for d in [&root.staging, &root.scratch] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
+        if as_root {
+            std::os::unix::fs::chown(d, Some(ids.first_outside), Some(ids.first_outside))
+                .with_context(|| format!("cannot hand `{}` to the agent's range", d.display()))?;
+        }
     }
+    let remove_mount_points = || {
+        let _ = std::fs::remove_dir_all(mounts_dir.join("root"));
+        let _ = std::fs::remove_dir_all(mounts_dir.join("scratch"));
+        if mounts_dir != dir {
+            let _ = std::fs::remove_dir(&mounts_dir);
+        }
+    };
     let landlock = match probe.landlock_abi {
         Some(abi) if !missing.contains(&Feature::Landlock) => {
             Some((landlock_rules(&workdir, &home, &read_only, &writable), abi))
@@ -194,7 +211,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let seccomp = !missing.contains(&Feature::Seccomp);
     let mut rlimits = portcullis_sandbox::rlimit::for_session(Some(disk), limits.memory.map(|m| m.0));
-    if let Some(p) = limits.processes {
+    // Without a cgroup, the process count falls back to RLIMIT_NPROC (per uid in the agent's
+    // own user namespace); with one, the cgroup's pids limit is the limit and is reported.
+    if let Some(p) = limits.processes.filter(|_| cgroup.is_none()) {
         rlimits.push((portcullis_sandbox::rlimit::Resource::Processes, p));
     }
     let (program, program_args) = args.command.split_first().context("give a command after `--`")?;
@@ -208,7 +227,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         monitor_exec: seccomp,
         rlimits,
         hostname: "portcullis".into(),
-        inside_id,
+        ids,
     };
     let enforced = enforced_list(&spec, cgroup.as_ref(), ephemeral, limits);
     let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -217,7 +236,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "session_start",
         json!({
             "argv": argv, "workdir": workdir, "agent": args.agent, "policy": args.policy,
-            "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded, "uid": inside_id,
+            "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded,
+            "uid_inside": ids.agent, "uid_outside": ids.first_outside + (ids.agent - ids.first_inside),
         }),
     ))
     .context("cannot write the session's event log")?;
@@ -234,8 +254,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         Err(e) => {
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
             let _ = sink.record(&Event::now(&id, "session_end", json!({"error": format!("{e}{cause}")})));
-            let _ = std::fs::remove_dir_all(dir.join("root"));
-            let _ = std::fs::remove_dir_all(dir.join("scratch"));
+            remove_mount_points();
             bail!("{e}{cause}");
         }
     };
@@ -286,8 +305,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     drop(running);
     drop(cgroup);
-    let _ = std::fs::remove_dir_all(dir.join("root"));
-    let _ = std::fs::remove_dir_all(dir.join("scratch"));
+    remove_mount_points();
     sessions::write_changes(&dir, &changed)?;
     let summary = json!({
         "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
@@ -354,6 +372,29 @@ fn decide_exec(
         }
     }
     allowed
+}
+
+/// First host uid of the per-agent ranges used when `run` starts as root: 65,536 ids per agent
+/// (one user namespace's worth), 1,024 slots, from 2^30 up: far above the ranges `/etc/subuid`
+/// hands out and below 2^31.
+const AGENT_RANGES_BASE: u32 = 1 << 30;
+const AGENT_RANGE_SIZE: u32 = 1 << 16;
+const AGENT_SLOTS: u32 = 1 << 10;
+
+/// The identity of an agent started as root: a range of 65,536 host ids chosen by the agent's
+/// name, with the agent as the workdir owner's uid inside it, so the idmapped workdir shows the
+/// owner's files as the agent's own.
+fn agent_range(agent: Option<&str>, workdir: &Path) -> IdMap {
+    use std::os::unix::fs::MetadataExt;
+    // FNV-1a: stable across versions and machines, so an agent keeps its range.
+    let hash = agent.unwrap_or("").bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let owner = std::fs::metadata(workdir).map(|m| m.uid()).unwrap_or(0);
+    IdMap {
+        first_inside: 0,
+        first_outside: AGENT_RANGES_BASE + (hash % AGENT_SLOTS) * AGENT_RANGE_SIZE,
+        count: AGENT_RANGE_SIZE,
+        agent: if owner < AGENT_RANGE_SIZE { owner } else { 0 },
+    }
 }
 
 /// Refuses workdirs that would show the agent what it must not see.

@@ -85,6 +85,29 @@ pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// `/run/portcullis/ID`, owned by `owner`: the mount points of a session started as root, where
+/// the agent range's root (which builds the agent's root) can reach them. `/run/portcullis` is
+/// traversable by all and listable by root only; the directories stay empty on the host.
+pub(crate) fn runtime_dir(id: &str, owner: u32) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = PathBuf::from("/run/portcullis");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&base)
+        .with_context(|| format!("cannot create `{}`", base.display()))?;
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("cannot set the mode of `{}`", base.display()))?;
+    let dir = base.join(id);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    std::os::unix::fs::chown(&dir, Some(owner), Some(owner))
+        .with_context(|| format!("cannot hand `{}` to the agent's range", dir.display()))?;
+    Ok(dir)
+}
+
 pub(crate) fn write_meta(dir: &Path, meta: &Value) -> Result<()> {
     write_json(&dir.join("meta.json"), meta)
 }

@@ -202,6 +202,13 @@ pub fn apply(changes: &[Change], saved: &Path, workdir: &Path, force: bool) -> R
                 }
             }
         }
+        // Applied by root, a new path takes its directory's owner rather than root's.
+        if meta.is_none() && change.entry != EntryType::None && rustix::process::geteuid().is_root() {
+            let owner = dest.parent().and_then(|p| fs::metadata(p).ok());
+            if let Some(owner) = owner {
+                std::os::unix::fs::lchown(&dest, Some(owner.uid()), Some(owner.gid())).map_err(io)?;
+            }
+        }
     }
     Ok(changes.len())
 }
@@ -272,8 +279,16 @@ mod tests {
         );
         // The real workdir is untouched until apply.
         assert_eq!(fs::read_to_string(lower.join("src/main.rs")).unwrap(), "old");
+        let as_root = rustix::process::geteuid().is_root();
+        if as_root {
+            std::os::unix::fs::chown(&lower, Some(4242), Some(4242)).unwrap();
+        }
         assert_eq!(apply(&changes, &saved, &lower, false).unwrap(), 3);
         assert_eq!(fs::read_to_string(lower.join("src/main.rs")).unwrap(), "new");
+        if as_root {
+            // A new file takes its directory's owner, not the applier's.
+            assert_eq!(fs::metadata(lower.join("notes.txt")).unwrap().uid(), 4242);
+        }
         assert_eq!(fs::read_to_string(lower.join("link")).unwrap(), "hello");
         fs::remove_dir_all(&root).unwrap();
     }

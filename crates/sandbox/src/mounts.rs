@@ -33,6 +33,9 @@ pub struct RootOptions {
     pub read_only: Vec<PathBuf>,
     /// Extra host trees bound read-write at the same path (outside the workdir).
     pub writable: Vec<PathBuf>,
+    /// The workdir comes as a detached, idmapped tree from the supervisor (see
+    /// [`crate::session`]) instead of a bind of the host path.
+    pub idmapped_workdir: bool,
 }
 
 /// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
@@ -63,6 +66,8 @@ pub(crate) enum Op {
     Chdir(CString),
     /// Open a directory and keep the descriptor (the overlay's upper layer, for the supervisor).
     Keep(CString),
+    /// Attach the detached (idmapped) workdir tree the supervisor passed.
+    AttachTree(CString),
 }
 
 /// A root plan that cannot be made.
@@ -222,14 +227,23 @@ impl RootPlan {
         }
         mkdir_all(&mut ops, &opts.workdir)?;
         match opts.ephemeral {
+            None if opts.idmapped_workdir => ops.push(Op::AttachTree(staged(&opts.workdir)?)),
             None => bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?,
             Some(_) => {
                 let (upper, work) = (opts.scratch.join("upper"), opts.scratch.join("work"));
                 ops.push(Op::Mkdir(c(&upper)?));
                 ops.push(Op::Mkdir(c(&work)?));
+                let lower = if opts.idmapped_workdir {
+                    let lower = opts.scratch.join("lower");
+                    ops.push(Op::Mkdir(c(&lower)?));
+                    ops.push(Op::AttachTree(c(&lower)?));
+                    lower
+                } else {
+                    opts.workdir.clone()
+                };
                 let data = format!(
                     "lowerdir={},upperdir={},workdir={},userxattr",
-                    overlay_path(&opts.workdir)?,
+                    overlay_path(&lower)?,
                     overlay_path(&upper)?,
                     overlay_path(&work)?
                 );

@@ -64,8 +64,29 @@ pub struct Spec {
     pub rlimits: Vec<(Resource, u64)>,
     /// The host name inside.
     pub hostname: String,
-    /// The uid and gid the agent has inside its user namespace.
-    pub inside_id: u32,
+    /// The agent's identity: its user namespace's map and its uid and gid inside.
+    pub ids: IdMap,
+}
+
+/// A user namespace's uid and gid map (one range, the same for both) and the agent's id in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdMap {
+    /// The first id inside.
+    pub first_inside: u32,
+    /// The host id it maps to.
+    pub first_outside: u32,
+    /// How many ids the range holds.
+    pub count: u32,
+    /// The agent's uid and gid inside (within the range).
+    pub agent: u32,
+}
+
+impl IdMap {
+    /// The caller's own uid and gid, one to one: what an unprivileged user may map.
+    pub fn own() -> IdMap {
+        let uid = rustix::process::getuid().as_raw();
+        IdMap { first_inside: uid, first_outside: uid, count: 1, agent: uid }
+    }
 }
 
 /// Why a session could not start. Each names the step.
@@ -151,9 +172,10 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS) as u64;
-    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
     // v2: born in the cgroup, no migration.
     let into = cgroup.and_then(Cgroup::clone_target);
+    let workdir_c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(spec.root.workdir.as_os_str()))
+        .map_err(|_| StartError::Plan(crate::mounts::PlanError::BadPath(spec.root.workdir.clone())))?;
     let child = match process::clone_into(flags, into.as_ref()).map_err(StartError::Namespaces)? {
         None => {
             drop(ours);
@@ -165,14 +187,37 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
     let running = Running { child, listener: None, upper: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);
+    let ids = spec.ids;
+    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+    // One to one for an unprivileged caller (its own ids); a range for root.
+    let (out_uid, out_gid) = if ids.count == 1 { (uid, gid) } else { (ids.first_outside, ids.first_outside) };
     for (file, data) in [
         ("setgroups", "deny".to_owned()),
-        ("uid_map", format!("{} {uid} 1", spec.inside_id)),
-        ("gid_map", format!("{} {gid} 1", spec.inside_id)),
+        ("uid_map", format!("{} {out_uid} {}", ids.first_inside, ids.count)),
+        ("gid_map", format!("{} {out_gid} {}", ids.first_inside, ids.count)),
     ] {
         std::fs::write(format!("{proc_dir}/{file}"), data).map_err(sup("write the user namespace's id maps"))?;
     }
-    rustix::net::send(&ours, GO, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
+    // The workdir seen through the agent's map, so files owned by the workdir's owner are the
+    // agent's own (root only: idmapped mounts need CAP_SYS_ADMIN on the host).
+    let tree = if spec.root.idmapped_workdir {
+        let tree = sys::idmap::clone_tree(&workdir_c).map_err(sup("copy the workdir's mount"))?;
+        let userns = std::fs::File::open(format!("{proc_dir}/ns/user")).map_err(sup("open the user namespace"))?;
+        sys::idmap::set_idmap(&tree, &OwnedFd::from(userns))
+            .map_err(sup("idmap the workdir (its filesystem may not support idmapped mounts)"))?;
+        Some(tree)
+    } else {
+        None
+    };
+    let fds: Vec<BorrowedFd<'_>> = tree.iter().map(AsFd::as_fd).collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+    }
+    rustix::net::sendmsg(&ours, &[IoSlice::new(GO)], &mut control, SendFlags::empty())
+        .map_err(|e| sup("start the init")(e.into()))?;
+    drop(tree);
     if let Some(cgroup) = cgroup.filter(|_| into.is_none())
         && let Err(e) = cgroup.add(running.child.pid)
     {
@@ -238,6 +283,14 @@ fn fail(sock: &OwnedFd, step: &str, err: &dyn std::fmt::Display) -> ! {
     process::exit_now(125)
 }
 
+/// True when the supervisor's end of the setup socket has closed.
+fn supervisor_gone(sock: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(sock, PollFlags::IN)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    poll(&mut fds, Some(&zero)).is_err() || fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
+}
+
 /// The init: PID 1 of the new namespaces. Never returns.
 fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: OwnedFd) -> ! {
     // The init dies with the supervisor; if the supervisor is already gone, "go" never comes.
@@ -245,12 +298,33 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         process::exit_now(125);
     }
     let mut buf = [0u8; 8];
-    match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
-        Ok((n, _)) if &buf[..n] == GO => {}
-        _ => process::exit_now(125),
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let tree =
+        match rustix::net::recvmsg(&sock, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(got) if &buf[..got.bytes] == GO => control
+                .drain()
+                .flat_map(|m| match m {
+                    RecvAncillaryMessage::ScmRights(fds) => fds.collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                })
+                .next(),
+            _ => process::exit_now(125),
+        };
+    // The maps are written: become the range's first id (root inside), keeping every
+    // capability in the new namespace, so what the init creates is owned inside the range.
+    if let Err(e) = process::become_ids(spec.ids.first_inside) {
+        fail(&sock, "take the namespace's root identity", &e);
+    }
+    // A change of credentials clears the parent-death signal: set it again, then make sure the
+    // supervisor did not die in between (its end of the socket would have hung up).
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_err()
+        || supervisor_gone(&sock)
+    {
+        process::exit_now(125);
     }
     let mut upper = None;
-    if let Err(e) = sys::run_root_plan(&plan.ops, &mut |fd| upper = Some(fd)) {
+    if let Err(e) = sys::run_root_plan(&plan.ops, tree.as_ref(), &mut |fd| upper = Some(fd)) {
         fail(&sock, "build the agent's root (mounts)", &e);
     }
     if let Err(e) = rustix::system::sethostname(spec.hostname.as_bytes()) {
@@ -272,6 +346,7 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         Ok(Some(agent)) => agent,
     };
     drop(upper);
+    drop(tree);
     drop(sock);
     init_loop(agent.pid)
 }
@@ -322,7 +397,7 @@ fn agent_main(spec: &Spec, filter: Option<&sys::Filter>, sock: &OwnedFd, upper: 
             fail(sock, "set resource limits", &e);
         }
     }
-    if let Err(e) = process::drop_capabilities() {
+    if let Err(e) = process::drop_capabilities(spec.ids.agent) {
         fail(sock, "drop capabilities", &e);
     }
     if let Err(e) = rustix::thread::set_no_new_privs(true) {

@@ -172,7 +172,13 @@ impl Session {
     fn from(out: Output) -> Session {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let summary = stderr.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()).unwrap_or(Value::Null);
+        // The summary is the last JSON object on stderr; an agent killed mid-line may have left
+        // text before it on the same line.
+        let summary = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.match_indices("{\"").find_map(|(i, _)| serde_json::from_str::<Value>(&l[i..]).ok()))
+            .unwrap_or(Value::Null);
         Session { code: out.status.code().unwrap_or(-1), stdout, stderr, summary }
     }
 
@@ -603,3 +609,69 @@ both!(signals_reach_the_agent_and_its_status_is_passed_on, |user| {
     assert_eq!(s.code, 42, "{s:?}");
     assert_eq!(s.summary["exit_code"], 42, "{s:?}");
 });
+
+// ---------------------------------------------------------------- identity
+
+/// The host uid of the first process whose command line contains `marker`.
+fn host_uid_of(marker: &str) -> u32 {
+    for _ in 0..100 {
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end() == format!("sleep {marker}") {
+                let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+                if let Some(uid) = status.lines().find_map(|l| l.strip_prefix("Uid:")) {
+                    return uid.split_whitespace().next().unwrap().parse().unwrap();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no process runs `sleep {marker}`");
+}
+
+#[test]
+fn started_as_root_each_agent_runs_as_a_uid_of_its_own_range() {
+    if !available(User::Root) {
+        return;
+    }
+    let case = Case::new(User::Root);
+    // A root-only file the sandbox shows (through a read-only path the policy adds).
+    let shown = case.work.parent().unwrap().join("shown");
+    std::fs::create_dir_all(&shown).unwrap();
+    std::fs::write(shown.join("root-only"), "secret").unwrap();
+    std::fs::set_permissions(shown.join("root-only"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let policy = case.policy(&format!(
+        "[filesystem]\nread_only = [{:?}]\n[agents.alpha]\ndescription = \"a\"\n[agents.beta]\ndescription = \"b\"\n",
+        shown.display().to_string()
+    ));
+    let mut uids = Vec::new();
+    for (i, agent) in ["alpha", "beta"].iter().enumerate() {
+        // Sleeps about a second: long enough to be seen from the host.
+        let marker = format!("1.{:03}{i}7", std::process::id() % 1000);
+        case.script(
+            "agent.py",
+            &format!(
+                "{PRELUDE}import subprocess\nattempt(lambda: open({:?}).read())\nprint(os.getuid())\nsubprocess.run(['sleep', {marker:?}])\n",
+                shown.join("root-only")
+            ),
+        );
+        let mut cmd = Command::new(&case.bin);
+        cmd.args(["run", "--json", "--policy", &policy, "--agent", agent, "--", "/usr/bin/python3", "agent.py"])
+            .current_dir(&case.work)
+            .env("HOME", &case.home)
+            .env("PORTCULLIS_STATE_DIR", &case.state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        let uid = host_uid_of(&marker);
+        let s = Session::from(child.wait_with_output().unwrap());
+        s.check_enforced(User::Root);
+        // Inside, the agent is the workdir's owner (root here); outside, a uid of its range,
+        // which cannot read what only root may.
+        assert_eq!(s.lines(), ["Permission denied", "0"], "{s:?}");
+        assert!(uid >= 1 << 30, "agent {agent} runs as host uid {uid}");
+        assert_eq!(s.summary["exit_code"], 0);
+        uids.push(uid);
+    }
+    assert_ne!(uids[0] >> 16, uids[1] >> 16, "two agents share a range: {uids:?}");
+}

@@ -2,6 +2,7 @@
 //! precondition it relies on.
 #![allow(unsafe_code, reason = "raw system calls the sandbox needs and no safe crate wraps")]
 
+pub(crate) mod idmap;
 pub(crate) mod notify;
 pub(crate) mod process;
 
@@ -144,7 +145,7 @@ impl ChildWalls {
         }
         // The new root needs the mount namespace entered above.
         if let Some(root) = &self.root {
-            run_root_plan(&root.ops, &mut |_| ())?;
+            run_root_plan(&root.ops, None, &mut |_| ())?;
         }
         // SECURITY: a new session has no controlling terminal to inject keystrokes into.
         // SAFETY: setsid takes no arguments.
@@ -231,7 +232,12 @@ pub(crate) fn default_sigpipe() {
 /// Runs a root plan: mkdirs, binds, tmpfs mounts and `pivot_root`, with pre-built paths only.
 /// Directories the plan keeps open are handed to `keep` (which must not allocate when the plan
 /// runs between fork and exec).
-pub(crate) fn run_root_plan(ops: &[crate::mounts::Op], keep: &mut dyn FnMut(OwnedFd)) -> io::Result<()> {
+/// `tree` is the detached workdir tree the plan attaches (idmapped), when it has one.
+pub(crate) fn run_root_plan(
+    ops: &[crate::mounts::Op],
+    tree: Option<&OwnedFd>,
+    keep: &mut dyn FnMut(OwnedFd),
+) -> io::Result<()> {
     use crate::mounts::Op;
     let check = |ret: libc::c_int| if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
     let ptr = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
@@ -276,6 +282,10 @@ pub(crate) fn run_root_plan(ops: &[crate::mounts::Op], keep: &mut dyn FnMut(Owne
             Op::Chdir(path) => {
                 // SAFETY: `path` is a NUL-terminated string we own.
                 check(unsafe { libc::chdir(path.as_ptr()) })?;
+            }
+            Op::AttachTree(target) => {
+                let tree = tree.ok_or_else(|| io::Error::other("no workdir tree was passed to attach"))?;
+                idmap::attach_tree(tree, target)?;
             }
             Op::Keep(path) => {
                 use rustix::fs::{Mode, OFlags, open};

@@ -139,10 +139,25 @@ pub(crate) fn signal_namespace(sig: libc::c_int) {
     unsafe { libc::kill(-1, sig) };
 }
 
+/// Sets the real, effective and saved uid and gid to `id` (in the caller's user namespace).
+pub(crate) fn become_ids(id: u32) -> io::Result<()> {
+    // SAFETY: setresgid and setresuid take integers; the process is single-threaded here, so
+    // glibc's cross-thread broadcast has nothing to do.
+    if unsafe { libc::setresgid(id, id, id) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setresuid(id, id, id) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Drops every capability: the bounding set (so an exec of a set-uid or root-owned file gains
-/// nothing), then the ambient, inheritable, permitted and effective sets, with the securebits
-/// that keep uid 0 from regaining them.
-pub(crate) fn drop_capabilities() -> io::Result<()> {
+/// nothing), the ambient set, then, after taking the agent's uid and gid (`id`), the
+/// inheritable, permitted and effective sets, with the securebits that keep uid 0 from
+/// regaining them.
+pub(crate) fn drop_capabilities(id: u32) -> io::Result<()> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -168,6 +183,7 @@ pub(crate) fn drop_capabilities() -> io::Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, SECURE, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    become_ids(id)?;
     #[repr(C)]
     struct Header {
         version: u32,

@@ -44,6 +44,7 @@ fn python(f: &Fixture, code: &str) -> String {
         hidden: Vec::new(),
         read_only: Vec::new(),
         writable: Vec::new(),
+        idmapped_workdir: false,
     })
     .unwrap();
     let walls = Walls {
