@@ -188,6 +188,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         read_only: read_only.clone(),
         writable: writable.clone(),
         idmapped_workdir: as_root,
+        protected: changes::PROTECTED.iter().map(|p| workdir.join(p)).collect(),
     };
     for d in [&root.staging, &root.scratch] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
@@ -560,7 +561,8 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     if ephemeral {
         eprintln!("  files changed: {} (in the overlay; the workdir is unchanged)", changed.len());
         for c in changed.iter().take(20) {
-            eprintln!("    {} {}", c.kind.letter(), c.path.display());
+            let note = if changes::is_protected(&c.path) { "  (runs on the host: apply needs --force)" } else { "" };
+            eprintln!("    {} {}{note}", c.kind.letter(), c.path.display());
         }
         if changed.len() > 20 {
             eprintln!("    … and {} more", changed.len() - 20);

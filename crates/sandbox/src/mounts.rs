@@ -36,6 +36,9 @@ pub struct RootOptions {
     /// The workdir comes as a detached, idmapped tree from the supervisor (see
     /// [`crate::session`]) instead of a bind of the host path.
     pub idmapped_workdir: bool,
+    /// Paths inside the workdir made read-only on top of it (git hooks and config: what would
+    /// run on the host later). Only existing paths can be covered.
+    pub protected: Vec<PathBuf>,
 }
 
 /// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
@@ -258,6 +261,23 @@ impl RootPlan {
             flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
             data: None,
         });
+        for path in opts.protected.iter().filter(|p| p.starts_with(&opts.workdir) && p.exists()) {
+            let target = staged(path)?;
+            ops.push(Op::Mount {
+                source: Some(target.clone()),
+                target: target.clone(),
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            });
+            ops.push(Op::Mount {
+                source: None,
+                target,
+                fstype: None,
+                flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                data: None,
+            });
+        }
         // Masks last, over whatever the binds above show.
         let shown: Vec<PathBuf> = SYSTEM_DIRS
             .iter()

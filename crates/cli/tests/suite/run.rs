@@ -675,3 +675,22 @@ fn started_as_root_each_agent_runs_as_a_uid_of_its_own_range() {
     }
     assert_ne!(uids[0] >> 16, uids[1] >> 16, "two agents share a range: {uids:?}");
 }
+
+both!(git_hooks_and_config_cannot_be_changed, |user| {
+    let case = Case::new(user);
+    std::fs::create_dir_all(case.work.join(".git/hooks")).unwrap();
+    std::fs::write(case.work.join(".git/config"), "[core]\n").unwrap();
+    if user == User::Unprivileged && is_root() {
+        for entry in walk(&case.work.join(".git")) {
+            std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    for mode in [&[][..], &["--no-ephemeral"][..]] {
+        let code = format!(
+            "{PRELUDE}attempt(lambda: open('.git/hooks/pre-commit', 'w'))\nattempt(lambda: open('.git/config', 'a'))\nattempt(lambda: open('.git/HEAD', 'w').write('ref: refs/heads/main'))\n"
+        );
+        let s = case.python(mode, &code);
+        assert_eq!(s.lines(), ["Read-only file system", "Read-only file system", "ok"], "{mode:?}: {s:?}");
+    }
+    assert!(!case.work.join(".git/hooks/pre-commit").exists());
+});

@@ -45,6 +45,7 @@ fn python(f: &Fixture, code: &str) -> String {
         read_only: Vec::new(),
         writable: Vec::new(),
         idmapped_workdir: false,
+        protected: Vec::new(),
     })
     .unwrap();
     let walls = Walls {
