@@ -229,6 +229,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         rlimits,
         hostname: "portcullis".into(),
         ids,
+        terminal: portcullis_sandbox::terminal::interactive(),
     };
     let enforced = enforced_list(&spec, cgroup.as_ref(), ephemeral, limits);
     let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -264,12 +265,18 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let tally = Mutex::new(Tally::default());
     let cap = limits.tool_calls;
     let listener = running.take_listener();
+    let relay = match running.take_terminal() {
+        Some(master) => {
+            Some(portcullis_sandbox::terminal::Relay::start(master).context("cannot relay the agent's terminal")?)
+        }
+        None => None,
+    };
     let exit = std::thread::scope(|scope| {
         if let Some(listener) = listener {
-            let (sink, tally, decider) = (&sink, &tally, &decider);
-            let id = id.as_str();
+            let cx =
+                ExecContext { command: &argv, profile, decider: &decider, cap, id: &id, sink: &sink, tally: &tally };
             scope.spawn(move || {
-                let result = Monitor::new(listener).run(|req| decide_exec(req, profile, decider, cap, id, sink, tally));
+                let result = Monitor::new(listener).run(|req| decide_exec(req, &cx));
                 if let Err(e) = result {
                     eprintln!("portcullis: the exec monitor stopped: {e}");
                 }
@@ -278,6 +285,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         running.wait(limits.wall_clock, GRACE)
     })
     .context("cannot wait for the session")?;
+    // The user's terminal back to how it was, before anything else is printed.
+    drop(relay);
 
     let mut sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -326,20 +335,28 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
 }
 
-fn decide_exec(
-    req: &ExecRequest,
-    profile: &Profile,
-    decider: &Decider,
+/// What the exec monitor decides with.
+struct ExecContext<'a> {
+    /// The command `run` was given.
+    command: &'a [String],
+    profile: &'a Profile,
+    decider: &'a Decider,
     cap: Option<u64>,
-    id: &str,
-    sink: &Mutex<JsonlFile>,
-    tally: &Mutex<Tally>,
-) -> bool {
+    id: &'a str,
+    sink: &'a Mutex<JsonlFile>,
+    tally: &'a Mutex<Tally>,
+}
+
+fn decide_exec(req: &ExecRequest, cx: &ExecContext<'_>) -> bool {
+    let ExecContext { command, profile, decider, cap, id, sink, tally } = *cx;
     let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
     tally.execs += 1;
     let argv = if req.argv.is_empty() { vec![req.path.clone()] } else { req.argv.clone() };
     let (decision, reason) = if let Some(why) = &req.unreadable {
         (Decision::Deny, format!("the exec could not be read: {why}"))
+    } else if tally.execs == 1 && req.argv == command {
+        // The command `run` was given is the user's, not the agent's: recorded, not questioned.
+        (Decision::Allow, "allowed: the command `portcullis run` was given".to_owned())
     } else if cap.is_some_and(|c| tally.execs > c) {
         tally.cap_hit = true;
         (Decision::Deny, format!("the session's tool-call cap ({} execs) is reached", cap.unwrap_or_default()))

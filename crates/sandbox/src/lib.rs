@@ -13,6 +13,7 @@ pub mod rlimit;
 pub mod seccomp;
 pub mod session;
 mod sys;
+pub mod terminal;
 
 /// The walls a child puts up on itself before it execs: a new session, rlimits, inherited
 /// descriptors closed on exec, `no_new_privs`, Landlock, then seccomp. All of it is inherited

@@ -66,6 +66,9 @@ pub struct Spec {
     pub hostname: String,
     /// The agent's identity: its user namespace's map and its uid and gid inside.
     pub ids: IdMap,
+    /// Give the agent a terminal of the sandbox's own as its controlling terminal and stdio
+    /// (see [`crate::terminal`]); for runs started from a terminal.
+    pub terminal: bool,
 }
 
 /// A user namespace's uid and gid map (one range, the same for both) and the agent's id in it.
@@ -128,6 +131,9 @@ pub struct Running {
     child: process::Child,
     listener: Option<OwnedFd>,
     upper: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+    /// A second handle on the terminal's master side, for window-size changes.
+    winsize: Option<OwnedFd>,
     signals: OwnedFd,
 }
 
@@ -185,7 +191,7 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     };
     drop(theirs);
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
-    let running = Running { child, listener: None, upper: None, signals };
+    let running = Running { child, listener: None, upper: None, terminal: None, winsize: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);
     let ids = spec.ids;
     let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
@@ -234,7 +240,7 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
 
 fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartError> {
     let mut buf = [0u8; 4096];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let got = rustix::net::recvmsg(ours, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC)
         .map_err(|e| sup("read the init's report")(e.into()))?;
@@ -254,6 +260,10 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
         }
         if rest.get(1) == Some(&b'1') {
             running.upper = fds.next();
+        }
+        if rest.get(2) == Some(&b'1') {
+            running.terminal = fds.next();
+            running.winsize = running.terminal.as_ref().and_then(|t| t.try_clone().ok());
         }
         return Ok(running);
     }
@@ -335,6 +345,14 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
         fail(&sock, "make the init non-dumpable", &e);
     }
+    let terminal = if spec.terminal {
+        match open_terminal() {
+            Ok(pair) => Some(pair),
+            Err(e) => fail(&sock, "open the agent's terminal", &e),
+        }
+    } else {
+        None
+    };
     // Nothing runs as the agent before the init is in the session's cgroup.
     match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
         Ok((n, _)) if &buf[..n] == IN_CGROUP => {}
@@ -342,10 +360,11 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     }
     let agent = match process::clone_into(0, None) {
         Err(e) => fail(&sock, "fork the agent", &e),
-        Ok(None) => agent_main(spec, filter, &sock, upper.as_ref()),
+        Ok(None) => agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref()),
         Ok(Some(agent)) => agent,
     };
     drop(upper);
+    drop(terminal);
     drop(tree);
     drop(sock);
     init_loop(agent.pid)
@@ -379,17 +398,41 @@ fn init_loop(agent: i32) -> ! {
     }
 }
 
+/// A new pseudo-terminal in the sandbox's `devpts`: (master, slave).
+fn open_terminal() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::{OpenptFlags, ioctl_tiocgptpeer, openpt, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    unlockpt(&master)?;
+    let slave = ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    Ok((master, slave))
+}
+
 /// The agent's last steps before exec: the walls that apply to it alone. Never returns.
-fn agent_main(spec: &Spec, filter: Option<&sys::Filter>, sock: &OwnedFd, upper: Option<&OwnedFd>) -> ! {
+fn agent_main(
+    spec: &Spec,
+    filter: Option<&sys::Filter>,
+    sock: &OwnedFd,
+    upper: Option<&OwnedFd>,
+    terminal: Option<&(OwnedFd, OwnedFd)>,
+) -> ! {
     // The init is not dumpable and this copy of its memory inherited that; the supervisor must
     // read the first exec's arguments (an unprivileged supervisor has no CAP_SYS_PTRACE over a
     // memory image made outside the agent's user namespace).
     if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable) {
         fail(sock, "make the agent readable by the exec monitor", &e);
     }
-    // SECURITY: a new session has no controlling terminal to inject keystrokes into.
+    // SECURITY: a new session has no controlling terminal to inject keystrokes into; with a
+    // terminal, it gets the sandbox's own.
     if let Err(e) = rustix::process::setsid() {
         fail(sock, "start a new session", &e);
+    }
+    if let Some((_, slave)) = terminal {
+        if let Err(e) = rustix::process::ioctl_tiocsctty(slave) {
+            fail(sock, "take the agent's terminal", &e);
+        }
+        if let Err(e) = sys::process::stdio_from(slave) {
+            fail(sock, "connect the agent's terminal", &e);
+        }
     }
     for (resource, limit) in &spec.rlimits {
         let limit = rustix::process::Rlimit { current: Some(*limit), maximum: Some(*limit) };
@@ -426,8 +469,14 @@ fn agent_main(spec: &Spec, filter: Option<&sys::Filter>, sock: &OwnedFd, upper: 
     let mut header = READY.to_vec();
     header.push(if listener.is_some() { b'1' } else { b'0' });
     header.push(if upper.is_some() { b'1' } else { b'0' });
-    let fds: Vec<BorrowedFd<'_>> = listener.iter().map(AsFd::as_fd).chain(upper.map(AsFd::as_fd)).collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    header.push(if terminal.is_some() { b'1' } else { b'0' });
+    let fds: Vec<BorrowedFd<'_>> = listener
+        .iter()
+        .map(AsFd::as_fd)
+        .chain(upper.map(AsFd::as_fd))
+        .chain(terminal.map(|(master, _)| master.as_fd()))
+        .collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
         fail(sock, "pass descriptors to the supervisor", &"the control buffer is too small");
@@ -486,6 +535,12 @@ impl Running {
         self.upper.as_ref().map(|fd| PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd))))
     }
 
+    /// The master side of the agent's terminal, once (`None` without one): hand it to
+    /// [`crate::terminal::Relay::start`].
+    pub fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
+    }
+
     /// Sends `signal` to the init (which forwards it).
     pub fn signal(&self, signal: rustix::process::Signal) {
         let _ = rustix::process::pidfd_send_signal(&self.child.pidfd, signal);
@@ -515,8 +570,11 @@ impl Running {
             }
             if !fds[1].revents().is_empty() {
                 while let Some(sig) = process::read_signalfd(&self.signals) {
-                    if let Some(signal) = rustix::process::Signal::from_named_raw(sig) {
-                        self.signal(signal);
+                    match (&self.winsize, rustix::process::Signal::from_named_raw(sig)) {
+                        // The user's window changed: resize the agent's terminal.
+                        (Some(master), _) if sig == libc::SIGWINCH => crate::terminal::copy_window_size(master.as_fd()),
+                        (_, Some(signal)) => self.signal(signal),
+                        (_, None) => {}
                     }
                 }
             }

@@ -694,3 +694,30 @@ both!(git_hooks_and_config_cannot_be_changed, |user| {
     }
     assert!(!case.work.join(".git/hooks/pre-commit").exists());
 });
+
+both!(from_a_terminal_the_agent_gets_its_own_and_cannot_inject_into_it, |user| {
+    let case = Case::new(user);
+    case.script(
+        "agent.py",
+        &format!("{PRELUDE}import fcntl, termios\nprint(os.ttyname(0), os.isatty(1))\nattempt(lambda: fcntl.ioctl(0, termios.TIOCSTI, b'x'))\n"),
+    );
+    let flag = if user == User::Unprivileged { " --dangerously-allow-partial-sandbox" } else { "" };
+    let line = format!("{} run -q{flag} -- /usr/bin/python3 agent.py", case.bin.display());
+    // `script` runs the command on a new pseudo-terminal, as a user's terminal would.
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(&case.work)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state)
+        .stdin(Stdio::null());
+    if user == User::Unprivileged && is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/pts/0 True"), "{text}");
+    assert!(text.contains("Operation not permitted"), "{text}");
+    assert!(out.status.success(), "{text}");
+});

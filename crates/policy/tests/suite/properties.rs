@@ -24,7 +24,10 @@ proptest! {
         let glued = format!("{glue}{suffix}");
         prop_assert!(!pattern.matches(&glued, Some(443)), "{glued}");
         let extended = format!("{suffix}.{}", tail.join("."));
-        prop_assert!(!pattern.matches(&extended, Some(443)), "{extended}");
+        // (`e6.e6` is a real subdomain of `e6`: only a host that does not end in `.suffix` counts.)
+        if !extended.ends_with(&format!(".{suffix}")) {
+            prop_assert!(!pattern.matches(&extended, Some(443)), "{extended}");
+        }
         prop_assert!(!pattern.matches(&suffix, Some(443)));
         let real = format!("{}.{suffix}", sub.join("."));
         prop_assert!(pattern.matches(&real, Some(443)), "{real}");

@@ -205,6 +205,18 @@ pub(crate) fn drop_capabilities(id: u32) -> io::Result<()> {
     if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// Makes `fd` the process's stdin, stdout and stderr.
+pub(crate) fn stdio_from(fd: &OwnedFd) -> io::Result<()> {
+    for target in 0..=2 {
+        // SAFETY: dup2 takes two descriptor numbers; `fd` is open and owned by the caller, and
+        // 0, 1 and 2 are the standard streams this process is about to hand over.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(fd), target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Ends the process at once with `code`, running no destructors or exit handlers (for a
 /// cloned child whose parent's state it shares).
 pub(crate) fn exit_now(code: i32) -> ! {
