@@ -11,11 +11,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use portcullis_harness::Decider;
 use portcullis_harness::events::{Event, EventSink, JsonlFile};
-use portcullis_policy::{Decision, Policy, Profile, Request, env_name_matches};
+use portcullis_harness::exec_gate::{ExecGate, Tally};
+use portcullis_policy::{Policy, env_name_matches};
 use portcullis_sandbox::cgroup::{Cgroup, CgroupLimits};
 use portcullis_sandbox::changes::{self, Change};
 use portcullis_sandbox::landlock::LandlockRules;
-use portcullis_sandbox::monitor::{ExecRequest, Monitor};
+use portcullis_sandbox::monitor::Monitor;
 use portcullis_sandbox::mounts::RootOptions;
 use portcullis_sandbox::probe::{Feature, Probe};
 use portcullis_sandbox::session::{self, IdMap, Spec};
@@ -73,15 +74,6 @@ const ROOT_ONLY_SECRETS: &[&str] =
     &["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d"];
 /// Grace between SIGTERM and SIGKILL when the wall clock runs out.
 const GRACE: Duration = Duration::from_secs(2);
-
-/// What the exec monitor counted.
-#[derive(Debug, Default)]
-struct Tally {
-    execs: u64,
-    denials: Vec<(String, String)>,
-    cap_hit: bool,
-    sink_error: Option<String>,
-}
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
@@ -273,10 +265,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let exit = std::thread::scope(|scope| {
         if let Some(listener) = listener {
-            let cx =
-                ExecContext { command: &argv, profile, decider: &decider, cap, id: &id, sink: &sink, tally: &tally };
+            let gate =
+                ExecGate { command: &argv, profile, decider: &decider, cap, session: &id, sink: &sink, tally: &tally };
             scope.spawn(move || {
-                let result = Monitor::new(listener).run(|req| decide_exec(req, &cx));
+                let result = Monitor::new(listener).run(|req| gate.decide(req));
                 if let Err(e) = result {
                     eprintln!("portcullis: the exec monitor stopped: {e}");
                 }
@@ -333,63 +325,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         print_summary(&summary, &changed, ephemeral);
     }
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
-}
-
-/// What the exec monitor decides with.
-struct ExecContext<'a> {
-    /// The command `run` was given.
-    command: &'a [String],
-    profile: &'a Profile,
-    decider: &'a Decider,
-    cap: Option<u64>,
-    id: &'a str,
-    sink: &'a Mutex<JsonlFile>,
-    tally: &'a Mutex<Tally>,
-}
-
-fn decide_exec(req: &ExecRequest, cx: &ExecContext<'_>) -> bool {
-    let ExecContext { command, profile, decider, cap, id, sink, tally } = *cx;
-    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
-    tally.execs += 1;
-    let argv = if req.argv.is_empty() { vec![req.path.clone()] } else { req.argv.clone() };
-    let (decision, reason) = if let Some(why) = &req.unreadable {
-        (Decision::Deny, format!("the exec could not be read: {why}"))
-    } else if tally.execs == 1 && req.argv == command {
-        // The command `run` was given is the user's, not the agent's: recorded, not questioned.
-        (Decision::Allow, "allowed: the command `portcullis run` was given".to_owned())
-    } else if cap.is_some_and(|c| tally.execs > c) {
-        tally.cap_hit = true;
-        (Decision::Deny, format!("the session's tool-call cap ({} execs) is reached", cap.unwrap_or_default()))
-    } else {
-        let cwd = PathBuf::from(&req.cwd);
-        let verdict = decider.decide(profile, &Request::Exec { argv: &argv, cwd: &cwd });
-        let reason = verdict.explanation();
-        match verdict.decision {
-            Decision::Ask => (Decision::Deny, format!("{reason} (approval is not available for execs in `run`)")),
-            d => (d, reason),
-        }
-    };
-    let allowed = decision == Decision::Allow;
-    let event = Event::now(
-        id,
-        "exec",
-        json!({"pid": req.pid, "path": req.path, "argv": req.argv, "cwd": req.cwd, "decision": decision, "reason": reason}),
-    );
-    let recorded = sink.lock().unwrap_or_else(|e| e.into_inner()).record(&event);
-    if let Err(e) = recorded {
-        // Fail closed: an exec that cannot be recorded does not run.
-        tally.sink_error.get_or_insert_with(|| e.to_string());
-        tally.denials.push((argv.join(" "), format!("the event log cannot be written: {e}")));
-        return false;
-    }
-    if !allowed {
-        // A shell retries a refused exec along its PATH; one refusal is reported once.
-        let command = argv.join(" ");
-        if tally.denials.last().is_none_or(|(c, _)| *c != command) {
-            tally.denials.push((command, reason));
-        }
-    }
-    allowed
 }
 
 /// First host uid of the per-agent ranges used when `run` starts as root: 65,536 ids per agent

@@ -5,6 +5,7 @@
 //! path as the kernel would resolve it. A guard can only tighten the policy's verdict.
 
 pub mod events;
+pub mod exec_gate;
 
 use portcullis_guard::path::{PathError, PathSettings, Workdir};
 use portcullis_guard::shell::{self, GuardSettings};
