@@ -352,6 +352,15 @@ fn agent_range(agent: Option<&str>, workdir: &Path) -> IdMap {
 
 /// Refuses workdirs that would show the agent what it must not see.
 fn check_workdir(workdir: &Path, home: &Path, state: &Path) -> Result<()> {
+    if !workdir.is_dir() {
+        bail!("the workdir `{}` is not a directory", workdir.display());
+    }
+    if home == Path::new("/") || SYSTEM_DIRS.iter().any(|d| Path::new(d).starts_with(home)) {
+        bail!(
+            "the home directory is `{}`, which holds the system directories; set HOME to your home directory",
+            home.display()
+        );
+    }
     if workdir == Path::new("/") {
         bail!("the workdir is `/`; run from a project directory or pass --workdir");
     }

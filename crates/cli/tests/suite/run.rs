@@ -721,3 +721,34 @@ both!(from_a_terminal_the_agent_gets_its_own_and_cannot_inject_into_it, |user| {
     assert!(text.contains("Operation not permitted"), "{text}");
     assert!(out.status.success(), "{text}");
 });
+
+// ---------------------------------------------------------------- setup errors
+
+#[test]
+fn workdirs_and_homes_that_would_expose_too_much_are_refused_with_their_reason() {
+    let case = Case::new(User::Root);
+    let run = |home: &Path, args: &[&str]| {
+        let out = Command::new(&case.bin)
+            .arg("run")
+            .args(args)
+            .args(["--", "/bin/true"])
+            .current_dir(&case.work)
+            .env("HOME", home)
+            .env("PORTCULLIS_STATE_DIR", &case.state)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(Path::new("/"), &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("set HOME"), "{err}");
+    let (code, err) = run(&case.home, &["--workdir", "f"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not a directory"), "{err}");
+    // A workdir that contains the home directory would show every credential in it.
+    let (code, err) = run(&case.home, &["--workdir", ".."]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("contains your home directory"), "{err}");
+    // Nothing ran, so no session was recorded.
+    assert!(std::fs::read_dir(&case.state).unwrap().next().is_none());
+}
