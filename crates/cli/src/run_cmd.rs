@@ -300,10 +300,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     for l in &limits_hit {
         let _ = sink.record(&Event::now(&id, "limit", json!({"limit": l})));
     }
-    let changed: Vec<Change> = match running.upper() {
-        Some(upper) => changes::collect(&upper, &workdir, &dir.join("changes"))
-            .with_context(|| "cannot save the session's changes")?,
-        None => Vec::new(),
+    // A failure here (a full disk) is reported after the summary and ends `run` with 2: the
+    // overlay goes with the session, so the user must know its changes were not kept.
+    let (changed, changes_error): (Vec<Change>, Option<String>) = match running.upper() {
+        Some(upper) => match changes::collect(&upper, &workdir, &dir.join("changes")) {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(format!("cannot save the session's changes to `{}`: {e}", dir.display()))),
+        },
+        None => (Vec::new(), None),
     };
     drop(running);
     drop(cgroup);
@@ -315,7 +319,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
         "changed": changed.iter().map(|c| json!({"path": c.path, "kind": c.kind})).collect::<Vec<_>>(),
         "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
-        "event_log_error": tally.sink_error,
+        "event_log_error": tally.sink_error, "changes_error": changes_error,
     });
     sink.record(&Event::now(&id, "session_end", summary.clone())).context("cannot write the session's event log")?;
     sink.sync().context("cannot flush the session's event log")?;
@@ -323,6 +327,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("{summary}");
     } else if !args.quiet {
         print_summary(&summary, &changed, ephemeral);
+    }
+    if let Some(e) = changes_error {
+        bail!("{e}; the overlay's changes are lost");
     }
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
 }
@@ -508,8 +515,9 @@ fn fmt_duration(d: Duration) -> String {
 
 fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     let id = summary["session"].as_str().unwrap_or_default();
-    let secs = summary["duration_ms"].as_u64().unwrap_or_default() as f64 / 1000.0;
-    eprintln!("portcullis: session {id} ended: exit {} after {secs:.1} s", summary["exit_code"]);
+    let ms = summary["duration_ms"].as_u64().unwrap_or_default();
+    let took = if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) };
+    eprintln!("portcullis: session {id} ended: exit {} after {took}", summary["exit_code"]);
     let denials = summary["denials"].as_array().map(Vec::len).unwrap_or_default();
     eprintln!("  execs: {} ({denials} denied)", summary["execs"]);
     for d in summary["denials"].as_array().into_iter().flatten().take(20) {
