@@ -18,7 +18,7 @@ use portcullis_sandbox::changes::{self, Change};
 use portcullis_sandbox::landlock::LandlockRules;
 use portcullis_sandbox::monitor::Monitor;
 use portcullis_sandbox::mounts::RootOptions;
-use portcullis_sandbox::probe::{Feature, Probe};
+use portcullis_sandbox::probe::{CgroupBackend, Feature, Probe};
 use portcullis_sandbox::session::{self, IdMap, Spec};
 use serde_json::{Value, json};
 
@@ -110,7 +110,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 
     let id = sessions::new_id();
     let limits = &settings.limits;
-    let cgroup = match probe.cgroups.clone() {
+    // `PORTCULLIS_CGROUP=v1|v2` picks the hierarchy (for tests and diagnosis); it cannot
+    // weaken anything: a hierarchy that cannot hold the policy's limits fails to set them up.
+    let backend = match std::env::var("PORTCULLIS_CGROUP").as_deref() {
+        Ok("v2") => Some(CgroupBackend::V2),
+        Ok("v1") => Some(CgroupBackend::V1),
+        _ => probe.cgroups.clone(),
+    };
+    let cgroup = match backend {
         Some(backend) if !missing.contains(&Feature::Cgroups) => {
             let limits =
                 CgroupLimits { memory: limits.memory.map(|m| m.0), pids: limits.processes, cpu_quota_us: None };
@@ -483,8 +490,8 @@ fn enforced_list(
     }
     if let Some(c) = cgroup {
         let backend = match c.backend() {
-            portcullis_sandbox::probe::CgroupBackend::V2 => "v2",
-            portcullis_sandbox::probe::CgroupBackend::V1 => "v1",
+            CgroupBackend::V2 => "v2",
+            CgroupBackend::V1 => "v1",
         };
         out.push(format!(
             "cgroup {backend} (memory {}, processes {})",

@@ -28,6 +28,14 @@ pub enum CgroupError {
     /// No hierarchy offers the controllers.
     #[error("no cgroup hierarchy offers memory, pids and cpu")]
     Unavailable,
+    /// The v2 hierarchy lacks a controller a limit needs.
+    #[error("cgroup v2 at `{root}` offers no `{controller}` controller")]
+    Missing {
+        /// The hierarchy's root.
+        root: PathBuf,
+        /// The controller.
+        controller: &'static str,
+    },
     /// A cgroup file could not be read, created or written.
     #[error("cannot set up the cgroup at `{path}`")]
     Io {
@@ -51,14 +59,17 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates `name` under the current process's cgroups and writes the limits.
+    /// Creates `name` and writes the limits: on v1 under the current process's cgroup in each
+    /// hierarchy; on v2 under the current process's cgroup for an unprivileged user (who may
+    /// only use a delegated subtree), and under `/portcullis` at the hierarchy's root for root
+    /// (a systemd host's own cgroup for a login is a leaf with processes, where no controller
+    /// can be enabled for children).
     pub fn create(backend: CgroupBackend, name: &str, limits: CgroupLimits) -> Result<Self, CgroupError> {
         let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
         let mut cgroup = Cgroup { backend: backend.clone(), dirs: Vec::new() };
         match backend {
             CgroupBackend::V2 => {
-                let rel = own.lines().find_map(|l| l.strip_prefix("0::")).ok_or(CgroupError::Unavailable)?;
-                let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')).join(name);
+                let dir = v2_parent(&own, limits)?.join(name);
                 fs::create_dir(&dir).map_err(io_err(&dir))?;
                 cgroup.dirs.push(dir.clone());
                 if let Some(m) = limits.memory {
@@ -201,6 +212,43 @@ impl Drop for Cgroup {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// The v2 parent for session cgroups, with the controllers the limits need enabled for its
+/// children.
+fn v2_parent(own: &str, limits: CgroupLimits) -> Result<PathBuf, CgroupError> {
+    let mounts = fs::read_to_string("/proc/self/mounts").map_err(io_err(Path::new("/proc/self/mounts")))?;
+    let root = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"cgroup2"))
+        .and_then(|f| f.get(1).map(PathBuf::from))
+        .ok_or(CgroupError::Unavailable)?;
+    if !rustix::process::geteuid().is_root() {
+        let rel = own.lines().find_map(|l| l.strip_prefix("0::")).ok_or(CgroupError::Unavailable)?;
+        return Ok(root.join(rel.trim_start_matches('/')));
+    }
+    let parent = root.join("portcullis");
+    match fs::create_dir(&parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&parent)(e)),
+        _ => {}
+    }
+    let needed =
+        [("memory", limits.memory.is_some()), ("pids", limits.pids.is_some()), ("cpu", limits.cpu_quota_us.is_some())];
+    let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    if let Some((controller, _)) = needed.iter().find(|(c, used)| *used && !offered.split_whitespace().any(|o| o == *c))
+    {
+        return Err(CgroupError::Missing { root, controller });
+    }
+    // Down from the root: a controller reaches a cgroup only through every parent's subtree_control.
+    for dir in [&root, &parent] {
+        let control = dir.join("cgroup.subtree_control");
+        let enabled = fs::read_to_string(&control).unwrap_or_default();
+        for (controller, _) in needed.iter().filter(|(c, used)| *used && !enabled.split_whitespace().any(|e| e == *c)) {
+            write(&control, &format!("+{controller}"))?;
+        }
+    }
+    Ok(parent)
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

@@ -752,3 +752,42 @@ fn workdirs_and_homes_that_would_expose_too_much_are_refused_with_their_reason()
     // Nothing ran, so no session was recorded.
     assert!(std::fs::read_dir(&case.state).unwrap().next().is_none());
 }
+
+#[test]
+fn on_cgroup_v2_the_agent_is_born_in_its_sessions_cgroup() {
+    if !available(User::Root) {
+        return;
+    }
+    let has_v2 = std::fs::read_to_string("/proc/self/mounts").unwrap().lines().any(|l| l.contains(" cgroup2 "));
+    if !has_v2 {
+        assert!(std::env::var("PORTCULLIS_REQUIRE_SANDBOX").as_deref() != Ok("1"), "no cgroup v2 hierarchy");
+        return;
+    }
+    let case = Case::new(User::Root);
+    // No memory or process limits: this host's v2 hierarchy may have no controllers.
+    let policy = case.policy("[limits]\nwall_clock = \"1m\"\n");
+    let s = case.run_with(&["--policy", &policy], &["/bin/cat", "/proc/self/cgroup"], |cmd| {
+        cmd.env("PORTCULLIS_CGROUP", "v2");
+    });
+    s.check_enforced(User::Root);
+    let id = s.summary["session"].as_str().unwrap();
+    assert!(s.lines().contains(&format!("0::/portcullis/portcullis-{id}").as_str()), "{s:?}");
+    // A limit the hierarchy cannot hold is refused, not dropped.
+    let offered = std::fs::read_to_string(
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(" cgroup2 "))
+            .map(|l| format!("{}/cgroup.controllers", l.split_whitespace().nth(1).unwrap()))
+            .unwrap(),
+    )
+    .unwrap_or_default();
+    if !offered.split_whitespace().any(|c| c == "memory") {
+        let policy = case.policy("[limits]\nmemory = \"1 GiB\"\n");
+        let s = case.run_with(&["--policy", &policy], &["/bin/true"], |cmd| {
+            cmd.env("PORTCULLIS_CGROUP", "v2");
+        });
+        assert_eq!(s.code, 2, "{s:?}");
+        assert!(s.stderr.contains("offers no `memory` controller"), "{s:?}");
+    }
+}
