@@ -26,6 +26,10 @@ pc_through() { "$bin" run -q --no-ephemeral -- /bin/true; }
 pc_overlay() { "$bin" run -q -- /bin/true; }
 # The same without a cgroup, to show what the cgroup v1 move costs on this host.
 pc_no_cgroup() { PORTCULLIS_SIMULATE_MISSING=cgroups "$bin" run -q --dangerously-allow-partial-sandbox --no-ephemeral -- /bin/true; }
+# Born in a cgroup v2 cgroup (CLONE_INTO_CGROUP), as on a v2 host; no limits, since this host's
+# v2 hierarchy may offer no controllers.
+printf '[limits]\nwall_clock = "1m"\n' > "$base/v2.toml"
+pc_v2() { PORTCULLIS_CGROUP=v2 "$bin" run -q --policy "$base/v2.toml" --no-ephemeral -- /bin/true; }
 
 # Microseconds one call of "$1" takes.
 time_us() {
@@ -36,6 +40,7 @@ time_us() {
 }
 
 variants=(bare bwrap_true pc_through pc_overlay pc_no_cgroup)
+grep -q ' cgroup2 ' /proc/self/mounts && [ "$(id -u)" = 0 ] && variants+=(pc_v2)
 for v in "${variants[@]}"; do "$v" >/dev/null 2>&1 || { echo "bench/spawn.sh: $v failed" >&2; "$v"; exit 1; }; done
 declare -A samples
 n=${#variants[@]}
@@ -61,10 +66,10 @@ for ((i = 0; i < 10; i++)); do
   exec_in+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$loop") "
 done
 
-/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "$exec_out" "$exec_in" <<'PY'
+/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "${samples[pc_v2]:-}" "$exec_out" "$exec_in" <<'PY'
 import statistics as st, sys
 rounds = int(sys.argv[1])
-bare, bw, through, overlay, no_cg, ex_out, ex_in = ([int(x) for x in a.split()] for a in sys.argv[2:])
+bare, bw, through, overlay, no_cg, v2, ex_out, ex_in = ([int(x) for x in a.split()] for a in sys.argv[2:])
 med = lambda xs: st.median(xs)
 ratio = lambda a, b: med([x / y for x, y in zip(a, b)])
 print(f"rounds: {rounds} (paired; medians)")
@@ -74,6 +79,9 @@ print(f"  portcullis run --no-ephemeral       {med(through)/1000:7.2f} ms   {rat
 print(f"  portcullis run (overlay)            {med(overlay)/1000:7.2f} ms   {ratio(overlay, bare):5.1f}x bare   {ratio(overlay, bw):4.2f}x bubblewrap (target <= 1.5)")
 print(f"  portcullis run --no-ephemeral, no cgroup (degraded, for comparison)")
 print(f"                                      {med(no_cg)/1000:7.2f} ms   {ratio(no_cg, bare):5.1f}x bare   {ratio(no_cg, bw):4.2f}x bubblewrap")
+if v2:
+    print(f"  portcullis run --no-ephemeral, born in a cgroup v2 cgroup (no controllers on this host)")
+    print(f"                                      {med(v2)/1000:7.2f} ms   {ratio(v2, bare):5.1f}x bare   {ratio(v2, bw):4.2f}x bubblewrap")
 print(f"exec of /bin/true from sh, per exec (10 x 500 execs):")
 print(f"  outside                             {med(ex_out):7.0f} us")
 print(f"  inside a session (exec monitor)     {med(ex_in):7.0f} us   {med(ex_in)/med(ex_out):4.2f}x (target <= 1.3)")
