@@ -250,7 +250,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
-    let mut running = match session::start(&spec, cgroup.as_ref()) {
+    let decider = Decider::new(&policy, None);
+    // The guards build their tables on first use; do it while the init builds the root.
+    let mut warm_up = || {
+        let argv = ["sh", "-c", "git status && ls | wc -l"].map(str::to_owned);
+        let _ = decider.decide(profile, &portcullis_policy::Request::Exec { argv: &argv, cwd: &workdir });
+    };
+    let mut running = match session::start(&spec, cgroup.as_ref(), &mut warm_up) {
         Ok(r) => r,
         Err(e) => {
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
@@ -259,7 +265,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             bail!("{e}{cause}");
         }
     };
-    let decider = Decider::new(&policy, None);
     let sink = Mutex::new(sink);
     let tally = Mutex::new(Tally::default());
     let cap = limits.tool_calls;

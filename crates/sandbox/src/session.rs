@@ -153,7 +153,9 @@ const FAILED: &[u8] = b"failed:";
 
 /// Starts `spec`, with the init in `cgroup` when given. Returns once the agent's walls are all
 /// up and its exec is about to run (trapped by the exec monitor when one was asked for).
-pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError> {
+/// `meanwhile` runs in the supervisor while the init builds the agent's root (work that would
+/// otherwise delay the first exec's answer, such as warming the policy's caches).
+pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, meanwhile: &mut dyn FnMut()) -> Result<Running, StartError> {
     let threads = thread_count();
     if threads != 1 {
         return Err(StartError::Threads(threads));
@@ -224,6 +226,7 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     rustix::net::sendmsg(&ours, &[IoSlice::new(GO)], &mut control, SendFlags::empty())
         .map_err(|e| sup("start the init")(e.into()))?;
     drop(tree);
+    meanwhile();
     if let Some(cgroup) = cgroup.filter(|_| into.is_none())
         && let Err(e) = cgroup.add(running.child.pid)
     {
