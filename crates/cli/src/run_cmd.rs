@@ -69,9 +69,6 @@ const ALWAYS_PASSED: &[&str] =
     &["TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "LANG", "LANGUAGE", "LC_*", "TZ", "PATH"];
 /// Read-only trees the sandbox shows (those that exist).
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
-/// Host files that hold credentials of their own, masked when the agent's identity maps to root.
-const ROOT_ONLY_SECRETS: &[&str] =
-    &["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d"];
 /// Grace between SIGTERM and SIGKILL when the wall clock runs out.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -150,11 +147,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     hidden.push(state.clone());
     if let Some(file) = &args.policy {
         hidden.push(cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file)));
-    }
-    if as_root {
-        // Defence in depth: the agent's uid is not root's, but these never belong in a sandbox.
-        hidden.extend(ROOT_ONLY_SECRETS.iter().map(PathBuf::from));
-        hidden.extend(glob_ssh_host_keys());
     }
     let read_only: Vec<PathBuf> = settings
         .filesystem
@@ -412,21 +404,6 @@ fn expand(path: &str, home: &Path, workdir: &Path) -> PathBuf {
     } else {
         workdir.join(path.trim_start_matches("./"))
     }
-}
-
-fn glob_ssh_host_keys() -> Vec<PathBuf> {
-    std::fs::read_dir("/etc/ssh")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn landlock_rules(workdir: &Path, home: &Path, read_only: &[PathBuf], writable: &[PathBuf]) -> LandlockRules {
