@@ -28,7 +28,13 @@ use crate::sessions;
 #[command(after_help = "The agent and everything it starts run as PID 1's children in new user, mount, PID, \
 network, IPC and UTS namespaces: system directories read-only, the workdir as an overlay (or \
 written through with --no-ephemeral), home empty, credentials invisible, no network but loopback, \
-Landlock, seccomp, cgroup and rlimit limits. Every exec is checked against the policy and recorded.
+Landlock, seccomp, cgroup and rlimit limits. Every exec is checked against the policy and recorded. Started from a \
+terminal, the agent gets a terminal of the sandbox's own.
+
+Only TERM, LANG, LC_*, TZ, PATH and the like, plus the names in the policy's [environment] pass \
+list, reach the agent. Events and changes go to STATE/sessions/ID (STATE: /var/lib/portcullis as \
+root, else $XDG_STATE_HOME/portcullis or ~/.local/state/portcullis; PORTCULLIS_STATE_DIR \
+overrides).
 
 Exit status: the agent's own (128 + N when signal N ended it); 2 when the sandbox cannot be set up.
 
