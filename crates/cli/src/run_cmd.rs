@@ -310,36 +310,50 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     for l in &limits_hit {
         let _ = sink.record(&Event::now(&id, "limit", json!({"limit": l})));
     }
-    // A failure here (a full disk) is reported after the summary and ends `run` with 2: the
-    // overlay goes with the session, so the user must know its changes were not kept.
-    let (changed, changes_error): (Vec<Change>, Option<String>) = match running.upper() {
-        Some(upper) => match changes::collect(&upper, &workdir, &dir.join("changes")) {
-            Ok(c) => (c, None),
-            Err(e) => (Vec::new(), Some(format!("cannot save the session's changes to `{}`: {e}", dir.display()))),
-        },
-        None => (Vec::new(), None),
+    // Failures from here on (a full disk) are reported with the summary and end `run` with 2:
+    // the overlay goes with the session, and the trail must be known to be incomplete.
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(e) = &tally.sink_error {
+        problems.push(format!(
+            "the session's event log could not be written ({e}); the execs it could not record were refused"
+        ));
+    }
+    let changed: Vec<Change> = match running.upper() {
+        Some(upper) => changes::collect(&upper, &workdir, &dir.join("changes")).unwrap_or_else(|e| {
+            problems.push(format!(
+                "cannot save the session's changes to `{}`: {e}; the overlay's changes are lost",
+                dir.display()
+            ));
+            Vec::new()
+        }),
+        None => Vec::new(),
     };
     drop(running);
     drop(cgroup);
     remove_mount_points();
-    sessions::write_changes(&dir, &changed)?;
-    let summary = json!({
+    if let Err(e) = sessions::write_changes(&dir, &changed) {
+        problems.push(format!("{e:#}"));
+    }
+    let mut summary = json!({
         "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
         "execs": tally.execs,
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
         "changed": changed.iter().map(|c| json!({"path": c.path, "kind": c.kind})).collect::<Vec<_>>(),
         "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
-        "event_log_error": tally.sink_error, "changes_error": changes_error,
     });
-    sink.record(&Event::now(&id, "session_end", summary.clone())).context("cannot write the session's event log")?;
-    sink.sync().context("cannot flush the session's event log")?;
+    summary["problems"] = json!(problems);
+    let ended = sink.record(&Event::now(&id, "session_end", summary.clone())).and_then(|()| sink.sync());
+    if let Err(e) = ended {
+        problems.push(format!("cannot write the end of the session's event log: {e}"));
+        summary["problems"] = json!(problems);
+    }
     if args.json {
         eprintln!("{summary}");
     } else if !args.quiet {
         print_summary(&summary, &changed, ephemeral);
     }
-    if let Some(e) = changes_error {
-        bail!("{e}; the overlay's changes are lost");
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
     }
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
 }
@@ -543,4 +557,7 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
         eprintln!("  DEGRADED: {}", d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
     }
     eprintln!("  events: {}", summary["events"].as_str().unwrap_or_default());
+    for p in summary["problems"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        eprintln!("  PROBLEM: {p}");
+    }
 }

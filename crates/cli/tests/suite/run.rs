@@ -791,3 +791,57 @@ fn on_cgroup_v2_the_agent_is_born_in_its_sessions_cgroup() {
         assert!(s.stderr.contains("offers no `memory` controller"), "{s:?}");
     }
 }
+
+// ---------------------------------------------------------------- a full disk
+
+/// Runs `portcullis run ARGS -- CMD…` with the state directory on a tiny tmpfs (`size`), in a
+/// mount namespace of its own (root only).
+fn run_with_full_state(case: &Case, size: &str, args: &[&str], command: &[&str]) -> Session {
+    let script = r#"mount -t tmpfs -o size="$SIZE" none "$PORTCULLIS_STATE_DIR" && exec "$@""#;
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&case.bin)
+        .args(["run", "--json"])
+        .args(args)
+        .arg("--")
+        .args(command)
+        .current_dir(&case.work)
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state)
+        .env("SIZE", size)
+        .output()
+        .unwrap();
+    Session::from(out)
+}
+
+#[test]
+fn a_full_disk_denies_execs_it_cannot_record_and_says_so() {
+    if !available(User::Root) {
+        return;
+    }
+    let case = Case::new(User::Root);
+    // 64 KiB holds the start and a few hundred exec records, not a thousand.
+    case.script(
+        "agent.sh",
+        "i=0\nwhile [ $i -lt 1000 ]; do /bin/true || { echo refused-at $i; exit 0; }; i=$((i+1)); done\n",
+    );
+    let s = run_with_full_state(&case, "64k", &[], &["/bin/sh", "agent.sh"]);
+    let line = s.lines().first().copied().unwrap_or_default().to_owned();
+    assert!(line.starts_with("refused-at "), "{s:?}");
+    // Nothing was allowed that was not recorded, and `run` fails naming the event log.
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.stderr.contains("event log"), "{s:?}");
+}
+
+#[test]
+fn changes_that_cannot_be_saved_are_reported_not_lost_silently() {
+    if !available(User::Root) {
+        return;
+    }
+    let case = Case::new(User::Root);
+    let s = run_with_full_state(&case, "256k", &[], &["/bin/dd", "if=/dev/zero", "of=big", "bs=1M", "count=2"]);
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.stderr.contains("cannot save the session's changes"), "{s:?}");
+    assert!(s.stderr.contains("lost"), "{s:?}");
+    assert!(!case.work.join("big").exists());
+}
