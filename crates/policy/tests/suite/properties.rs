@@ -4,7 +4,9 @@ use portcullis_policy::{HostPattern, normalize_host};
 use proptest::prelude::*;
 
 fn label() -> impl Strategy<Value = String> {
-    "[a-z][a-z0-9-]{0,8}[a-z0-9]"
+    // Hyphens in the third and fourth places mark an IDNA A-label (`xn--…`), which must then be
+    // valid punycode: leave those to the IDNA tests.
+    "[a-z][a-z0-9-]{0,8}[a-z0-9]".prop_filter("reserved for A-labels", |l| l.get(2..4) != Some("--"))
 }
 
 proptest! {
