@@ -87,7 +87,9 @@ impl Case {
         s
     }
 
-    fn run_with(&self, args: &[&str], command: &[&str], tweak: impl FnOnce(&mut Command)) -> Session {
+    /// `portcullis run --json ARGS -- CMD…` as the case's user, in the workdir, with the
+    /// dangerous flag for the unprivileged user (see the module's note).
+    fn command(&self, args: &[&str], command: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("run").arg("--json").args(args);
         if self.user == User::Unprivileged {
@@ -105,6 +107,11 @@ impl Case {
         if self.user == User::Unprivileged && is_root() {
             cmd.uid(NOBODY).gid(NOBODY);
         }
+        cmd
+    }
+
+    fn run_with(&self, args: &[&str], command: &[&str], tweak: impl FnOnce(&mut Command)) -> Session {
+        let mut cmd = self.command(args, command);
         tweak(&mut cmd);
         Session::from(cmd.output().unwrap())
     }
@@ -373,23 +380,7 @@ print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:2])
     // The supervisor's pid is known once it runs: the test writes it where the agent reads it.
     case.script("sup", "");
     let sup_file = case.work.join("sup");
-    // Spawn by hand to learn the pid.
-    let mut cmd = Command::new(&case.bin);
-    cmd.args(["run", "--json"]);
-    if user == User::Unprivileged {
-        cmd.arg("--dangerously-allow-partial-sandbox");
-    }
-    cmd.args(["--", "/bin/sh", "-c", "sleep 0.5; /usr/bin/python3 agent.py"])
-        .current_dir(&case.work)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &case.home)
-        .env("PORTCULLIS_STATE_DIR", &case.state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if user == User::Unprivileged && is_root() {
-        cmd.uid(NOBODY).gid(NOBODY);
-    }
+    let mut cmd = case.command(&[], &["/bin/sh", "-c", "sleep 0.5; /usr/bin/python3 agent.py"]);
     let child = cmd.spawn().unwrap();
     std::fs::write(&sup_file, child.id().to_string()).unwrap();
     let s = Session::from(child.wait_with_output().unwrap());
@@ -551,25 +542,9 @@ fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
-fn spawn_session(case: &Case, user: User, script: &str) -> std::process::Child {
+fn spawn_session(case: &Case, script: &str) -> std::process::Child {
     case.script("agent.sh", script);
-    let mut cmd = Command::new(&case.bin);
-    cmd.args(["run", "--json"]);
-    if user == User::Unprivileged {
-        cmd.arg("--dangerously-allow-partial-sandbox");
-    }
-    cmd.args(["--", "/bin/sh", "agent.sh"])
-        .current_dir(&case.work)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &case.home)
-        .env("PORTCULLIS_STATE_DIR", &case.state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if user == User::Unprivileged && is_root() {
-        cmd.uid(NOBODY).gid(NOBODY);
-    }
-    cmd.spawn().unwrap()
+    case.command(&[], &["/bin/sh", "agent.sh"]).spawn().unwrap()
 }
 
 fn wait_for(marker: &str, count: usize) {
@@ -585,7 +560,7 @@ fn wait_for(marker: &str, count: usize) {
 both!(the_agent_dies_with_the_supervisor, |user| {
     let case = Case::new(user);
     let marker = format!("{}.{}", 8000 + std::process::id() % 1000, if user == User::Root { 3 } else { 4 });
-    let mut child = spawn_session(&case, user, &format!("setsid sleep {marker} &\nsleep {marker}\n"));
+    let mut child = spawn_session(&case, &format!("setsid sleep {marker} &\nsleep {marker}\n"));
     wait_for(&marker, 2);
     // SIGKILL: the supervisor gets no chance to clean up; the kernel must.
     child.kill().unwrap();
@@ -597,7 +572,7 @@ both!(the_agent_dies_with_the_supervisor, |user| {
 both!(signals_reach_the_agent_and_its_status_is_passed_on, |user| {
     let case = Case::new(user);
     let marker = format!("{}.{}", 9000 + std::process::id() % 1000, if user == User::Root { 5 } else { 6 });
-    let child = spawn_session(&case, user, &format!("trap 'echo got-int; exit 42' INT\nsleep {marker} & wait\n"));
+    let child = spawn_session(&case, &format!("trap 'echo got-int; exit 42' INT\nsleep {marker} & wait\n"));
     wait_for(&marker, 1);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
