@@ -218,13 +218,7 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, meanwhile: &mut dyn FnMut()) 
         None
     };
     let fds: Vec<BorrowedFd<'_>> = tree.iter().map(AsFd::as_fd).collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        control.push(SendAncillaryMessage::ScmRights(&fds));
-    }
-    rustix::net::sendmsg(&ours, &[IoSlice::new(GO)], &mut control, SendFlags::empty())
-        .map_err(|e| sup("start the init")(e.into()))?;
+    send_with_fds(&ours, GO, &fds).map_err(sup("start the init"))?;
     drop(tree);
     meanwhile();
     if let Some(cgroup) = cgroup.filter(|_| into.is_none())
@@ -243,20 +237,10 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, meanwhile: &mut dyn FnMut()) 
 
 fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartError> {
     let mut buf = [0u8; 4096];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = rustix::net::recvmsg(ours, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC)
-        .map_err(|e| sup("read the init's report")(e.into()))?;
-    let fds: Vec<OwnedFd> = control
-        .drain()
-        .flat_map(|m| match m {
-            RecvAncillaryMessage::ScmRights(fds) => fds.collect::<Vec<_>>(),
-            _ => Vec::new(),
-        })
-        .collect();
-    let text = &buf[..got.bytes];
+    let (len, fds) = recv_with_fds(ours, &mut buf).map_err(sup("read the init's report"))?;
+    let text = &buf[..len];
     if let Some(rest) = text.strip_prefix(READY) {
-        // "ready" then one byte per descriptor kind: listener, upper layer.
+        // "ready" then one byte per descriptor kind: listener, upper layer, terminal.
         let mut fds = fds.into_iter();
         if rest.first() == Some(&b'1') {
             running.listener = fds.next();
@@ -280,6 +264,35 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
     let _ = rustix::process::pidfd_send_signal(&running.child.pidfd, rustix::process::Signal::KILL);
     let _ = running.wait_exit();
     Err(StartError::Inside(message))
+}
+
+/// Most descriptors one setup message carries (listener, upper layer, terminal).
+const MAX_FDS: usize = 3;
+
+/// Sends `bytes` with `fds` attached (`SCM_RIGHTS`) as one message.
+fn send_with_fds(sock: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("too many descriptors for one message"));
+    }
+    rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::empty())?;
+    Ok(())
+}
+
+/// Receives one message into `buf`: its length and the descriptors it carried (close-on-exec).
+fn recv_with_fds(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    let fds = control
+        .drain()
+        .flat_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(fds) => fds.collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    Ok((got.bytes, fds))
 }
 
 fn thread_count() -> usize {
@@ -311,19 +324,10 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         process::exit_now(125);
     }
     let mut buf = [0u8; 8];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let tree =
-        match rustix::net::recvmsg(&sock, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
-            Ok(got) if &buf[..got.bytes] == GO => control
-                .drain()
-                .flat_map(|m| match m {
-                    RecvAncillaryMessage::ScmRights(fds) => fds.collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                })
-                .next(),
-            _ => process::exit_now(125),
-        };
+    let tree = match recv_with_fds(&sock, &mut buf) {
+        Ok((len, fds)) if &buf[..len] == GO => fds.into_iter().next(),
+        _ => process::exit_now(125),
+    };
     // The maps are written: become the range's first id (root inside), keeping every
     // capability in the new namespace, so what the init creates is owned inside the range.
     if let Err(e) = process::become_ids(spec.ids.first_inside) {
@@ -479,12 +483,7 @@ fn agent_main(
         .chain(upper.map(AsFd::as_fd))
         .chain(terminal.map(|(master, _)| master.as_fd()))
         .collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        fail(sock, "pass descriptors to the supervisor", &"the control buffer is too small");
-    }
-    if let Err(e) = rustix::net::sendmsg(sock, &[IoSlice::new(&header)], &mut control, SendFlags::empty()) {
+    if let Err(e) = send_with_fds(sock, &header, &fds) {
         fail(sock, "report to the supervisor", &e);
     }
     drop(listener);
@@ -520,6 +519,13 @@ fn find_program(spec: &Spec) -> std::path::PathBuf {
             candidate.is_file() && rustix::fs::access(candidate.as_path(), rustix::fs::Access::EXEC_OK).is_ok()
         })
         .unwrap_or_else(|| program.to_path_buf())
+}
+
+impl Drop for Running {
+    /// A session dropped before its end (a setup step failed) takes its whole namespace with it.
+    fn drop(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
+    }
 }
 
 impl Running {
