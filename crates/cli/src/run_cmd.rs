@@ -154,22 +154,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(file) = &args.policy {
         hidden.push(cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file)));
     }
-    let read_only: Vec<PathBuf> = settings
-        .filesystem
-        .read_only
-        .iter()
-        .filter(|p| !p.contains(['*', '?', '[']))
-        .map(|p| expand(p, &home, &workdir))
-        .filter(|p| !p.starts_with(&workdir))
-        .collect();
-    let writable: Vec<PathBuf> = settings
-        .filesystem
-        .writable
-        .iter()
-        .filter(|p| !p.contains(['*', '?', '[']))
-        .map(|p| expand(p, &home, &workdir))
-        .filter(|p| !p.starts_with(&workdir) && p.is_dir())
-        .collect();
+    let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
+    let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
     // The init builds the root as the range's root when started as root, so its two mount
     // points live where that uid can reach them; otherwise in the session directory.
     let mounts_dir = if as_root { sessions::runtime_dir(&id, ids.first_outside)? } else { dir.clone() };
@@ -411,6 +397,16 @@ fn check_workdir(workdir: &Path, home: &Path, state: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The literal (glob-free) paths of a policy list that name directories outside the workdir:
+/// what the root binds besides it.
+fn outside_paths(list: &[String], home: &Path, workdir: &Path) -> Vec<PathBuf> {
+    list.iter()
+        .filter(|p| !p.contains(['*', '?', '[']))
+        .map(|p| expand(p, home, workdir))
+        .filter(|p| !p.starts_with(workdir) && p.is_dir())
+        .collect()
 }
 
 /// `~/x` in home, `./x` or `x` in the workdir, `/x` as is.
