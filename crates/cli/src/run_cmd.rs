@@ -235,12 +235,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let decider = Decider::new(&policy, None);
-    // The guards build their tables on first use; do it while the init builds the root.
-    let mut warm_up = || {
-        let argv = ["sh", "-c", "git status && ls | wc -l"].map(str::to_owned);
-        let _ = decider.decide(profile, &portcullis_policy::Request::Exec { argv: &argv, cwd: &workdir });
-    };
-    let mut running = match session::start(&spec, cgroup.as_ref(), &mut warm_up) {
+    let mut running = match session::start(&spec, cgroup.as_ref()) {
         Ok(r) => r,
         Err(e) => {
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();

@@ -153,9 +153,7 @@ const FAILED: &[u8] = b"failed:";
 
 /// Starts `spec`, with the init in `cgroup` when given. Returns once the agent's walls are all
 /// up and its exec is about to run (trapped by the exec monitor when one was asked for).
-/// `meanwhile` runs in the supervisor while the init builds the agent's root (work that would
-/// otherwise delay the first exec's answer, such as warming the policy's caches).
-pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, meanwhile: &mut dyn FnMut()) -> Result<Running, StartError> {
+pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError> {
     let threads = thread_count();
     if threads != 1 {
         return Err(StartError::Threads(threads));
@@ -220,7 +218,6 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>, meanwhile: &mut dyn FnMut()) 
     let fds: Vec<BorrowedFd<'_>> = tree.iter().map(AsFd::as_fd).collect();
     send_with_fds(&ours, GO, &fds).map_err(sup("start the init"))?;
     drop(tree);
-    meanwhile();
     if let Some(cgroup) = cgroup.filter(|_| into.is_none())
         && let Err(e) = cgroup.add(running.child.pid)
     {
