@@ -68,20 +68,22 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Creates `path` with `mode` (and, with `parents`, its missing parents with the same mode).
+fn make_dir(path: &Path, mode: u32, parents: bool, what: &str) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(parents)
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("cannot create {what} `{}`", path.display()))
+}
+
 /// Creates the session's directory, mode 0700.
 pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
     let sessions = state.join("sessions");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&sessions)
-        .with_context(|| format!("cannot create the state directory `{}`", sessions.display()))?;
+    make_dir(&sessions, 0o700, true, "the state directory")?;
     let dir = sessions.join(id);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create the session directory `{}`", dir.display()))?;
+    make_dir(&dir, 0o700, false, "the session directory")?;
     Ok(dir)
 }
 
@@ -89,20 +91,13 @@ pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
 /// the agent range's root (which builds the agent's root) can reach them. `/run/portcullis` is
 /// traversable by all and listable by root only; the directories stay empty on the host.
 pub(crate) fn runtime_dir(id: &str, owner: u32) -> Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let base = PathBuf::from("/run/portcullis");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(&base)
-        .with_context(|| format!("cannot create `{}`", base.display()))?;
+    make_dir(&base, 0o711, true, "the runtime directory")?;
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))
         .with_context(|| format!("cannot set the mode of `{}`", base.display()))?;
     let dir = base.join(id);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    make_dir(&dir, 0o700, false, "the session's mount points")?;
     std::os::unix::fs::chown(&dir, Some(owner), Some(owner))
         .with_context(|| format!("cannot hand `{}` to the agent's range", dir.display()))?;
     Ok(dir)
