@@ -1,10 +1,12 @@
 //! Resource limits for the whole process tree: cgroup v2 where its controllers are enabled,
 //! otherwise the v1 memory, pids and cpu hierarchies. The cgroup is created under the
-//! supervisor's own (so the host's limits still apply), joined by the child between fork and
-//! exec, and removed when the session ends.
+//! supervisor's own (so the host's limits still apply), joined by the child itself (between
+//! fork and exec, or by the sandbox's init before it forks the agent; on v2 the init is born in
+//! it), and removed when the session ends.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -129,24 +131,26 @@ impl Cgroup {
 
     /// Makes `command`'s child join the cgroup before it execs, so nothing it runs escapes it.
     pub fn join_on_exec(&self, command: &mut Command) -> Result<(), CgroupError> {
-        let procs = self
-            .dirs
-            .iter()
-            .map(|d| {
-                let path = d.join("cgroup.procs");
-                OpenOptions::new().write(true).open(&path).map_err(io_err(&path))
-            })
-            .collect::<Result<Vec<File>, _>>()?;
-        crate::sys::join_on_exec(command, Arc::new(procs));
+        crate::sys::join_on_exec(command, Arc::new(self.join_files()?));
         Ok(())
     }
 
-    /// Moves process `pid` (and the children it starts afterwards) into the cgroup.
-    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
+    /// Files that move the single-threaded process writing "0" to them into the cgroup (see
+    /// [`join`]). Opened here, by the supervisor, so that a child in a new user namespace, which
+    /// could not open them itself, can still join: the kernel checks the opener's credentials.
+    ///
+    /// On v1 these are the `tasks` files. A process moving its one thread that way skips the
+    /// kernel's global cgroup migration lock, whose write side waits for an RCU grace period
+    /// (5–25 ms, measured), where writing a pid to `cgroup.procs` takes it every time.
+    pub(crate) fn join_files(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        let file = if self.backend == CgroupBackend::V1 { "tasks" } else { "cgroup.procs" };
+        self.dirs
+            .iter()
+            .map(|d| {
+                let path = d.join(file);
+                OpenOptions::new().write(true).open(&path).map(OwnedFd::from).map_err(io_err(&path))
+            })
+            .collect()
     }
 
     /// On v2, the cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`; `None` on v1.
@@ -212,6 +216,16 @@ impl Drop for Cgroup {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// Moves the calling process, which must be single-threaded, into the cgroup whose
+/// [`Cgroup::join_files`] these are. Makes only `write` system calls, so it may run between
+/// fork and exec.
+pub(crate) fn join(files: &[OwnedFd]) -> io::Result<()> {
+    for file in files {
+        rustix::io::write(file, b"0")?;
+    }
+    Ok(())
 }
 
 /// The v2 parent for session cgroups, with the controllers the limits need enabled for its

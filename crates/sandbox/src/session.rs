@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! supervisor (outside)           init (PID 1 inside)                agent
-//!   clone3(NEW*) ──────────────▶ waits for "go"
+//!   clone3(NEW*) ──────────────▶ joins the cgroup (v1); waits for "go"
 //!   uid/gid maps, "go" ────────▶ root plan (mounts, /proc, masks),
-//!   cgroup (v1), "cgroup" ─────▶ hostname, not dumpable; waits for "cgroup"; fork ──▶ setsid,
+//!                                hostname, not dumpable; fork ──────▶ setsid,
 //!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
 //!   ◀────────────────────────────────────────── "ready" + listener ─ exec (trapped: the monitor's
@@ -13,10 +13,10 @@
 //!                               with the agent's status
 //! ```
 //!
-//! On cgroup v2 the init is born in the session's cgroup (`CLONE_INTO_CGROUP`). On v1 it is
-//! moved there while it builds its root, and it forks the agent only once the move is done: a
-//! move waits for an RCU grace period (the kernel's cgroup migration lock), the largest single
-//! cost of a session's start on v1 hosts.
+//! On cgroup v2 the init is born in the session's cgroup (`CLONE_INTO_CGROUP`). On v1 it moves
+//! its own single thread there through `tasks` files the supervisor opened: moving another
+//! process would take the kernel's global migration lock and wait for an RCU grace period
+//! (5–25 ms, more than the rest of a session's start).
 //!
 //! The supervisor must be single-threaded when it starts a session: the init continues from a
 //! copy of the supervisor's one thread and allocates. [`start`] checks this. The init and the
@@ -147,7 +147,6 @@ pub struct Exit {
 }
 
 const GO: &[u8] = b"go";
-const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
 const FAILED: &[u8] = b"failed:";
 
@@ -178,18 +177,27 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS) as u64;
-    // v2: born in the cgroup, no migration.
+    // v2: born in the cgroup. v1: the init moves itself in first thing, through files opened
+    // here (see `Cgroup::join_files` for why it moves itself).
     let into = cgroup.and_then(Cgroup::clone_target);
+    let joins = match cgroup.filter(|_| into.is_none()) {
+        Some(cgroup) => cgroup.join_files().map_err(|e| StartError::Supervisor {
+            step: "open the session's cgroup",
+            source: io::Error::other(e.to_string()),
+        })?,
+        None => Vec::new(),
+    };
     let workdir_c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(spec.root.workdir.as_os_str()))
         .map_err(|_| StartError::Plan(crate::mounts::PlanError::BadPath(spec.root.workdir.clone())))?;
     let child = match process::clone_into(flags, into.as_ref()).map_err(StartError::Namespaces)? {
         None => {
             drop(ours);
-            init_main(spec, &plan, filter.as_ref(), theirs)
+            init_main(spec, &plan, filter.as_ref(), &joins, theirs)
         }
         Some(child) => child,
     };
     drop(theirs);
+    drop(joins);
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
     let running = Running { child, listener: None, upper: None, terminal: None, winsize: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);
@@ -218,17 +226,6 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     let fds: Vec<BorrowedFd<'_>> = tree.iter().map(AsFd::as_fd).collect();
     send_with_fds(&ours, GO, &fds).map_err(sup("start the init"))?;
     drop(tree);
-    if let Some(cgroup) = cgroup.filter(|_| into.is_none())
-        && let Err(e) = cgroup.add(running.child.pid)
-    {
-        running.signal(rustix::process::Signal::KILL);
-        let _ = running.wait_exit();
-        return Err(StartError::Supervisor {
-            step: "move the session into its cgroup",
-            source: io::Error::other(e.to_string()),
-        });
-    }
-    rustix::net::send(&ours, IN_CGROUP, SendFlags::empty()).map_err(|e| sup("start the init")(e.into()))?;
     finish_start(running, &ours)
 }
 
@@ -315,10 +312,14 @@ fn supervisor_gone(sock: &OwnedFd) -> bool {
 }
 
 /// The init: PID 1 of the new namespaces. Never returns.
-fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: OwnedFd) -> ! {
+fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, joins: &[OwnedFd], sock: OwnedFd) -> ! {
     // The init dies with the supervisor; if the supervisor is already gone, "go" never comes.
     if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_err() {
         process::exit_now(125);
+    }
+    // Into the session's cgroup (v1) before anything else, so all the session's work is counted.
+    if let Err(e) = crate::cgroup::join(joins) {
+        fail(&sock, "join the session's cgroup", &e);
     }
     let mut buf = [0u8; 8];
     let tree = match recv_with_fds(&sock, &mut buf) {
@@ -357,11 +358,6 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     } else {
         None
     };
-    // Nothing runs as the agent before the init is in the session's cgroup.
-    match rustix::net::recv(&sock, &mut buf, RecvFlags::empty()) {
-        Ok((n, _)) if &buf[..n] == IN_CGROUP => {}
-        _ => process::exit_now(125),
-    }
     let agent = match process::clone_into(0, None) {
         Err(e) => fail(&sock, "fork the agent", &e),
         Ok(None) => agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref()),

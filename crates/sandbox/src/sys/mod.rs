@@ -205,18 +205,12 @@ pub(crate) fn walls_on_exec(command: &mut Command, walls: std::sync::Arc<ChildWa
     }
 }
 
-/// Makes the child `command` starts write itself ("0") into each open `cgroup.procs` file
-/// before it execs.
-pub(crate) fn join_on_exec(command: &mut Command, procs: std::sync::Arc<Vec<std::fs::File>>) {
-    // SAFETY: the closure only makes `write` system calls on descriptors opened before the fork;
-    // it neither allocates nor takes locks.
+/// Makes the child `command` starts join a cgroup (`crate::cgroup::join`) before it execs.
+pub(crate) fn join_on_exec(command: &mut Command, files: std::sync::Arc<Vec<OwnedFd>>) {
+    // SAFETY: `join` only makes `write` system calls on descriptors opened before the fork; it
+    // neither allocates nor takes locks.
     unsafe {
-        command.pre_exec(move || {
-            for file in procs.iter() {
-                rustix::io::write(file, b"0").map_err(io::Error::from)?;
-            }
-            Ok(())
-        });
+        command.pre_exec(move || crate::cgroup::join(&files));
     }
 }
 
