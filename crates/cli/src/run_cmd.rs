@@ -156,15 +156,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
-    // The init builds the root as the range's root when started as root, so its two mount
-    // points live where that uid can reach them; otherwise in the session directory.
-    let mounts_dir = if as_root { sessions::runtime_dir(&id, ids.first_outside)? } else { dir.clone() };
+    // The init builds the root as the range's root when started as root, so the directory its
+    // mounts cover must be reachable by that uid; otherwise the session directory serves.
+    let base = if as_root { sessions::mount_base()? } else { dir.clone() };
     let root = RootOptions {
-        staging: mounts_dir.join("root"),
+        base,
         workdir: workdir.clone(),
         home: home.clone(),
         tmp_size: disk / 2,
-        scratch: mounts_dir.join("scratch"),
         ephemeral: ephemeral.then_some(disk),
         proc: true,
         hidden,
@@ -172,20 +171,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         writable: writable.clone(),
         idmapped_workdir: as_root,
         protected: changes::PROTECTED.iter().map(|p| workdir.join(p)).collect(),
-    };
-    for d in [&root.staging, &root.scratch] {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
-        if as_root {
-            std::os::unix::fs::chown(d, Some(ids.first_outside), Some(ids.first_outside))
-                .with_context(|| format!("cannot hand `{}` to the agent's range", d.display()))?;
-        }
-    }
-    let remove_mount_points = || {
-        let _ = std::fs::remove_dir_all(mounts_dir.join("root"));
-        let _ = std::fs::remove_dir_all(mounts_dir.join("scratch"));
-        if mounts_dir != dir {
-            let _ = std::fs::remove_dir(&mounts_dir);
-        }
     };
     let landlock = match probe.landlock_abi {
         Some(abi) if !missing.contains(&Feature::Landlock) => {
@@ -240,7 +225,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         Err(e) => {
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
             let _ = sink.record(&Event::now(&id, "session_end", json!({"error": format!("{e}{cause}")})));
-            remove_mount_points();
             bail!("{e}{cause}");
         }
     };
@@ -311,7 +295,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     drop(running);
     drop(cgroup);
-    remove_mount_points();
     if let Err(e) = sessions::write_changes(&dir, &changed) {
         problems.push(format!("{e:#}"));
     }

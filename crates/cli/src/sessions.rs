@@ -87,20 +87,19 @@ pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `/run/portcullis/ID`, owned by `owner`: the mount points of a session started as root, where
-/// the agent range's root (which builds the agent's root) can reach them. `/run/portcullis` is
-/// traversable by all and listable by root only; the directories stay empty on the host.
-pub(crate) fn runtime_dir(id: &str, owner: u32) -> Result<PathBuf> {
+/// `/run/portcullis`: the directory a session started as root covers with its own tmpfs, in its
+/// own mount namespace, to build the agent's root (see `RootOptions::base`). It must be
+/// traversable by the agent's id range; it stays empty on the host and listable by root only.
+pub(crate) fn mount_base() -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let base = PathBuf::from("/run/portcullis");
     make_dir(&base, 0o711, true, "the runtime directory")?;
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))
-        .with_context(|| format!("cannot set the mode of `{}`", base.display()))?;
-    let dir = base.join(id);
-    make_dir(&dir, 0o700, false, "the session's mount points")?;
-    std::os::unix::fs::chown(&dir, Some(owner), Some(owner))
-        .with_context(|| format!("cannot hand `{}` to the agent's range", dir.display()))?;
-    Ok(dir)
+    let mode = std::fs::metadata(&base).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0);
+    if mode != 0o711 {
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("cannot set the mode of `{}`", base.display()))?;
+    }
+    Ok(base)
 }
 
 pub(crate) fn write_meta(dir: &Path, meta: &Value) -> Result<()> {

@@ -10,18 +10,19 @@ use std::path::{Component, Path, PathBuf};
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct RootOptions {
-    /// An empty directory the new root is assembled on (outside the agent's view afterwards).
-    pub staging: PathBuf,
+    /// An existing host directory the init can reach, whose contents the plan never needs. In
+    /// the init's own mount namespace a tmpfs covers it (the host's directory is untouched, and
+    /// nothing is left behind if the session is killed); the new root is assembled in `root`
+    /// there, and the tmpfs holds the overlay's upper layer and the empty file that masks hidden
+    /// files. It is out of the agent's view afterwards.
+    pub base: PathBuf,
     /// The workdir, bound read-write at the same path.
     pub workdir: PathBuf,
     /// The home directory, replaced by an empty tmpfs.
     pub home: PathBuf,
     /// Size of the private `/tmp`, in bytes.
     pub tmp_size: u64,
-    /// An empty host directory outside the workdir. A tmpfs mounted on it holds the overlay's
-    /// upper layer and the empty file that masks hidden files; it is out of the agent's view.
-    pub scratch: PathBuf,
-    /// `Some(size)`: the workdir is an overlay whose writes land in the scratch tmpfs, capped at
+    /// `Some(size)`: the workdir is an overlay whose writes land in the base's tmpfs, capped at
     /// `size` bytes. `None`: the workdir is bound read-write.
     pub ephemeral: Option<u64>,
     /// Mount a fresh `/proc` (the caller must be the first process of a new PID namespace).
@@ -123,9 +124,10 @@ fn locked_flags(path: &Path) -> Result<libc::c_ulong, PlanError> {
 impl RootPlan {
     /// Computes the plan for `opts`.
     pub fn new(opts: &RootOptions) -> Result<Self, PlanError> {
+        let (scratch, staging) = (&opts.base, opts.base.join("root"));
         let staged = |p: &Path| -> Result<CString, PlanError> {
             let rel: PathBuf = p.components().filter(|c| matches!(c, Component::Normal(_))).collect();
-            c(&opts.staging.join(rel))
+            c(&staging.join(rel))
         };
         let mut ops = Vec::new();
         let mut made: Vec<PathBuf> = Vec::new();
@@ -151,13 +153,14 @@ impl RootPlan {
         let scratch_size = opts.ephemeral.unwrap_or(0).saturating_add(1 << 20);
         ops.push(fresh(
             "tmpfs",
-            c(&opts.scratch)?,
+            c(scratch)?,
             libc::MS_NOSUID | libc::MS_NODEV,
             &format!("mode=0700,size={scratch_size}"),
         ));
-        let empty_file = opts.scratch.join("empty");
+        let empty_file = scratch.join("empty");
         ops.push(Op::Touch(c(&empty_file)?));
-        ops.push(fresh("tmpfs", c(&opts.staging)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=1m"));
+        ops.push(Op::Mkdir(c(&staging)?));
+        ops.push(fresh("tmpfs", c(&staging)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=1m"));
         for dir in SYSTEM_DIRS {
             let host = Path::new(dir);
             let Ok(meta) = std::fs::symlink_metadata(host) else { continue };
@@ -233,11 +236,11 @@ impl RootPlan {
             None if opts.idmapped_workdir => ops.push(Op::AttachTree(staged(&opts.workdir)?)),
             None => bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?,
             Some(_) => {
-                let (upper, work) = (opts.scratch.join("upper"), opts.scratch.join("work"));
+                let (upper, work) = (scratch.join("upper"), scratch.join("work"));
                 ops.push(Op::Mkdir(c(&upper)?));
                 ops.push(Op::Mkdir(c(&work)?));
                 let lower = if opts.idmapped_workdir {
-                    let lower = opts.scratch.join("lower");
+                    let lower = scratch.join("lower");
                     ops.push(Op::Mkdir(c(&lower)?));
                     ops.push(Op::AttachTree(c(&lower)?));
                     lower
@@ -315,7 +318,7 @@ impl RootPlan {
                 });
             }
         }
-        ops.push(Op::PivotRoot { new_root: c(&opts.staging)? });
+        ops.push(Op::PivotRoot { new_root: c(&staging)? });
         // The root itself holds only mount points: make it read-only.
         ops.push(Op::Mount {
             source: None,

@@ -9,7 +9,7 @@ struct Fixture {
     base: PathBuf,
     work: PathBuf,
     home: PathBuf,
-    staging: PathBuf,
+    mounts: PathBuf,
 }
 
 impl Drop for Fixture {
@@ -21,24 +21,23 @@ impl Drop for Fixture {
 fn fixture(name: &str) -> Fixture {
     let base = std::env::temp_dir().join(format!("pc-mounts-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    let (work, home, staging) = (base.join("work"), base.join("home"), base.join("staging"));
-    for d in [&work, &home.join(".ssh"), &home.join(".aws"), &staging, &base.join("scratch")] {
+    let (work, home, mounts) = (base.join("work"), base.join("home"), base.join("mounts"));
+    for d in [&work, &home.join(".ssh"), &home.join(".aws"), &mounts] {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
     std::fs::write(home.join(".aws/credentials"), "[default]\nkey = SECRET").unwrap();
     std::fs::write(work.join("notes.txt"), "hello").unwrap();
-    Fixture { base, work, home, staging }
+    Fixture { base, work, home, mounts }
 }
 
 /// Runs python inside the new root; returns its stdout.
 fn python(f: &Fixture, code: &str) -> String {
     let plan = RootPlan::new(&RootOptions {
-        staging: f.staging.clone(),
+        base: f.mounts.clone(),
         workdir: f.work.clone(),
         home: f.home.clone(),
         tmp_size: 1 << 20,
-        scratch: f.base.join("scratch"),
         ephemeral: None,
         proc: false,
         hidden: Vec::new(),
