@@ -13,7 +13,7 @@ use portcullis_harness::Decider;
 use portcullis_harness::events::{Event, EventSink, JsonlFile};
 use portcullis_harness::exec_gate::{ExecGate, Tally};
 use portcullis_policy::{Policy, env_name_matches};
-use portcullis_sandbox::cgroup::{Cgroup, CgroupLimits};
+use portcullis_sandbox::cgroup::{Cgroup, CgroupError, CgroupLimits};
 use portcullis_sandbox::changes::{self, Change};
 use portcullis_sandbox::landlock::LandlockRules;
 use portcullis_sandbox::monitor::Monitor;
@@ -120,26 +120,23 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         Ok("v1") => Some(CgroupBackend::V1),
         _ => probe.cgroups.clone(),
     };
-    let cgroup = match backend {
-        Some(backend) if !missing.contains(&Feature::Cgroups) => {
-            let limits =
-                CgroupLimits { memory: limits.memory.map(|m| m.0), pids: limits.processes, cpu_quota_us: None };
-            match Cgroup::create(backend, &format!("portcullis-{id}"), limits) {
-                Ok(c) => Some(c),
-                Err(e) if args.dangerously_allow_partial_sandbox => {
-                    degraded.push(format!("cgroups ({e})"));
-                    None
-                }
-                Err(e) => {
-                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                    bail!(
-                        "cgroups: {e}{cause}\npass --dangerously-allow-partial-sandbox to run with rlimits only \
-                         (the session is recorded as degraded)"
-                    )
-                }
-            }
+    let cgroup_limits = CgroupLimits { memory: limits.memory.map(|m| m.0), pids: limits.processes, cpu_quota_us: None };
+    let cgroup_name = format!("portcullis-{id}");
+    let allow_partial = args.dangerously_allow_partial_sandbox;
+    // Created as late as possible: on v2 before the init is born in it, on v1 while the init
+    // builds the agent's root (`session::start`'s docs), once it is known it can be.
+    let (born_in, v1) = match backend.filter(|_| !missing.contains(&Feature::Cgroups)) {
+        Some(CgroupBackend::V2) => {
+            let created = Cgroup::create(CgroupBackend::V2, &cgroup_name, cgroup_limits);
+            (created.map(Some).or_else(|e| cgroup_refused(e, allow_partial, &mut degraded).map(|()| None))?, false)
         }
-        _ => None,
+        Some(CgroupBackend::V1) => (
+            None,
+            Cgroup::check_v1()
+                .map(|()| true)
+                .or_else(|e| cgroup_refused(e, allow_partial, &mut degraded).map(|()| false))?,
+        ),
+        None => (None, false),
     };
 
     let dir = sessions::create_dir(&state, &id)?;
@@ -182,7 +179,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut rlimits = portcullis_sandbox::rlimit::for_session(Some(disk), limits.memory.map(|m| m.0));
     // Without a cgroup, the process count falls back to RLIMIT_NPROC (per uid in the agent's
     // own user namespace); with one, the cgroup's pids limit is the limit and is reported.
-    if let Some(p) = limits.processes.filter(|_| cgroup.is_none()) {
+    if let Some(p) = limits.processes.filter(|_| born_in.is_none() && !v1) {
         rlimits.push((portcullis_sandbox::rlimit::Resource::Processes, p));
     }
     let (program, program_args) = args.command.split_first().context("give a command after `--`")?;
@@ -198,6 +195,24 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         hostname: "portcullis".into(),
         ids,
         terminal: portcullis_sandbox::terminal::interactive(),
+    };
+    let starting = match session::start(&spec, born_in.as_ref()) {
+        Ok(s) => s,
+        Err(e) => return Err(start_failed(&mut sink, &id, &e)),
+    };
+    // While the init builds the agent's root. The check above makes a failure here rare; the
+    // agent's rlimits are set by now, so a degraded run then has no process limit at all.
+    let cgroup = match born_in {
+        Some(c) => Some(c),
+        None if v1 => match Cgroup::create(CgroupBackend::V1, &cgroup_name, cgroup_limits) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                cgroup_refused(e, allow_partial, &mut degraded)?;
+                degraded.push("processes (no cgroup and no RLIMIT_NPROC)".into());
+                None
+            }
+        },
+        None => None,
     };
     let enforced = enforced_list(&spec, cgroup.as_ref(), ephemeral, limits);
     let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -220,13 +235,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let decider = Decider::new(&policy, None);
-    let mut running = match session::start(&spec, cgroup.as_ref()) {
+    let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
+    let mut running = match starting.finish(join) {
         Ok(r) => r,
-        Err(e) => {
-            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-            let _ = sink.record(&Event::now(&id, "session_end", json!({"error": format!("{e}{cause}")})));
-            bail!("{e}{cause}");
-        }
+        Err(e) => return Err(start_failed(&mut sink, &id, &e)),
     };
     let sink = Mutex::new(sink);
     let tally = Mutex::new(Tally::default());
@@ -328,6 +340,26 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 const AGENT_RANGES_BASE: u32 = 1 << 30;
 const AGENT_RANGE_SIZE: u32 = 1 << 16;
 const AGENT_SLOTS: u32 = 1 << 10;
+
+/// Handles a cgroup that cannot be set up: an error, or with `allow_partial` a degraded run.
+fn cgroup_refused(e: CgroupError, allow_partial: bool, degraded: &mut Vec<String>) -> Result<()> {
+    if allow_partial {
+        degraded.push(format!("cgroups ({e})"));
+        return Ok(());
+    }
+    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+    bail!(
+        "cgroups: {e}{cause}\npass --dangerously-allow-partial-sandbox to run with rlimits only (the session is \
+         recorded as degraded)"
+    )
+}
+
+/// Records a session that could not start, and the error to return.
+fn start_failed(sink: &mut JsonlFile, id: &str, e: &session::StartError) -> anyhow::Error {
+    let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+    let _ = sink.record(&Event::now(id, "session_end", json!({"error": format!("{e}{cause}")})));
+    anyhow::anyhow!("{e}{cause}")
+}
 
 /// The identity of an agent started as root: a range of 65,536 host ids chosen by the agent's
 /// name, with the agent as the workdir owner's uid inside it, so the idmapped workdir shows the

@@ -86,16 +86,8 @@ impl Cgroup {
                 }
             }
             CgroupBackend::V1 => {
-                for controller in ["memory", "pids", "cpu"] {
-                    let rel = own
-                        .lines()
-                        .find_map(|l| {
-                            let mut parts = l.splitn(3, ':');
-                            let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
-                            list.split(',').any(|c| c == controller).then_some(path)
-                        })
-                        .ok_or(CgroupError::Unavailable)?;
-                    let dir = Path::new("/sys/fs/cgroup").join(controller).join(rel.trim_start_matches('/')).join(name);
+                for (controller, parent) in v1_parents(&own)? {
+                    let dir = parent.join(name);
                     fs::create_dir(&dir).map_err(io_err(&dir))?;
                     cgroup.dirs.push(dir.clone());
                     match controller {
@@ -122,6 +114,18 @@ impl Cgroup {
             }
         }
         Ok(cgroup)
+    }
+
+    /// Checks, without creating anything, that [`Cgroup::create`] on v1 would find its parent
+    /// cgroups and may create cgroups in them (an unprivileged user on a host without
+    /// delegation may not). For v2, whose parent is set up by `create` itself, this is `Ok`.
+    pub fn check_v1() -> Result<(), CgroupError> {
+        let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
+        for (_, parent) in v1_parents(&own)? {
+            rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+                .map_err(|e| io_err(&parent)(e.into()))?;
+        }
+        Ok(())
     }
 
     /// The backend in force.
@@ -216,6 +220,24 @@ impl Drop for Cgroup {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// The v1 memory, pids and cpu cgroups of the current process, where its sessions' go.
+fn v1_parents(own: &str) -> Result<Vec<(&'static str, PathBuf)>, CgroupError> {
+    ["memory", "pids", "cpu"]
+        .into_iter()
+        .map(|controller| {
+            let rel = own
+                .lines()
+                .find_map(|l| {
+                    let mut parts = l.splitn(3, ':');
+                    let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    list.split(',').any(|c| c == controller).then_some(path)
+                })
+                .ok_or(CgroupError::Unavailable)?;
+            Ok((controller, Path::new("/sys/fs/cgroup").join(controller).join(rel.trim_start_matches('/'))))
+        })
+        .collect()
 }
 
 /// Moves the calling process, which must be single-threaded, into the cgroup whose

@@ -3,9 +3,10 @@
 //!
 //! ```text
 //! supervisor (outside)           init (PID 1 inside)                agent
-//!   clone3(NEW*) ──────────────▶ joins the cgroup (v1); waits for "go"
+//!   clone3(NEW*) ──────────────▶ new network namespace; waits for "go"
 //!   uid/gid maps, "go" ────────▶ root plan (mounts, /proc, masks),
-//!                                hostname, not dumpable; fork ──────▶ setsid,
+//!   (caller: cgroup v1, files)   hostname, not dumpable
+//!   "cgroup" (+ v1 files) ─────▶ joins the cgroup (v1); fork ───────▶ setsid,
 //!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
 //!   ◀────────────────────────────────────────── "ready" + listener ─ exec (trapped: the monitor's
@@ -13,10 +14,15 @@
 //!                               with the agent's status
 //! ```
 //!
+//! Starting is split in two ([`start`], then [`Starting::finish`]) so the caller's own set-up
+//! (the cgroup, the session's files) runs while the init builds the agent's root, on another
+//! core. For the same reason the init creates the network namespace itself (the costliest of
+//! the six, about 0.6 ms) while the supervisor writes its id maps.
+//!
 //! On cgroup v2 the init is born in the session's cgroup (`CLONE_INTO_CGROUP`). On v1 it moves
-//! its own single thread there through `tasks` files the supervisor opened: moving another
-//! process would take the kernel's global migration lock and wait for an RCU grace period
-//! (5–25 ms, more than the rest of a session's start).
+//! its own single thread there, before it forks the agent, through `tasks` files the supervisor
+//! opened: moving another process would take the kernel's global migration lock and wait for an
+//! RCU grace period (5–25 ms, more than the rest of a session's start).
 //!
 //! The supervisor must be single-threaded when it starts a session: the init continues from a
 //! copy of the supervisor's one thread and allocates. [`start`] checks this. The init and the
@@ -147,12 +153,13 @@ pub struct Exit {
 }
 
 const GO: &[u8] = b"go";
+const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
 const FAILED: &[u8] = b"failed:";
 
-/// Starts `spec`, with the init in `cgroup` when given. Returns once the agent's walls are all
-/// up and its exec is about to run (trapped by the exec monitor when one was asked for).
-pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError> {
+/// Starts `spec`: the init is born (in `born_in`, a cgroup v2 cgroup, when given) and builds
+/// the agent's root while the caller goes on; [`Starting::finish`] completes the start.
+pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartError> {
     let threads = thread_count();
     if threads != 1 {
         return Err(StartError::Threads(threads));
@@ -171,33 +178,26 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     let mut blocked = process::FORWARDED.to_vec();
     blocked.push(libc::SIGCHLD);
     process::block(&blocked).map_err(sup("block signals"))?;
-    let flags = (libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS) as u64;
-    // v2: born in the cgroup. v1: the init moves itself in first thing, through files opened
-    // here (see `Cgroup::join_files` for why it moves itself).
-    let into = cgroup.and_then(Cgroup::clone_target);
-    let joins = match cgroup.filter(|_| into.is_none()) {
-        Some(cgroup) => cgroup.join_files().map_err(|e| StartError::Supervisor {
+    // The network namespace comes from the init (see the module's docs).
+    let flags =
+        (libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+    let into = match born_in {
+        Some(cgroup) => Some(cgroup.clone_target().ok_or_else(|| StartError::Supervisor {
             step: "open the session's cgroup",
-            source: io::Error::other(e.to_string()),
-        })?,
-        None => Vec::new(),
+            source: io::Error::other("only a cgroup v2 cgroup can be born in"),
+        })?),
+        None => None,
     };
     let workdir_c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(spec.root.workdir.as_os_str()))
         .map_err(|_| StartError::Plan(crate::mounts::PlanError::BadPath(spec.root.workdir.clone())))?;
     let child = match process::clone_into(flags, into.as_ref()).map_err(StartError::Namespaces)? {
         None => {
             drop(ours);
-            init_main(spec, &plan, filter.as_ref(), &joins, theirs)
+            init_main(spec, &plan, filter.as_ref(), theirs)
         }
         Some(child) => child,
     };
     drop(theirs);
-    drop(joins);
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
     let running = Running { child, listener: None, upper: None, terminal: None, winsize: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);
@@ -225,8 +225,34 @@ pub fn start(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Running, StartError
     };
     let fds: Vec<BorrowedFd<'_>> = tree.iter().map(AsFd::as_fd).collect();
     send_with_fds(&ours, GO, &fds).map_err(sup("start the init"))?;
-    drop(tree);
-    finish_start(running, &ours)
+    Ok(Starting { running, sock: ours })
+}
+
+/// A session whose init is building the agent's root. Dropping it kills the init.
+#[derive(Debug)]
+#[must_use = "a session only runs once `finish` is called"]
+pub struct Starting {
+    running: Running,
+    sock: OwnedFd,
+}
+
+impl Starting {
+    /// Puts the init in `join` (a cgroup it was not born in) before it forks the agent, and
+    /// returns once the agent's walls are all up and its exec is about to run (trapped by the
+    /// exec monitor when one was asked for).
+    pub fn finish(self, join: Option<&Cgroup>) -> Result<Running, StartError> {
+        let files = match join {
+            Some(cgroup) => cgroup.join_files().map_err(|e| StartError::Supervisor {
+                step: "open the session's cgroup",
+                source: io::Error::other(e.to_string()),
+            })?,
+            None => Vec::new(),
+        };
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
+        send_with_fds(&self.sock, IN_CGROUP, &fds).map_err(sup("start the init"))?;
+        drop(files);
+        finish_start(self.running, &self.sock)
+    }
 }
 
 fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartError> {
@@ -312,14 +338,14 @@ fn supervisor_gone(sock: &OwnedFd) -> bool {
 }
 
 /// The init: PID 1 of the new namespaces. Never returns.
-fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, joins: &[OwnedFd], sock: OwnedFd) -> ! {
+fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: OwnedFd) -> ! {
     // The init dies with the supervisor; if the supervisor is already gone, "go" never comes.
     if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_err() {
         process::exit_now(125);
     }
-    // Into the session's cgroup (v1) before anything else, so all the session's work is counted.
-    if let Err(e) = crate::cgroup::join(joins) {
-        fail(&sock, "join the session's cgroup", &e);
+    // Owned by the new user namespace; made while the supervisor writes the id maps.
+    if let Err(e) = process::new_network_namespace() {
+        fail(&sock, "create the network namespace", &e);
     }
     let mut buf = [0u8; 8];
     let tree = match recv_with_fds(&sock, &mut buf) {
@@ -358,6 +384,16 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, joins: 
     } else {
         None
     };
+    // Nothing runs as the agent before the init is in the session's cgroup.
+    let mut cgroup_buf = [0u8; 16];
+    match recv_with_fds(&sock, &mut cgroup_buf) {
+        Ok((n, files)) if &cgroup_buf[..n] == IN_CGROUP => {
+            if let Err(e) = crate::cgroup::join(&files) {
+                fail(&sock, "join the session's cgroup", &e);
+            }
+        }
+        _ => process::exit_now(125),
+    }
     let agent = match process::clone_into(0, None) {
         Err(e) => fail(&sock, "fork the agent", &e),
         Ok(None) => agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref()),

@@ -223,3 +223,10 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes an integer and never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Moves the calling process into a new network namespace, owned by its user namespace.
+pub(crate) fn new_network_namespace() -> io::Result<()> {
+    // SAFETY: `unshare_unsafe` is unsafe only for `UnshareFlags::FILES`, which would split the
+    // descriptor table between threads; a network namespace is per process and changes no memory.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }.map_err(io::Error::from)
+}
