@@ -139,9 +139,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => (None, false),
     };
 
-    let dir = sessions::create_dir(&state, &id)?;
-    let mut sink = JsonlFile::create(&dir.join("events.jsonl"))
-        .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
     let ephemeral = settings.filesystem.ephemeral && !args.no_ephemeral;
     let disk = limits.disk.map_or(2 << 30, |d| d.0);
     let as_root = rustix::process::getuid().is_root();
@@ -154,8 +151,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
     // The init builds the root as the range's root when started as root, so the directory its
-    // mounts cover must be reachable by that uid; otherwise the session directory serves.
-    let base = if as_root { sessions::mount_base()? } else { dir.clone() };
+    // mounts cover must be reachable by that uid; otherwise the state directory serves.
+    let base = if as_root { sessions::mount_base()? } else { sessions::make_state_root(&state)? };
     let root = RootOptions {
         base,
         workdir: workdir.clone(),
@@ -196,11 +193,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         ids,
         terminal: portcullis_sandbox::terminal::interactive(),
     };
-    let starting = match session::start(&spec, born_in.as_ref()) {
-        Ok(s) => s,
-        Err(e) => return Err(start_failed(&mut sink, &id, &e)),
-    };
-    // While the init builds the agent's root. The check above makes a failure here rare; the
+    let starting = session::start(&spec, born_in.as_ref());
+    // From here on, while the init builds the agent's root.
+    let dir = sessions::create_dir(&state, &id)?;
+    let mut sink = JsonlFile::create(&dir.join("events.jsonl"))
+        .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
+    let starting = starting.map_err(|e| start_failed(&mut sink, &id, &e))?;
+    // The check above makes a failure here rare; the
     // agent's rlimits are set by now, so a degraded run then has no process limit at all.
     let cgroup = match born_in {
         Some(c) => Some(c),
@@ -236,34 +235,39 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 
     let decider = Decider::new(&policy, None);
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
-    let mut running = match starting.finish(join) {
-        Ok(r) => r,
-        Err(e) => return Err(start_failed(&mut sink, &id, &e)),
-    };
     let sink = Mutex::new(sink);
     let tally = Mutex::new(Tally::default());
     let cap = limits.tool_calls;
-    let listener = running.take_listener();
-    let relay = match running.take_terminal() {
-        Some(master) => {
-            Some(portcullis_sandbox::terminal::Relay::start(master).context("cannot relay the agent's terminal")?)
-        }
-        None => None,
-    };
-    let exit = std::thread::scope(|scope| {
-        if let Some(listener) = listener {
-            let gate =
-                ExecGate { command: &argv, profile, decider: &decider, cap, session: &id, sink: &sink, tally: &tally };
+    let gate = ExecGate { command: &argv, profile, decider: &decider, cap, session: &id, sink: &sink, tally: &tally };
+    let (running, exit, relay) = std::thread::scope(|scope| -> Result<_> {
+        // The monitor's thread is started while the init works; it gets the listener below.
+        let (give_listener, listener) = std::sync::mpsc::sync_channel::<std::os::fd::OwnedFd>(1);
+        if spec.monitor_exec {
+            let gate = &gate;
             scope.spawn(move || {
-                let result = Monitor::new(listener).run(|req| gate.decide(req));
-                if let Err(e) = result {
+                let Ok(listener) = listener.recv() else { return };
+                if let Err(e) = Monitor::new(listener).run(|req| gate.decide(req)) {
                     eprintln!("portcullis: the exec monitor stopped: {e}");
                 }
             });
         }
-        running.wait(limits.wall_clock, GRACE)
-    })
-    .context("cannot wait for the session")?;
+        let mut running = starting.finish(join).map_err(|e| {
+            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+            start_failed(&mut sink, &id, &e)
+        })?;
+        if let Some(listener) = running.take_listener() {
+            give_listener.send(listener).context("cannot start the exec monitor")?;
+        }
+        drop(give_listener);
+        let relay = match running.take_terminal() {
+            Some(master) => {
+                Some(portcullis_sandbox::terminal::Relay::start(master).context("cannot relay the agent's terminal")?)
+            }
+            None => None,
+        };
+        let exit = running.wait(limits.wall_clock, GRACE).context("cannot wait for the session")?;
+        Ok((running, exit, relay))
+    })?;
     // The user's terminal back to how it was, before anything else is printed.
     drop(relay);
 
@@ -306,7 +310,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     drop(running);
-    drop(cgroup);
     if let Err(e) = sessions::write_changes(&dir, &changed) {
         problems.push(format!("{e:#}"));
     }
@@ -318,7 +321,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
     });
     summary["problems"] = json!(problems);
-    let ended = sink.record(&Event::now(&id, "session_end", summary.clone())).and_then(|()| sink.sync());
+    // The log is synced while the cgroup is removed.
+    let ended = sink.record(&Event::now(&id, "session_end", summary.clone())).and_then(|()| {
+        std::thread::scope(|scope| {
+            let synced = scope.spawn(|| sink.sync());
+            drop(cgroup);
+            synced.join().unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")))
+        })
+    });
     if let Err(e) = ended {
         problems.push(format!("cannot write the end of the session's event log: {e}"));
         summary["problems"] = json!(problems);

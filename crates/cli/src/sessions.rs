@@ -78,6 +78,12 @@ fn make_dir(path: &Path, mode: u32, parents: bool, what: &str) -> Result<()> {
         .with_context(|| format!("cannot create {what} `{}`", path.display()))
 }
 
+/// The state directory, created (mode 0700) if missing.
+pub(crate) fn make_state_root(state: &Path) -> Result<PathBuf> {
+    make_dir(state, 0o700, true, "the state directory")?;
+    Ok(state.to_path_buf())
+}
+
 /// Creates the session's directory, mode 0700.
 pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
     let sessions = state.join("sessions");
