@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! supervisor (outside)           init (PID 1 inside)                agent
-//!   clone3(NEW*) ──────────────▶ new network namespace; waits for "go"
+//!   clone3(NEW*) ──────────────▶ starts a helper making the network namespace; waits for "go"
 //!   uid/gid maps, "go" ────────▶ root plan (mounts, /proc, masks),
-//!   (caller: cgroup v1, files)   hostname, not dumpable
+//!   (caller: cgroup v1, files)   hostname, not dumpable; enters the network namespace
 //!   "cgroup" (+ v1 files) ─────▶ joins the cgroup (v1); fork ───────▶ setsid,
 //!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
@@ -16,8 +16,8 @@
 //!
 //! Starting is split in two ([`start`], then [`Starting::finish`]) so the caller's own set-up
 //! (the cgroup, the session's files) runs while the init builds the agent's root, on another
-//! core. For the same reason the init creates the network namespace itself (the costliest of
-//! the six, about 0.6 ms) while the supervisor writes its id maps.
+//! core. For the same reason the network namespace (the costliest of the six, about 0.6 ms) is
+//! made by a helper of the init's, which shares its memory, while the init builds the root.
 //!
 //! On cgroup v2 the init is born in the session's cgroup (`CLONE_INTO_CGROUP`). On v1 it moves
 //! its own single thread there, before it forks the agent, through `tasks` files the supervisor
@@ -343,10 +343,11 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_err() {
         process::exit_now(125);
     }
-    // Owned by the new user namespace; made while the supervisor writes the id maps.
-    if let Err(e) = process::new_network_namespace() {
-        fail(&sock, "create the network namespace", &e);
-    }
+    // Owned by the new user namespace; made by a helper while the init builds the root.
+    let netns = match process::start_network_namespace() {
+        Ok(n) => n,
+        Err(e) => fail(&sock, "create the network namespace", &e),
+    };
     let mut buf = [0u8; 8];
     let tree = match recv_with_fds(&sock, &mut buf) {
         Ok((len, fds)) if &buf[..len] == GO => fds.into_iter().next(),
@@ -384,6 +385,9 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     } else {
         None
     };
+    if let Err(e) = netns.enter() {
+        fail(&sock, "create the network namespace", &e);
+    }
     // Nothing runs as the agent before the init is in the session's cgroup.
     let mut cgroup_buf = [0u8; 16];
     match recv_with_fds(&sock, &mut cgroup_buf) {

@@ -224,9 +224,118 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Moves the calling process into a new network namespace, owned by its user namespace.
-pub(crate) fn new_network_namespace() -> io::Result<()> {
-    // SAFETY: `unshare_unsafe` is unsafe only for `UnshareFlags::FILES`, which would split the
-    // descriptor table between threads; a network namespace is per process and changes no memory.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }.map_err(io::Error::from)
+/// A network namespace being made, on another core, by a helper process that shares this
+/// process's memory and descriptor table: the kernel takes about 0.6 ms to set one up, which
+/// the init spends building the agent's root instead. [`NetnsMaker::enter`] waits for it.
+pub(crate) struct NetnsMaker {
+    pid: libc::pid_t,
+    shared: Box<NetnsShared>,
+    /// The helper's stack; it must outlive the helper.
+    _stack: Vec<u8>,
+    waited: bool,
+}
+
+struct NetnsShared {
+    /// `/proc` as the caller sees it now, so the helper finds its own namespace even if the
+    /// caller's root changes meanwhile.
+    proc_dir: OwnedFd,
+    /// The namespace's descriptor, or minus the errno of the failed step; `i32::MIN` until set.
+    result: std::sync::atomic::AtomicI32,
+}
+
+const HELPER_STACK: usize = 64 * 1024;
+
+/// The helper: a new network namespace (owned by the caller's user namespace), opened into the
+/// shared descriptor table. Makes system calls only: it shares memory with a process that runs
+/// on, so it must not touch the allocator or any lock.
+extern "C" fn make_network_namespace(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `NetnsShared` that `NetnsMaker` keeps alive until the helper has
+    // been reaped.
+    let shared = unsafe { &*arg.cast::<NetnsShared>() };
+    let errno = || -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    // SAFETY: plain system calls on a static string and a descriptor `shared` keeps open.
+    let result = unsafe {
+        if libc::unshare(libc::CLONE_NEWNET) != 0 {
+            errno()
+        } else {
+            let dir = std::os::fd::AsRawFd::as_raw_fd(&shared.proc_dir);
+            let fd = libc::openat(dir, c"thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 { errno() } else { fd }
+        }
+    };
+    shared.result.store(result, std::sync::atomic::Ordering::SeqCst);
+    0
+}
+
+/// Starts making a network namespace for the calling process (see [`NetnsMaker`]).
+pub(crate) fn start_network_namespace() -> io::Result<NetnsMaker> {
+    use rustix::fs::{Mode, OFlags, open};
+    let proc_dir = open("/proc", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let shared = Box::new(NetnsShared { proc_dir, result: std::sync::atomic::AtomicI32::new(i32::MIN) });
+    let mut stack = vec![0u8; HELPER_STACK];
+    // The stack grows down from a 16-byte aligned top.
+    let top = (stack.as_mut_ptr() as usize + HELPER_STACK) & !15;
+    let arg = (&raw const *shared).cast_mut().cast::<libc::c_void>();
+    // SAFETY: the helper runs `make_network_namespace` on `stack`, which with `shared` lives in
+    // the returned `NetnsMaker` until the helper is reaped (`enter` or drop); the helper makes
+    // system calls only, so sharing memory with this process is sound.
+    let pid = unsafe {
+        libc::clone(
+            make_network_namespace,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
+            arg,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(NetnsMaker { pid, shared, _stack: stack, waited: false })
+}
+
+impl NetnsMaker {
+    fn reap(&mut self) -> io::Result<()> {
+        if self.waited {
+            return Ok(());
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child; `status` is a valid out pointer.
+            if unsafe { libc::waitpid(self.pid, &raw mut status, 0) } >= 0 {
+                self.waited = true;
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Waits for the helper and moves the calling process into the namespace it made.
+    pub(crate) fn enter(mut self) -> io::Result<()> {
+        self.reap()?;
+        let result = self.shared.result.load(std::sync::atomic::Ordering::SeqCst);
+        if result < 0 {
+            return Err(if result == i32::MIN {
+                io::Error::other("the helper ended without a result")
+            } else {
+                io::Error::from_raw_os_error(-result)
+            });
+        }
+        // SAFETY: the helper opened this descriptor in our shared table and handed it over.
+        let fd = unsafe { OwnedFd::from_raw_fd(result) };
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&fd),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(io::Error::from)
+    }
+}
+
+impl Drop for NetnsMaker {
+    fn drop(&mut self) {
+        // The stack and the shared block must outlive the helper.
+        let _ = self.reap();
+    }
 }
