@@ -67,7 +67,7 @@ impl Cgroup {
     /// (a systemd host's own cgroup for a login is a leaf with processes, where no controller
     /// can be enabled for children).
     pub fn create(backend: CgroupBackend, name: &str, limits: CgroupLimits) -> Result<Self, CgroupError> {
-        let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
+        let own = crate::read_kernel_file("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
         let mut cgroup = Cgroup { backend: backend.clone(), dirs: Vec::new() };
         match backend {
             CgroupBackend::V2 => {
@@ -120,7 +120,7 @@ impl Cgroup {
     /// cgroups and may create cgroups in them (an unprivileged user on a host without
     /// delegation may not). For v2, whose parent is set up by `create` itself, this is `Ok`.
     pub fn check_v1() -> Result<(), CgroupError> {
-        let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
+        let own = crate::read_kernel_file("/proc/self/cgroup").map_err(io_err(Path::new("/proc/self/cgroup")))?;
         for (_, parent) in v1_parents(&own)? {
             rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
                 .map_err(|e| io_err(&parent)(e.into()))?;
@@ -169,7 +169,7 @@ impl Cgroup {
     /// The process ids in the cgroup.
     pub fn pids(&self) -> Vec<u32> {
         let Some(dir) = self.dirs.first() else { return Vec::new() };
-        fs::read_to_string(dir.join("cgroup.procs"))
+        crate::read_kernel_file(dir.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.parse().ok())
@@ -179,8 +179,8 @@ impl Cgroup {
     /// True when the memory limit killed something.
     pub fn oom_killed(&self) -> bool {
         self.dirs.iter().any(|d| {
-            let events = fs::read_to_string(d.join("memory.events"))
-                .or_else(|_| fs::read_to_string(d.join("memory.oom_control")))
+            let events = crate::read_kernel_file(d.join("memory.events"))
+                .or_else(|_| crate::read_kernel_file(d.join("memory.oom_control")))
                 .unwrap_or_default();
             events.lines().any(|l| (l.starts_with("oom_kill ") || l.starts_with("oom_kill\t")) && !l.ends_with(" 0"))
         })
@@ -189,7 +189,7 @@ impl Cgroup {
     /// True when a fork failed at the pids limit.
     pub fn pids_limit_hit(&self) -> bool {
         self.dirs.iter().any(|d| {
-            fs::read_to_string(d.join("pids.events"))
+            crate::read_kernel_file(d.join("pids.events"))
                 .unwrap_or_default()
                 .lines()
                 .any(|l| l.strip_prefix("max ").is_some_and(|n| n.trim() != "0"))
@@ -253,7 +253,7 @@ pub(crate) fn join(files: &[OwnedFd]) -> io::Result<()> {
 /// The v2 parent for session cgroups, with the controllers the limits need enabled for its
 /// children.
 fn v2_parent(own: &str, limits: CgroupLimits) -> Result<PathBuf, CgroupError> {
-    let mounts = fs::read_to_string("/proc/self/mounts").map_err(io_err(Path::new("/proc/self/mounts")))?;
+    let mounts = crate::read_kernel_file("/proc/self/mounts").map_err(io_err(Path::new("/proc/self/mounts")))?;
     let root = mounts
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -271,7 +271,7 @@ fn v2_parent(own: &str, limits: CgroupLimits) -> Result<PathBuf, CgroupError> {
     }
     let needed =
         [("memory", limits.memory.is_some()), ("pids", limits.pids.is_some()), ("cpu", limits.cpu_quota_us.is_some())];
-    let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let offered = crate::read_kernel_file(root.join("cgroup.controllers")).unwrap_or_default();
     if let Some((controller, _)) = needed.iter().find(|(c, used)| *used && !offered.split_whitespace().any(|o| o == *c))
     {
         return Err(CgroupError::Missing { root, controller });
@@ -279,7 +279,7 @@ fn v2_parent(own: &str, limits: CgroupLimits) -> Result<PathBuf, CgroupError> {
     // Down from the root: a controller reaches a cgroup only through every parent's subtree_control.
     for dir in [&root, &parent] {
         let control = dir.join("cgroup.subtree_control");
-        let enabled = fs::read_to_string(&control).unwrap_or_default();
+        let enabled = crate::read_kernel_file(&control).unwrap_or_default();
         for (controller, _) in needed.iter().filter(|(c, used)| *used && !enabled.split_whitespace().any(|e| e == *c)) {
             write(&control, &format!("+{controller}"))?;
         }

@@ -86,3 +86,13 @@ impl Namespaces {
 pub fn restore_default_sigpipe() {
     sys::default_sigpipe();
 }
+
+/// Reads a small file the kernel generates (`/proc`, cgroup files) in one `read` where it fits:
+/// such files report a size of 0, so `std::fs::read_to_string` starts with a 32-byte probe
+/// and doubles, making a dozen system calls for a few kilobytes.
+pub(crate) fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}

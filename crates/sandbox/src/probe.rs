@@ -180,11 +180,11 @@ fn landlock() -> Result<(u32, String), String> {
 
 fn seccomp() -> Result<String, String> {
     let status =
-        std::fs::read_to_string("/proc/self/status").map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+        crate::read_kernel_file("/proc/self/status").map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
     if !status.lines().any(|l| l.starts_with("Seccomp:")) {
         return Err("not built into this kernel".into());
     }
-    let actions = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+    let actions = crate::read_kernel_file("/proc/sys/kernel/seccomp/actions_avail")
         .map_err(|e| format!("cannot read seccomp actions: {e}"))?;
     if actions.split_whitespace().any(|a| a == "user_notif") {
         Ok("filters with user notification".into())
@@ -195,7 +195,7 @@ fn seccomp() -> Result<String, String> {
 
 fn overlayfs() -> Result<String, String> {
     let filesystems =
-        std::fs::read_to_string("/proc/filesystems").map_err(|e| format!("cannot read /proc/filesystems: {e}"))?;
+        crate::read_kernel_file("/proc/filesystems").map_err(|e| format!("cannot read /proc/filesystems: {e}"))?;
     if filesystems.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
         Ok("overlay filesystem registered".into())
     } else {
@@ -207,14 +207,14 @@ const NEEDED: [&str; 3] = ["memory", "pids", "cpu"];
 
 /// v2 when its controllers are enabled, else v1 when each needed controller is mounted.
 fn cgroup_backend() -> Result<(CgroupBackend, String), String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| format!("cannot read mounts: {e}"))?;
+    let mounts = crate::read_kernel_file("/proc/self/mounts").map_err(|e| format!("cannot read mounts: {e}"))?;
     let v2_root = mounts
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|f| f.get(2) == Some(&"cgroup2"))
         .and_then(|f| f.get(1).map(|s| (*s).to_owned()));
     if let Some(root) = &v2_root {
-        let controllers = std::fs::read_to_string(format!("{root}/cgroup.controllers")).unwrap_or_default();
+        let controllers = crate::read_kernel_file(format!("{root}/cgroup.controllers")).unwrap_or_default();
         let have: Vec<&str> = controllers.split_whitespace().collect();
         if NEEDED.iter().all(|c| have.contains(c)) {
             return Ok((CgroupBackend::V2, format!("cgroup v2 at {root}")));

@@ -316,7 +316,7 @@ fn recv_with_fds(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owned
 }
 
 fn thread_count() -> usize {
-    std::fs::read_to_string("/proc/self/status")
+    crate::read_kernel_file("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
         .unwrap_or(0)
