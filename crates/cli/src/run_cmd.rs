@@ -132,7 +132,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
         Some(CgroupBackend::V1) => (
             None,
-            Cgroup::check_v1()
+            Cgroup::check_v1(cgroup_limits)
                 .map(|()| true)
                 .or_else(|e| cgroup_refused(e, allow_partial, &mut degraded).map(|()| false))?,
         ),

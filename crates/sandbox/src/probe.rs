@@ -133,16 +133,19 @@ impl Probe {
                             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let name = format!("portcullis-probe-{}-{n}", std::process::id());
-                            crate::cgroup::Cgroup::create(
-                                backend.clone(),
-                                &name,
-                                crate::cgroup::CgroupLimits::default(),
-                            )
-                            .map(|_| (backend, detail))
-                            .map_err(|e| {
-                                let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-                                format!("cannot create a cgroup as this user ({e}{cause})")
-                            })
+                            // Every controller, with limits that bind nothing (the cgroup stays empty).
+                            let limits = crate::cgroup::CgroupLimits {
+                                memory: Some(1 << 40),
+                                pids: Some(1 << 20),
+                                cpu_quota_us: Some(100_000),
+                            };
+                            crate::cgroup::Cgroup::create(backend.clone(), &name, limits)
+                                .map(|_| (backend, detail))
+                                .map_err(|e| {
+                                    let cause =
+                                        std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+                                    format!("cannot create a cgroup as this user ({e}{cause})")
+                                })
                         })
                         .inspect(|(b, _)| cgroups = Some(b.clone()))
                         .map(|(_, d)| d),
