@@ -225,7 +225,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }),
     ))
     .context("cannot write the session's event log")?;
-    sessions::write_meta(&dir, &json!({"id": id, "workdir": workdir, "argv": argv, "ephemeral": ephemeral}))?;
     if !args.quiet {
         eprintln!("portcullis: session {id}: {}", enforced.join(", "));
         if !degraded.is_empty() {
@@ -310,14 +309,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     drop(running);
-    if let Err(e) = sessions::write_changes(&dir, &changed) {
-        problems.push(format!("{e:#}"));
-    }
     let mut summary = json!({
         "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
         "execs": tally.execs,
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
-        "changed": changed.iter().map(|c| json!({"path": c.path, "kind": c.kind})).collect::<Vec<_>>(),
+        "changed": changed,
         "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
     });
     summary["problems"] = json!(problems);

@@ -1,9 +1,9 @@
 //! Sessions on disk: the state directory, session ids, and `portcullis diff` / `apply`.
 //!
 //! ```text
-//! STATE/sessions/ID/events.jsonl   the session's events (the audit store replaces this)
-//!                  /meta.json      workdir, command, whether the workdir was an overlay
-//!                  /changes.json   the changed paths, with what happened to each
+//! STATE/sessions/ID/events.jsonl   the session's events (the audit store replaces this); the
+//!                                  first, `session_start`, has the workdir and the command, the
+//!                                  last, `session_end`, the changed paths
 //!                  /changes/       the changed files themselves
 //! ```
 //! STATE is `/var/lib/portcullis` for root, else `$XDG_STATE_HOME/portcullis` or
@@ -108,20 +108,6 @@ pub(crate) fn mount_base() -> Result<PathBuf> {
     Ok(base)
 }
 
-pub(crate) fn write_meta(dir: &Path, meta: &Value) -> Result<()> {
-    write_json(&dir.join("meta.json"), meta)
-}
-
-pub(crate) fn write_changes(dir: &Path, changes: &[Change]) -> Result<()> {
-    write_json(&dir.join("changes.json"), &json!(changes))
-}
-
-/// Writes `value` to `path`. Not synced: the event log's final sync covers the session, and
-/// these files are rebuilt from nothing else.
-fn write_json(path: &Path, value: &Value) -> Result<()> {
-    std::fs::write(path, value.to_string()).with_context(|| format!("cannot write `{}`", path.display()))
-}
-
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   portcullis diff                  the last session's changes, as a patch
@@ -163,35 +149,58 @@ struct Saved {
 
 fn load(session: Option<&str>) -> Result<Saved> {
     let sessions = state_root()?.join("sessions");
-    let id = match session {
+    let (id, events) = match session {
         Some(id) => {
             if id.contains('/') || id.starts_with('.') {
                 bail!("`{id}` is not a session id");
             }
-            id.to_owned()
+            let events = read_events(&sessions.join(id)).with_context(|| format!("no session `{id}`"))?;
+            (id.to_owned(), events)
         }
         None => {
             let mut ids: Vec<String> = std::fs::read_dir(&sessions)
                 .with_context(|| format!("no sessions in `{}`", sessions.display()))?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().join("changes.json").exists())
-                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             ids.sort();
-            ids.pop().with_context(|| format!("no finished session in `{}`", sessions.display()))?
+            // The newest session that ended with its changes listed.
+            ids.into_iter()
+                .rev()
+                .find_map(|id| {
+                    let events = read_events(&sessions.join(&id)).ok()?;
+                    ended(&events)?.get("changed")?;
+                    Some((id, events))
+                })
+                .with_context(|| format!("no finished session in `{}`", sessions.display()))?
         }
     };
-    let dir = sessions.join(&id);
-    let meta: Value = read_json(&dir.join("meta.json")).with_context(|| format!("no session `{id}`"))?;
-    let changes: Vec<Change> = serde_json::from_value(read_json(&dir.join("changes.json"))?)
+    let workdir = events
+        .iter()
+        .find(|e| e["event"] == "session_start")
+        .and_then(|e| e["workdir"].as_str())
+        .map(PathBuf::from)
+        .with_context(|| format!("session `{id}` has no start record with its workdir"))?;
+    let end = ended(&events).with_context(|| format!("session `{id}` has not ended (or its log lost its end)"))?;
+    let changes: Vec<Change> = serde_json::from_value(end.get("changed").cloned().unwrap_or_else(|| json!([])))
         .with_context(|| format!("cannot read the changes of session `{id}`"))?;
-    let workdir = meta["workdir"].as_str().map(PathBuf::from).context("the session's meta.json has no workdir")?;
-    Ok(Saved { id, dir, workdir, changes })
+    Ok(Saved { dir: sessions.join(&id), id, workdir, changes })
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
+/// The records of a session's event log.
+fn read_events(dir: &Path) -> Result<Vec<Value>> {
+    let path = dir.join("events.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line).with_context(|| format!("`{}` line {} is not valid JSON", path.display(), n + 1))
+        })
+        .collect()
+}
+
+/// The session's end record, if it has one.
+fn ended(events: &[Value]) -> Option<&Value> {
+    events.iter().rev().find(|e| e["event"] == "session_end")
 }
 
 pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {
