@@ -1,6 +1,7 @@
 //! `portcullis`: argument parsing and wiring. Decisions live in the library crates.
 
 mod check_cmd;
+mod egress_cmd;
 mod policy_cmd;
 mod run_cmd;
 mod sessions;
@@ -58,6 +59,8 @@ Examples:
     Diff(sessions::DiffArgs),
     /// Copy a session's changes into the real workdir.
     Apply(sessions::ApplyArgs),
+    /// Serve the egress proxy (and optionally the resolver) alone, on a host port.
+    Proxy(egress_cmd::ProxyArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Diff(args) => sessions::diff(&args),
         Command::Apply(args) => sessions::apply(&args),
+        Command::Proxy(args) => egress_cmd::proxy(&args),
     };
     match result {
         Ok(code) => code,

@@ -172,6 +172,7 @@ struct Raw {
     net_deny: Option<Vec<Entry>>,
     allow_cidrs: Option<Vec<Cidr>>,
     outbound_bytes: Option<ByteSize>,
+    local_ports: Option<Vec<u16>>,
     dns_strict: Option<bool>,
     dns_label_len: Option<u32>,
     dns_entropy: Option<f64>,
@@ -216,6 +217,7 @@ impl Raw {
             net_deny: extend(&p.net_deny, child.net_deny),
             allow_cidrs: child.allow_cidrs.or(p.allow_cidrs),
             outbound_bytes: child.outbound_bytes.or(p.outbound_bytes),
+            local_ports: child.local_ports.or(p.local_ports),
             dns_strict: child.dns_strict.or(p.dns_strict),
             dns_label_len: child.dns_label_len.or(p.dns_label_len),
             dns_entropy: child.dns_entropy.or(p.dns_entropy),
@@ -276,7 +278,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const AGENT_KEYS: &[&str] = &["description", "network", "filesystem", "limits", "environment", "tools"];
 const ENV_KEYS: &[&str] = &["pass"];
-const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "dns"];
+const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "local_ports", "dns"];
 const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
 const FS_KEYS: &[&str] = &["writable", "read_only", "hidden", "ephemeral"];
 const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "memory", "processes", "disk", "tokens", "usd"];
@@ -414,6 +416,24 @@ impl<'s> Loader<'s> {
         }
         self.problem(node.span(), format!("`{path}` must be a whole number of zero or more"), None);
         None
+    }
+
+    /// An array of TCP port numbers (1–65535).
+    fn ports(&mut self, node: &Node<'s>, path: &str) -> Option<Vec<u16>> {
+        let DeValue::Array(items) = node.get_ref() else {
+            self.problem(node.span(), format!("`{path}` must be an array of port numbers"), None);
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            match self.integer(item, &item_path).map(u16::try_from) {
+                Some(Ok(port)) if port > 0 => out.push(port),
+                Some(_) => self.problem(item.span(), format!("`{item_path}` is not a port (1–65535)"), None),
+                None => {}
+            }
+        }
+        Some(out)
     }
 
     fn small_integer(&mut self, node: &Node<'s>, path: &str) -> Option<u32> {
@@ -677,6 +697,7 @@ impl<'s> Loader<'s> {
                         .collect()
                 });
                 raw.outbound_bytes = self.field(t, &path, "outbound_bytes", Self::size);
+                raw.local_ports = self.field(t, &path, "local_ports", Self::ports);
                 if let Some(dns) = t.get("dns") {
                     let dpath = format!("{path}.dns");
                     if let Some(d) = self.expect_table(dns, &dpath) {
@@ -863,6 +884,7 @@ impl<'s> Loader<'s> {
             network: NetworkSettings {
                 allow_cidrs: raw.allow_cidrs.clone().unwrap_or_default(),
                 outbound_bytes: raw.outbound_bytes,
+                local_ports: raw.local_ports.clone().unwrap_or_default(),
                 dns: DnsSettings {
                     strict: raw.dns_strict.unwrap_or(false),
                     max_label_length: raw.dns_label_len.unwrap_or(40),

@@ -34,6 +34,9 @@ pub struct NetworkSettings {
     pub allow_cidrs: Vec<Cidr>,
     /// The session's ceiling on client-to-upstream bytes.
     pub outbound_bytes: Option<ByteSize>,
+    /// Loopback TCP ports of the agent's own services (a dev server it starts): inside a
+    /// sandbox the agent may listen on them and connect to them.
+    pub local_ports: Vec<u16>,
     /// `[network.dns]`.
     pub dns: DnsSettings,
 }

@@ -87,6 +87,20 @@ pub fn restore_default_sigpipe() {
     sys::default_sigpipe();
 }
 
+const TERMINATION: &[libc::c_int] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// For long-running commands: blocks SIGINT, SIGTERM and SIGHUP in this thread and the threads
+/// it starts afterwards, so that [`wait_for_termination`] receives them. Call it before
+/// starting any thread.
+pub fn block_termination() -> std::io::Result<()> {
+    sys::process::block(TERMINATION)
+}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP (blocked first with [`block_termination`]); returns it.
+pub fn wait_for_termination() -> std::io::Result<i32> {
+    sys::process::wait_signal(TERMINATION)
+}
+
 /// Reads a small file the kernel generates (`/proc`, cgroup files) in one `read` where it fits:
 /// such files report a size of 0, so `std::fs::read_to_string` starts with a 32-byte probe
 /// and doubles, making a dozen system calls for a few kilobytes.
