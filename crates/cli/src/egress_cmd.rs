@@ -240,7 +240,8 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     let recorder = LogRecorder::open(&log_path, &id)?;
     let access = Access { agent: args.agent.clone(), agent_locked: false, password };
     let egress = Egress::new(Arc::new(PolicyGate::new(Arc::new(policy))), recorder.clone(), options(&settings, access));
-    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let dns = match args.dns {
         Some(addr) => Some((
             std::net::UdpSocket::bind(addr).with_context(|| format!("cannot listen on {addr} (UDP)"))?,

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +19,7 @@ use portcullis_sandbox::landlock::LandlockRules;
 use portcullis_sandbox::monitor::Monitor;
 use portcullis_sandbox::mounts::RootOptions;
 use portcullis_sandbox::probe::{CgroupBackend, Feature, Probe};
-use portcullis_sandbox::session::{self, IdMap, Spec};
+use portcullis_sandbox::session::{self, DNS_PORT, IdMap, PROXY_PORT, Spec};
 use serde_json::{Value, json};
 
 use crate::sessions;
@@ -86,13 +86,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let home = std::env::home_dir().context("cannot tell the home directory: set HOME")?;
     let home = home.canonicalize().unwrap_or(home);
     let env = portcullis_policy::Environment::new(workdir.clone(), home.clone())?;
-    let policy = match &args.policy {
+    let policy = Arc::new(match &args.policy {
         Some(file) => match crate::policy_cmd::load_file(file, &env, false)? {
             Ok(p) => p,
             Err(code) => return Ok(code),
         },
         None => Policy::builtin(&env),
-    };
+    });
     let profile = policy.profile(args.agent.as_deref())?;
     let settings = profile.settings();
     let state = sessions::state_root()?;
@@ -165,10 +165,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         writable: writable.clone(),
         idmapped_workdir: as_root,
         protected: changes::PROTECTED.iter().map(|p| workdir.join(p)).collect(),
+        resolv_conf: Some("# The sandbox's resolver (portcullis)\nnameserver 127.0.0.1\n".to_owned()),
     };
     let landlock = match probe.landlock_abi {
         Some(abi) if !missing.contains(&Feature::Landlock) => {
-            Some((landlock_rules(&workdir, &home, &read_only, &writable), abi))
+            Some((landlock_rules(&workdir, &home, &read_only, &writable, &settings.network.local_ports), abi))
         }
         _ => None,
     };
@@ -192,11 +193,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         hostname: "portcullis".into(),
         ids,
         terminal: portcullis_sandbox::terminal::interactive(),
+        egress: true,
     };
     let starting = session::start(&spec, born_in.as_ref());
     // From here on, while the init builds the agent's root.
     let dir = sessions::create_dir(&state, &id)?;
-    let mut sink = JsonlFile::create(&dir.join("events.jsonl"))
+    let events_path = dir.join("events.jsonl");
+    let mut sink = JsonlFile::create(&events_path)
         .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
     let starting = starting.map_err(|e| start_failed(&mut sink, &id, &e))?;
     // The check above makes a failure here rare; the
@@ -238,7 +241,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let tally = Mutex::new(Tally::default());
     let cap = limits.tool_calls;
     let gate = ExecGate { command: &argv, profile, decider: &decider, cap, session: &id, sink: &sink, tally: &tally };
-    let (running, exit, relay) = std::thread::scope(|scope| -> Result<_> {
+    let (running, exit, relay, served) = std::thread::scope(|scope| -> Result<_> {
         // The monitor's thread is started while the init works; it gets the listener below.
         let (give_listener, listener) = std::sync::mpsc::sync_channel::<std::os::fd::OwnedFd>(1);
         if spec.monitor_exec {
@@ -258,6 +261,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             give_listener.send(listener).context("cannot start the exec monitor")?;
         }
         drop(give_listener);
+        let served = match running.take_egress() {
+            Some(sockets) => Some(serve_egress(sockets, &policy, args.agent.as_deref(), settings, &events_path, &id)?),
+            None => None,
+        };
         let relay = match running.take_terminal() {
             Some(master) => {
                 Some(portcullis_sandbox::terminal::Relay::start(master).context("cannot relay the agent's terminal")?)
@@ -265,10 +272,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             None => None,
         };
         let exit = running.wait(limits.wall_clock, GRACE).context("cannot wait for the session")?;
-        Ok((running, exit, relay))
+        Ok((running, exit, relay, served))
     })?;
     // The user's terminal back to how it was, before anything else is printed.
     drop(relay);
+    let egress = served.map(|(served, recorder)| {
+        let egress = served.stop();
+        (egress, recorder.finish())
+    });
 
     let mut sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
     let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -287,12 +298,21 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     if tally.cap_hit {
         limits_hit.push(format!("tool calls ({} execs)", cap.unwrap_or_default()));
     }
+    if let Some((e, _)) = &egress
+        && e.meter().exhausted()
+    {
+        limits_hit
+            .push(format!("outbound bytes ({}; connections were cut)", fmt_limit(settings.network.outbound_bytes)));
+    }
     for l in &limits_hit {
         let _ = sink.record(&Event::now(&id, "limit", json!({"limit": l})));
     }
     // Failures from here on (a full disk) are reported with the summary and end `run` with 2:
     // the overlay goes with the session, and the trail must be known to be incomplete.
     let mut problems: Vec<String> = Vec::new();
+    if egress.as_ref().is_some_and(|(_, complete)| !complete) {
+        problems.push("some of the proxy's and resolver's records could not be written to the session's log".into());
+    }
     if let Some(e) = &tally.sink_error {
         problems.push(format!(
             "the session's event log could not be written ({e}); the execs it could not record were refused"
@@ -316,6 +336,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "changed": changed,
         "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
     });
+    if let Some((e, _)) = &egress {
+        summary["egress"] = crate::egress_cmd::summary(e);
+    }
     summary["problems"] = json!(problems);
     // The log is synced while the cgroup is removed.
     let ended = sink.record(&Event::now(&id, "session_end", summary.clone())).and_then(|()| {
@@ -346,6 +369,28 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 const AGENT_RANGES_BASE: u32 = 1 << 30;
 const AGENT_RANGE_SIZE: u32 = 1 << 16;
 const AGENT_SLOTS: u32 = 1 << 10;
+
+/// Serves the sandbox's egress sockets: the proxy and the resolver under the session's policy
+/// and agent, recording to the session's log.
+fn serve_egress(
+    sockets: session::EgressSockets,
+    policy: &Arc<Policy>,
+    agent: Option<&str>,
+    settings: &portcullis_policy::Settings,
+    events: &Path,
+    id: &str,
+) -> Result<(crate::egress_cmd::Served, Arc<crate::egress_cmd::LogRecorder>)> {
+    let recorder = crate::egress_cmd::LogRecorder::open(events, id)?;
+    let access = portcullis_egress::Access { agent: agent.map(str::to_owned), agent_locked: true, password: None };
+    let egress = portcullis_egress::Egress::new(
+        Arc::new(portcullis_egress::PolicyGate::new(policy.clone())),
+        recorder.clone(),
+        crate::egress_cmd::options(settings, access),
+    );
+    let served =
+        crate::egress_cmd::Served::start(egress, Some(sockets.proxy), Some((sockets.dns_udp, sockets.dns_tcp)))?;
+    Ok((served, recorder))
+}
 
 /// Handles a cgroup that cannot be set up: an error, or with `allow_partial` a degraded run.
 fn cgroup_refused(e: CgroupError, allow_partial: bool, degraded: &mut Vec<String>) -> Result<()> {
@@ -438,7 +483,13 @@ fn expand(path: &str, home: &Path, workdir: &Path) -> PathBuf {
     }
 }
 
-fn landlock_rules(workdir: &Path, home: &Path, read_only: &[PathBuf], writable: &[PathBuf]) -> LandlockRules {
+fn landlock_rules(
+    workdir: &Path,
+    home: &Path,
+    read_only: &[PathBuf],
+    writable: &[PathBuf],
+    local_ports: &[u16],
+) -> LandlockRules {
     let existing = |p: &str| Path::new(p).exists().then(|| PathBuf::from(p));
     let mut ro: Vec<PathBuf> = SYSTEM_DIRS.iter().filter_map(|d| existing(d)).collect();
     ro.extend(["/proc", "/dev"].iter().filter_map(|d| existing(d)));
@@ -453,8 +504,10 @@ fn landlock_rules(workdir: &Path, home: &Path, read_only: &[PathBuf], writable: 
         read_only: ro,
         writable: rw,
         list_only: vec![PathBuf::from("/")],
-        connect_ports: Vec::new(),
-        bind_ports: Vec::new(),
+        // TCP out only to the proxy, the resolver and the agent's own listed services; binds only
+        // to those services' ports. A second wall behind the namespace, which has no route out.
+        connect_ports: [PROXY_PORT, DNS_PORT].into_iter().chain(local_ports.iter().copied()).collect(),
+        bind_ports: local_ports.to_vec(),
     }
 }
 
@@ -485,6 +538,26 @@ fn scrub_env(pass: &[String], home: &Path, workdir: &Path, id: &str) -> Vec<(OsS
         env.retain(|(key, _)| key != k);
         env.push((k.into(), v));
     }
+    // The proxy, for every client that reads the usual variables (curl reads only the
+    // lower-case `http_proxy`; npm its own `npm_config_*`). One that ignores them has no route.
+    let http = format!("http://127.0.0.1:{PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{PROXY_PORT}");
+    let local = "localhost,127.0.0.1,::1".to_owned();
+    for (k, v) in [
+        ("http_proxy", &http),
+        ("HTTP_PROXY", &http),
+        ("https_proxy", &http),
+        ("HTTPS_PROXY", &http),
+        ("all_proxy", &socks),
+        ("ALL_PROXY", &socks),
+        ("no_proxy", &local),
+        ("NO_PROXY", &local),
+        ("npm_config_proxy", &http),
+        ("npm_config_https_proxy", &http),
+    ] {
+        env.retain(|(key, _)| key != k);
+        env.push((k.into(), v.into()));
+    }
     env
 }
 
@@ -501,6 +574,9 @@ fn enforced_list(
     }
     if spec.seccomp {
         out.push("seccomp + exec monitor".into());
+    }
+    if spec.egress {
+        out.push(format!("egress proxy and resolver (127.0.0.1:{PROXY_PORT}, :{DNS_PORT})"));
     }
     if let Some(c) = cgroup {
         let backend = match c.backend() {
@@ -562,6 +638,31 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
         }
     } else {
         eprintln!("  files: written through to the workdir (--no-ephemeral)");
+    }
+    if let Some(e) = summary.get("egress") {
+        let dests = e["destinations"].as_array().cloned().unwrap_or_default();
+        let allowed: u64 = dests.iter().filter_map(|d| d["allowed"].as_u64()).sum();
+        let denied: u64 = dests.iter().filter_map(|d| d["denied"].as_u64()).sum();
+        let ceiling =
+            e["ceiling"].as_u64().map(|c| format!(" of {}", portcullis_policy::ByteSize(c))).unwrap_or_default();
+        eprintln!(
+            "  network: {allowed} connections allowed, {denied} denied; {} sent{ceiling}, {} received",
+            portcullis_policy::ByteSize(e["outbound_bytes"].as_u64().unwrap_or_default()),
+            portcullis_policy::ByteSize(e["inbound_bytes"].as_u64().unwrap_or_default()),
+        );
+        let mut dests = dests;
+        dests.sort_by_key(|d| {
+            std::cmp::Reverse(d["up"].as_u64().unwrap_or_default() + d["down"].as_u64().unwrap_or_default())
+        });
+        for d in dests.iter().take(10) {
+            let mark = if d["allowed"].as_u64() == Some(0) { "denied " } else { "" };
+            eprintln!(
+                "    {mark}{}: {} up, {} down",
+                d["destination"].as_str().unwrap_or_default(),
+                portcullis_policy::ByteSize(d["up"].as_u64().unwrap_or_default()),
+                portcullis_policy::ByteSize(d["down"].as_u64().unwrap_or_default()),
+            );
+        }
     }
     let limits: Vec<&str> = summary["limits_hit"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     eprintln!("  limits hit: {}", if limits.is_empty() { "none".into() } else { limits.join("; ") });

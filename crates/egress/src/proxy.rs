@@ -636,10 +636,7 @@ async fn forward(
             }
             Exchange::StaleUpstream | Exchange::Failed => {
                 let message = "the destination closed the connection without a response";
-                let e = match std::mem::replace(&mut rec.error, None) {
-                    Some(e) => e,
-                    None => message.to_owned(),
-                };
+                let e = rec.error.take().unwrap_or_else(|| message.to_owned());
                 if rec.status.is_none() {
                     let _ = conn.io.write_all(&error_response(502, &e)).await;
                     rec.status = Some(502);

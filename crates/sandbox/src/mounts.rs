@@ -40,6 +40,8 @@ pub struct RootOptions {
     /// Paths inside the workdir made read-only on top of it (git hooks and config: what would
     /// run on the host later). Only existing paths can be covered.
     pub protected: Vec<PathBuf>,
+    /// What the agent sees as `/etc/resolv.conf` (the sandbox's own resolver), when set.
+    pub resolv_conf: Option<String>,
 }
 
 /// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
@@ -53,6 +55,11 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 pub(crate) enum Op {
     Mkdir(CString),
     Touch(CString),
+    /// Create (or truncate) a file with these contents.
+    Write {
+        path: CString,
+        content: Vec<u8>,
+    },
     Symlink {
         target: CString,
         link: CString,
@@ -318,6 +325,9 @@ impl RootPlan {
                 });
             }
         }
+        if let Some(content) = &opts.resolv_conf {
+            resolv_conf(&mut ops, scratch, &staged, &mut mkdir_all, content)?;
+        }
         ops.push(Op::PivotRoot { new_root: c(&staging)? });
         // The root itself holds only mount points: make it read-only.
         ops.push(Op::Mount {
@@ -330,6 +340,75 @@ impl RootPlan {
         ops.push(Op::Chdir(c(&opts.workdir)?));
         Ok(RootPlan { ops })
     }
+}
+
+/// Adds the steps that make a directory and its missing parents in the staged root.
+type MkdirAll<'a> = dyn FnMut(&mut Vec<Op>, &Path) -> Result<(), PlanError> + 'a;
+
+/// Shows `content` at `/etc/resolv.conf`: a file in the scratch tmpfs bound read-only over it,
+/// or over where it points when it is a symlink (`/run/systemd/resolve/stub-resolv.conf`),
+/// creating that place on the root's tmpfs when no bind shows it.
+fn resolv_conf(
+    ops: &mut Vec<Op>,
+    scratch: &Path,
+    staged: &dyn Fn(&Path) -> Result<CString, PlanError>,
+    mkdir_all: &mut MkdirAll<'_>,
+    content: &str,
+) -> Result<(), PlanError> {
+    let host = Path::new("/etc/resolv.conf");
+    let Ok(meta) = std::fs::symlink_metadata(host) else {
+        // No file: the C library's default is a resolver on 127.0.0.1, which is ours.
+        return Ok(());
+    };
+    let target = if meta.file_type().is_symlink() {
+        let link = std::fs::read_link(host).map_err(|e| PlanError::Flags { path: host.to_path_buf(), source: e })?;
+        let full = Path::new("/etc").join(link);
+        let full = lexical(&full);
+        let shown = SYSTEM_DIRS.iter().any(|d| full.starts_with(d));
+        if !shown {
+            if let Some(parent) = full.parent() {
+                mkdir_all(ops, parent)?;
+            }
+            ops.push(Op::Touch(staged(&full)?));
+        } else if !full.exists() {
+            return Ok(());
+        }
+        full
+    } else {
+        host.to_path_buf()
+    };
+    let file = scratch.join("resolv.conf");
+    ops.push(Op::Write { path: c(&file)?, content: content.as_bytes().to_vec() });
+    ops.push(Op::Mount {
+        source: Some(c(&file)?),
+        target: staged(&target)?,
+        fstype: None,
+        flags: libc::MS_BIND,
+        data: None,
+    });
+    ops.push(Op::Mount {
+        source: None,
+        target: staged(&target)?,
+        fstype: None,
+        flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        data: None,
+    });
+    Ok(())
+}
+
+/// `path` with `.` and `..` resolved without looking at the filesystem.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for comp in path.components() {
+        match comp {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A path as an overlay mount option, which cannot carry the option separators.

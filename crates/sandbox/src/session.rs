@@ -75,6 +75,36 @@ pub struct Spec {
     /// Give the agent a terminal of the sandbox's own as its controlling terminal and stdio
     /// (see [`crate::terminal`]); for runs started from a terminal.
     pub terminal: bool,
+    /// Serve the sandbox's egress: bring `lo` up and make the listening sockets of the proxy
+    /// (`127.0.0.1:3128`) and the resolver (`127.0.0.1:53`, UDP and TCP) in the sandbox's
+    /// network namespace, for the supervisor to serve ([`Running::take_egress`]).
+    pub egress: bool,
+}
+
+/// The port of the proxy inside the sandbox.
+pub const PROXY_PORT: u16 = 3128;
+/// The port of the resolver inside the sandbox.
+pub const DNS_PORT: u16 = 53;
+
+/// The sandbox's egress sockets, listening in its network namespace, served by the supervisor:
+/// a connection the agent makes to them arrives in the supervisor, with no relay in between.
+#[derive(Debug)]
+pub struct EgressSockets {
+    /// `127.0.0.1:3128`: HTTP, `CONNECT` and SOCKS5.
+    pub proxy: std::net::TcpListener,
+    /// `127.0.0.1:53` over UDP.
+    pub dns_udp: std::net::UdpSocket,
+    /// `127.0.0.1:53` over TCP.
+    pub dns_tcp: std::net::TcpListener,
+}
+
+/// Binds the egress sockets in the current network namespace, `lo` first brought up.
+fn egress_sockets() -> io::Result<[OwnedFd; 3]> {
+    sys::net::loopback_up()?;
+    let proxy = std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT))?;
+    let dns_udp = std::net::UdpSocket::bind(("127.0.0.1", DNS_PORT))?;
+    let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", DNS_PORT))?;
+    Ok([proxy.into(), dns_udp.into(), dns_tcp.into()])
 }
 
 /// A user namespace's uid and gid map (one range, the same for both) and the agent's id in it.
@@ -138,6 +168,7 @@ pub struct Running {
     listener: Option<OwnedFd>,
     upper: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
+    egress: Option<EgressSockets>,
     /// A second handle on the terminal's master side, for window-size changes.
     winsize: Option<OwnedFd>,
     signals: OwnedFd,
@@ -199,7 +230,7 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     };
     drop(theirs);
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
-    let running = Running { child, listener: None, upper: None, terminal: None, winsize: None, signals };
+    let running = Running { child, listener: None, upper: None, terminal: None, egress: None, winsize: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);
     let ids = spec.ids;
     let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
@@ -260,7 +291,7 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
     let (len, fds) = recv_with_fds(ours, &mut buf).map_err(sup("read the init's report"))?;
     let text = &buf[..len];
     if let Some(rest) = text.strip_prefix(READY) {
-        // "ready" then one byte per descriptor kind: listener, upper layer, terminal.
+        // "ready" then one byte per descriptor kind: listener, upper layer, terminal, egress.
         let mut fds = fds.into_iter();
         if rest.first() == Some(&b'1') {
             running.listener = fds.next();
@@ -271,6 +302,12 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
         if rest.get(2) == Some(&b'1') {
             running.terminal = fds.next();
             running.winsize = running.terminal.as_ref().and_then(|t| t.try_clone().ok());
+        }
+        if rest.get(3) == Some(&b'1') {
+            let (Some(proxy), Some(udp), Some(tcp)) = (fds.next(), fds.next(), fds.next()) else {
+                return Err(StartError::Inside("the egress sockets did not arrive".into()));
+            };
+            running.egress = Some(EgressSockets { proxy: proxy.into(), dns_udp: udp.into(), dns_tcp: tcp.into() });
         }
         return Ok(running);
     }
@@ -286,8 +323,9 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
     Err(StartError::Inside(message))
 }
 
-/// Most descriptors one setup message carries (listener, upper layer, terminal).
-const MAX_FDS: usize = 3;
+/// Most descriptors one setup message carries (listener, upper layer, terminal, three egress
+/// sockets).
+const MAX_FDS: usize = 6;
 
 /// Sends `bytes` with `fds` attached (`SCM_RIGHTS`) as one message.
 fn send_with_fds(sock: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
@@ -388,6 +426,14 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     if let Err(e) = netns.enter() {
         fail(&sock, "create the network namespace", &e);
     }
+    let egress = if spec.egress {
+        match egress_sockets() {
+            Ok(s) => Some(s),
+            Err(e) => fail(&sock, "open the egress sockets (127.0.0.1:3128 and :53 in the sandbox)", &e),
+        }
+    } else {
+        None
+    };
     // Nothing runs as the agent before the init is in the session's cgroup.
     let mut cgroup_buf = [0u8; 16];
     match recv_with_fds(&sock, &mut cgroup_buf) {
@@ -400,11 +446,12 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     }
     let agent = match process::clone_into(0, None) {
         Err(e) => fail(&sock, "fork the agent", &e),
-        Ok(None) => agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref()),
+        Ok(None) => agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref(), egress.as_ref()),
         Ok(Some(agent)) => agent,
     };
     drop(upper);
     drop(terminal);
+    drop(egress);
     drop(tree);
     drop(sock);
     init_loop(agent.pid)
@@ -454,6 +501,7 @@ fn agent_main(
     sock: &OwnedFd,
     upper: Option<&OwnedFd>,
     terminal: Option<&(OwnedFd, OwnedFd)>,
+    egress: Option<&[OwnedFd; 3]>,
 ) -> ! {
     // The init is not dumpable and this copy of its memory inherited that; the supervisor must
     // read the first exec's arguments (an unprivileged supervisor has no CAP_SYS_PTRACE over a
@@ -510,11 +558,13 @@ fn agent_main(
     header.push(if listener.is_some() { b'1' } else { b'0' });
     header.push(if upper.is_some() { b'1' } else { b'0' });
     header.push(if terminal.is_some() { b'1' } else { b'0' });
+    header.push(if egress.is_some() { b'1' } else { b'0' });
     let fds: Vec<BorrowedFd<'_>> = listener
         .iter()
         .map(AsFd::as_fd)
         .chain(upper.map(AsFd::as_fd))
         .chain(terminal.map(|(master, _)| master.as_fd()))
+        .chain(egress.into_iter().flatten().map(AsFd::as_fd))
         .collect();
     if let Err(e) = send_with_fds(sock, &header, &fds) {
         fail(sock, "report to the supervisor", &e);
@@ -581,6 +631,11 @@ impl Running {
     /// [`crate::terminal::Relay::start`].
     pub fn take_terminal(&mut self) -> Option<OwnedFd> {
         self.terminal.take()
+    }
+
+    /// The egress sockets, once (`None` unless [`Spec::egress`] asked for them).
+    pub fn take_egress(&mut self) -> Option<EgressSockets> {
+        self.egress.take()
     }
 
     /// Sends `signal` to the init (which forwards it).

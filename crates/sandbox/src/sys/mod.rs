@@ -3,6 +3,7 @@
 #![allow(unsafe_code, reason = "raw system calls the sandbox needs and no safe crate wraps")]
 
 pub(crate) mod idmap;
+pub(crate) mod net;
 pub(crate) mod notify;
 pub(crate) mod process;
 
@@ -253,6 +254,18 @@ pub(crate) fn run_root_plan(
                 }
                 // SAFETY: `fd` was just opened and is not used again.
                 unsafe { libc::close(fd) };
+            }
+            Op::Write { path, content } => {
+                // SAFETY: `path` is a NUL-terminated string we own; the descriptor is closed below.
+                let fd = unsafe {
+                    libc::open(path.as_ptr(), libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY | libc::O_CLOEXEC, 0o644)
+                };
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: `fd` was just opened and is not used again.
+                let file = unsafe { OwnedFd::from_raw_fd(fd) };
+                rustix::io::write(&file, content).map_err(io::Error::from)?;
             }
             Op::Symlink { target, link } => {
                 // SAFETY: both are NUL-terminated strings we own.
