@@ -195,6 +195,13 @@ pub(crate) struct ProxyArgs {
     /// Allow a listen address other than loopback (needs --password-env).
     #[arg(long)]
     dangerously_listen_public: bool,
+    /// How long a client may take to send a request head (slow clients are cut off).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    head_timeout: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    portcullis_policy::parse_duration(text).map_err(|e| e.to_string())
 }
 
 pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
@@ -239,7 +246,9 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     .context("cannot write the event log")?;
     let recorder = LogRecorder::open(&log_path, &id)?;
     let access = Access { agent: args.agent.clone(), agent_locked: false, password };
-    let egress = Egress::new(Arc::new(PolicyGate::new(Arc::new(policy))), recorder.clone(), options(&settings, access));
+    let mut options = options(&settings, access);
+    options.timeouts.head = args.head_timeout;
+    let egress = Egress::new(Arc::new(PolicyGate::new(Arc::new(policy))), recorder.clone(), options);
     let listener =
         std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let dns = match args.dns {

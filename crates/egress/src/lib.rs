@@ -29,6 +29,7 @@ use std::time::Duration;
 pub use gate::{Gate, Identity, PolicyGate, Verdict};
 pub use meter::{DestinationTotals, Meter};
 pub use resolve::{HostResolver, ResolveError};
+pub use resolver_server::Plan;
 
 /// Where records go: the session's event log. A failed write makes every later connection a
 /// denial (no audit, no action).

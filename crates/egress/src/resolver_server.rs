@@ -17,14 +17,22 @@ use crate::gate::Identity;
 use crate::resolve::{ANSWER_TTL, ResolveError};
 
 /// What the policy and the detector say about a query, before any lookup.
-enum Plan {
-    /// Answer now.
+#[derive(Debug)]
+pub enum Plan {
+    /// Answer now with this message (a refusal, an error, or a cached answer).
     Answer(Vec<u8>),
     /// Allowed: look the name up, then answer.
     Lookup(Query, String),
 }
 
 impl Egress {
+    /// Screens one DNS message as the resolver does (policy, types, tunnel signs; the refusals
+    /// recorded), without looking anything up: `None` when it gets no answer at all (a
+    /// response, or bytes that are not DNS). `udp` limits the answer's size as over UDP.
+    pub fn screen(&self, msg: &[u8], udp: bool) -> Option<Plan> {
+        self.plan(msg, udp.then_some(512))
+    }
+
     fn plan(&self, msg: &[u8], limit: Option<usize>) -> Option<Plan> {
         let q = match dns::parse_query(msg) {
             Ok(q) => q,
