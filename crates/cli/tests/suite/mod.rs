@@ -1,4 +1,5 @@
 mod check;
+mod egress;
 mod policy;
 mod run;
 

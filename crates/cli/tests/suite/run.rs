@@ -17,21 +17,21 @@ use serde_json::Value;
 
 use super::TempDir;
 
-const NOBODY: u32 = 65534;
+pub(super) const NOBODY: u32 = 65534;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum User {
+pub(super) enum User {
     Root,
     Unprivileged,
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
 /// `true` when the test can run as `user` here; fails instead of skipping where the sandbox is
 /// required.
-fn available(user: User) -> bool {
+pub(super) fn available(user: User) -> bool {
     let required = std::env::var("PORTCULLIS_REQUIRE_SANDBOX").as_deref() == Ok("1");
     let ok = match user {
         User::Root => is_root(),
@@ -45,17 +45,17 @@ fn available(user: User) -> bool {
 }
 
 /// One session's directories: the project, a home with planted credentials, and a state dir.
-struct Case {
+pub(super) struct Case {
     _dir: TempDir,
-    user: User,
-    work: PathBuf,
-    home: PathBuf,
-    state: PathBuf,
-    bin: PathBuf,
+    pub(super) user: User,
+    pub(super) work: PathBuf,
+    pub(super) home: PathBuf,
+    pub(super) state: PathBuf,
+    pub(super) bin: PathBuf,
 }
 
 impl Case {
-    fn new(user: User) -> Case {
+    pub(super) fn new(user: User) -> Case {
         let dir = TempDir::new();
         let (work, home, state) = (dir.path().join("work"), dir.path().join("home"), dir.path().join("state"));
         for d in [&work, &home.join(".ssh"), &home.join(".aws"), &state] {
@@ -81,7 +81,7 @@ impl Case {
 
     /// Runs `portcullis run [args] -- CMD…` in the workdir; returns the output and the summary,
     /// checked to show every wall enforced (for the unprivileged user, all but cgroups).
-    fn run(&self, args: &[&str], command: &[&str]) -> Session {
+    pub(super) fn run(&self, args: &[&str], command: &[&str]) -> Session {
         let s = self.run_with(args, command, |_| {});
         s.check_enforced(self.user);
         s
@@ -89,7 +89,7 @@ impl Case {
 
     /// `portcullis run --json ARGS -- CMD…` as the case's user, in the workdir, with the
     /// dangerous flag for the unprivileged user (see the module's note).
-    fn command(&self, args: &[&str], command: &[&str]) -> Command {
+    pub(super) fn command(&self, args: &[&str], command: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("run").arg("--json").args(args);
         if self.user == User::Unprivileged {
@@ -117,18 +117,18 @@ impl Case {
     }
 
     /// Runs a python program (written to the workdir) as the agent.
-    fn python(&self, args: &[&str], code: &str) -> Session {
+    pub(super) fn python(&self, args: &[&str], code: &str) -> Session {
         self.script("agent.py", code);
         self.run(args, &["/usr/bin/python3", "agent.py"])
     }
 
     /// Runs a shell script (written to the workdir) as the agent.
-    fn sh(&self, args: &[&str], code: &str) -> Session {
+    pub(super) fn sh(&self, args: &[&str], code: &str) -> Session {
         self.script("agent.sh", code);
         self.run(args, &["/bin/sh", "agent.sh"])
     }
 
-    fn script(&self, name: &str, code: &str) {
+    pub(super) fn script(&self, name: &str, code: &str) {
         let path = self.work.join(name);
         std::fs::write(&path, code).unwrap();
         if self.user == User::Unprivileged && is_root() {
@@ -136,14 +136,14 @@ impl Case {
         }
     }
 
-    fn policy(&self, text: &str) -> String {
+    pub(super) fn policy(&self, text: &str) -> String {
         let path = self.work.parent().unwrap().join("policy.toml");
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         path.display().to_string()
     }
 
-    fn events(&self, session: &Session) -> Vec<Value> {
+    pub(super) fn events(&self, session: &Session) -> Vec<Value> {
         let id = session.summary["session"].as_str().unwrap();
         let text = std::fs::read_to_string(self.state.join("sessions").join(id).join("events.jsonl")).unwrap();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -168,15 +168,15 @@ fn reachable_by_others(path: &Path) -> bool {
         && std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005)
 }
 
-struct Session {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    summary: Value,
+pub(super) struct Session {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
+    pub(super) summary: Value,
 }
 
 impl Session {
-    fn from(out: Output) -> Session {
+    pub(super) fn from(out: Output) -> Session {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         // The summary is the last JSON object on stderr; an agent killed mid-line may have left
@@ -190,7 +190,7 @@ impl Session {
     }
 
     /// Only cgroups may be missing, and only for the unprivileged user.
-    fn check_enforced(&self, user: User) {
+    pub(super) fn check_enforced(&self, user: User) {
         assert!(self.summary.is_object(), "no summary: {self:?}");
         let degraded: Vec<&str> =
             self.summary["degraded"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
@@ -200,7 +200,7 @@ impl Session {
         }
     }
 
-    fn lines(&self) -> Vec<&str> {
+    pub(super) fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
     }
 
@@ -236,8 +236,10 @@ macro_rules! both {
     };
 }
 
+pub(super) use both;
+
 /// A python prelude: `attempt(expr)` prints `ok` or the error's strerror.
-const PRELUDE: &str = "import ctypes, os, socket, sys, time
+pub(super) const PRELUDE: &str = "import ctypes, os, socket, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 def attempt(f):
     try:
