@@ -469,3 +469,13 @@ mod tests {
         assert_eq!(parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err().0, 431);
     }
 }
+
+/// What the proxy makes of a request head, for fuzzing and tests of the parser: the method,
+/// the target and the framing, and the head it would send upstream, or the status it would
+/// answer with.
+pub fn inspect_request_head(head: &[u8]) -> Result<(String, String, String, Vec<u8>), u16> {
+    let h = parse_request(head).map_err(|r| r.0)?;
+    let framing = request_framing(&h).map_err(|r| r.0)?;
+    let upstream = upstream_head(&h, "/", "example.test");
+    Ok((h.method, h.target, format!("{framing:?}"), upstream))
+}

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use gate::{Gate, Identity, PolicyGate, Verdict};
+pub use http::inspect_request_head;
 pub use meter::{DestinationTotals, Meter};
 pub use resolve::{HostResolver, ResolveError};
 pub use resolver_server::Plan;
