@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -19,14 +18,27 @@ use serde_json::{Map, Value, json};
 use crate::sessions;
 
 /// Records from the proxy and the resolver, written to the session's log by a thread of their
-/// own, several to a `write` when they come fast. The file is opened for appending beside the
-/// session's other writer; each `write` holds whole lines, so records never interleave.
+/// own: records gather in a buffer, which the thread writes every few milliseconds (or at once
+/// when it grows large), so a busy proxy costs one `write` per batch and no wake-up per record.
+/// The file is opened for appending beside the session's other writer; each `write` holds
+/// whole lines, so records never interleave.
 pub(crate) struct LogRecorder {
     session: String,
-    tx: std::sync::Mutex<Option<SyncSender<Vec<u8>>>>,
-    failed: Arc<AtomicBool>,
+    shared: Arc<LogShared>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+struct LogShared {
+    buffer: std::sync::Mutex<Vec<u8>>,
+    wake: std::sync::Condvar,
+    failed: AtomicBool,
+    closed: AtomicBool,
+}
+
+/// How long a record may wait in the buffer.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// A buffer this large is written at once.
+const FLUSH_AT: usize = 256 * 1024;
 
 impl LogRecorder {
     /// A recorder appending to `path` (which exists) for `session`.
@@ -35,58 +47,72 @@ impl LogRecorder {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the session's event log `{}`", path.display()))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4096);
-        let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
+        let shared = Arc::new(LogShared {
+            buffer: std::sync::Mutex::new(Vec::with_capacity(FLUSH_AT)),
+            wake: std::sync::Condvar::new(),
+            failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("egress-log".into())
-            .spawn(move || write_lines(file, &rx, &flag))
+            .spawn(move || write_batches(file, &for_writer))
             .context("cannot start the egress log's writer")?;
-        Ok(Arc::new(LogRecorder {
-            session: session.to_owned(),
-            tx: std::sync::Mutex::new(Some(tx)),
-            failed,
-            writer: std::sync::Mutex::new(Some(writer)),
-        }))
+        Ok(Arc::new(LogRecorder { session: session.to_owned(), shared, writer: std::sync::Mutex::new(Some(writer)) }))
     }
 
-    /// Writes what is queued and stops the writer; false when a record was lost.
+    /// Writes what is buffered and stops the writer; false when a record was lost.
     pub(crate) fn finish(&self) -> bool {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
         if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = w.join();
         }
-        !self.failed.load(Ordering::SeqCst)
+        !self.shared.failed.load(Ordering::SeqCst)
     }
 }
 
-fn write_lines(mut file: std::fs::File, rx: &Receiver<Vec<u8>>, failed: &AtomicBool) {
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while let Ok(line) = rx.recv() {
-        batch.extend_from_slice(&line);
-        while batch.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+fn write_batches(mut file: std::fs::File, shared: &LogShared) {
+    let mut batch = Vec::with_capacity(FLUSH_AT);
+    loop {
+        {
+            let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.is_empty() && !shared.closed.load(Ordering::SeqCst) {
+                buffer =
+                    shared.wake.wait_timeout(buffer, FLUSH_EVERY).map(|(b, _)| b).unwrap_or_else(|e| e.into_inner().0);
             }
+            std::mem::swap(&mut *buffer, &mut batch);
         }
-        if file.write_all(&batch).is_err() {
-            failed.store(true, Ordering::SeqCst);
+        if !batch.is_empty() {
+            if file.write_all(&batch).is_err() {
+                shared.failed.store(true, Ordering::SeqCst);
+            }
+            batch.clear();
+        } else if shared.closed.load(Ordering::SeqCst) {
+            return;
         }
-        batch.clear();
+        // Let records gather for a moment rather than write each as it comes.
+        if !shared.closed.load(Ordering::SeqCst) {
+            std::thread::sleep(FLUSH_EVERY);
+        }
     }
 }
 
 impl Recorder for LogRecorder {
     fn record(&self, kind: &str, fields: Map<String, Value>) -> bool {
-        if self.failed.load(Ordering::SeqCst) {
+        if self.shared.failed.load(Ordering::Relaxed) || self.shared.closed.load(Ordering::Relaxed) {
             return false;
         }
         let event = Event::now(&self.session, kind, Value::Object(fields));
-        let Ok(mut line) = serde_json::to_vec(&event) else { return false };
-        line.push(b'\n');
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        tx.is_some_and(|tx| tx.send(line).is_ok()) && !self.failed.load(Ordering::SeqCst)
+        let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if serde_json::to_writer(&mut *buffer, &event).is_err() {
+            return false;
+        }
+        buffer.push(b'\n');
+        if buffer.len() >= FLUSH_AT {
+            self.shared.wake.notify_one();
+        }
+        true
     }
 }
 
@@ -118,10 +144,13 @@ impl Served {
         proxy: Option<std::net::TcpListener>,
         dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
     ) -> Result<Self> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let workers = std::env::var("PC_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("egress")
+            .on_thread_start(|| {
+                let _ = portcullis_sandbox::block_sigpipe();
+            })
             .enable_io()
             .enable_time()
             .build()

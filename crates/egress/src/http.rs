@@ -6,6 +6,8 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::splice::Dir;
+
 /// The largest request or response head accepted (a larger request gets 431).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a request may have (more gets 431).
@@ -360,16 +362,28 @@ pub(crate) fn simple_response(status: u16, reason: &str, extra: &[(&str, String)
 /// the copy without writing that chunk.
 pub(crate) type Account<'a> = &'a mut (dyn FnMut(usize) -> io::Result<()> + Send);
 
+/// Bodies at least this long go through [`crate::splice`] once the buffer is drained.
+const SPLICE_FROM: u64 = 64 * 1024;
+
 /// Copies exactly `n` bytes from `from` (buffer first) to `to`.
 pub(crate) async fn copy_exact(
     from: &mut Conn,
     to: &mut TcpStream,
     mut n: u64,
+    dir: Dir,
     account: Account<'_>,
 ) -> io::Result<()> {
     while n > 0 {
-        if from.buffered().is_empty() && from.fill(CHUNK).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        if from.buffered().is_empty() {
+            if n >= SPLICE_FROM {
+                let pipe = crate::splice::Pipe::new(dir)?;
+                let idle = std::time::Duration::from_secs(300);
+                crate::splice::relay(&pipe, &from.io, to, Some(n), idle, account).await?;
+                return Ok(());
+            }
+            if from.fill(CHUNK).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
         }
         let take = from.buffered().len().min(usize::try_from(n).unwrap_or(usize::MAX));
         account(take)?;
@@ -381,7 +395,12 @@ pub(crate) async fn copy_exact(
 }
 
 /// Copies a chunked body, framing included, to its last chunk and trailers.
-pub(crate) async fn copy_chunked(from: &mut Conn, to: &mut TcpStream, account: Account<'_>) -> io::Result<()> {
+pub(crate) async fn copy_chunked(
+    from: &mut Conn,
+    to: &mut TcpStream,
+    dir: Dir,
+    account: Account<'_>,
+) -> io::Result<()> {
     loop {
         let len = from.line(4096).await?;
         let line = &from.buffered()[..len];
@@ -407,7 +426,7 @@ pub(crate) async fn copy_chunked(from: &mut Conn, to: &mut TcpStream, account: A
                 }
             }
         }
-        copy_exact(from, to, size, account).await?;
+        copy_exact(from, to, size, dir, account).await?;
         let len = from.line(4096).await?;
         account(len)?;
         to.write_all(&from.buffered()[..len]).await?;
@@ -416,16 +435,16 @@ pub(crate) async fn copy_chunked(from: &mut Conn, to: &mut TcpStream, account: A
 }
 
 /// Copies until `from` closes.
-pub(crate) async fn copy_to_eof(from: &mut Conn, to: &mut TcpStream, account: Account<'_>) -> io::Result<()> {
-    loop {
-        if from.buffered().is_empty() && from.fill(CHUNK).await? == 0 {
-            return Ok(());
-        }
-        let take = from.buffered().len();
+pub(crate) async fn copy_to_eof(from: &mut Conn, to: &mut TcpStream, dir: Dir, account: Account<'_>) -> io::Result<()> {
+    let take = from.buffered().len();
+    if take > 0 {
         account(take)?;
-        to.write_all(&from.buffered()[..take]).await?;
+        to.write_all(from.buffered()).await?;
         from.consume(take);
     }
+    let pipe = crate::splice::Pipe::new(dir)?;
+    crate::splice::relay(&pipe, &from.io, to, None, std::time::Duration::from_secs(300), account).await?;
+    Ok(())
 }
 
 /// Copies a body framed as `framing`.
@@ -433,14 +452,25 @@ pub(crate) async fn copy_body(
     from: &mut Conn,
     to: &mut TcpStream,
     framing: Framing,
+    dir: Dir,
     account: Account<'_>,
 ) -> io::Result<()> {
     match framing {
         Framing::None => Ok(()),
-        Framing::Length(n) => copy_exact(from, to, n, account).await,
-        Framing::Chunked => copy_chunked(from, to, account).await,
-        Framing::Close => copy_to_eof(from, to, account).await,
+        Framing::Length(n) => copy_exact(from, to, n, dir, account).await,
+        Framing::Chunked => copy_chunked(from, to, dir, account).await,
+        Framing::Close => copy_to_eof(from, to, dir, account).await,
     }
+}
+
+/// What the proxy makes of a request head, for fuzzing and tests of the parser: the method,
+/// the target and the framing, and the head it would send upstream, or the status it would
+/// answer with.
+pub fn inspect_request_head(head: &[u8]) -> Result<(String, String, String, Vec<u8>), u16> {
+    let h = parse_request(head).map_err(|r| r.0)?;
+    let framing = request_framing(&h).map_err(|r| r.0)?;
+    let upstream = upstream_head(&h, "/", "example.test");
+    Ok((h.method, h.target, format!("{framing:?}"), upstream))
 }
 
 #[cfg(test)]
@@ -468,14 +498,4 @@ mod tests {
         let many: String = (0..200).map(|i| format!("X-{i}: y\r\n")).collect();
         assert_eq!(parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err().0, 431);
     }
-}
-
-/// What the proxy makes of a request head, for fuzzing and tests of the parser: the method,
-/// the target and the framing, and the head it would send upstream, or the status it would
-/// answer with.
-pub fn inspect_request_head(head: &[u8]) -> Result<(String, String, String, Vec<u8>), u16> {
-    let h = parse_request(head).map_err(|r| r.0)?;
-    let framing = request_framing(&h).map_err(|r| r.0)?;
-    let upstream = upstream_head(&h, "/", "example.test");
-    Ok((h.method, h.target, format!("{framing:?}"), upstream))
 }

@@ -21,6 +21,7 @@ mod proxy;
 mod resolve;
 mod resolver_server;
 mod socks;
+mod splice;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -95,6 +96,8 @@ pub struct Egress {
     failed: std::sync::atomic::AtomicBool,
     /// Names looked up so far (their first lookup is recorded).
     looked_up: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Allowed DNS answers, for repeated queries.
+    answers: resolver_server::Answers,
 }
 
 impl std::fmt::Debug for Egress {
@@ -135,6 +138,7 @@ impl Egress {
             dns,
             failed: std::sync::atomic::AtomicBool::new(false),
             looked_up: std::sync::Mutex::new(std::collections::HashSet::new()),
+            answers: resolver_server::Answers::default(),
         })
     }
 

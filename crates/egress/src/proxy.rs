@@ -4,16 +4,18 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::{Map, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 use crate::gate::{Identity, Verdict};
 use crate::http::{self, Conn, Framing, HeadError, MAX_HEAD, Reject};
 use crate::meter::Outbound;
+use crate::splice::Dir;
 use crate::{Egress, socks};
 
 /// A destination after normalisation.
@@ -356,6 +358,10 @@ struct Upstream {
     key: String,
     conn: Conn,
     address: SocketAddr,
+    /// The host as the client wrote it and the port, whose decision (an allow) still holds:
+    /// the policy does not change during a session, and neither does the client's identity.
+    asked: (String, u16),
+    dest: Dest,
 }
 
 async fn http_client(eg: Arc<Egress>, mut conn: Conn) {
@@ -460,10 +466,10 @@ async fn refuse(eg: &Egress, conn: &mut Conn, dest: &Dest, refusal: Refusal, rec
 
 /// Relays bytes both ways until the upstream closes, either side fails, the outbound ceiling
 /// is reached (the tunnel is cut), or nothing moves for the idle timeout. Returns why it ended
-/// when that was not a normal close.
+/// when that was not a normal close. The bytes go through pipes (`splice`), not our memory.
 pub(crate) async fn tunnel(
     eg: &Egress,
-    mut client: TcpStream,
+    client: TcpStream,
     early: Vec<u8>,
     mut upstream: TcpStream,
     rec: &mut Connection<'_>,
@@ -477,69 +483,51 @@ pub(crate) async fn tunnel(
         }
         rec.up += early.len() as u64;
     }
-    let (mut cr, mut cw) = client.split();
-    let (mut ur, mut uw) = upstream.split();
+    let (up_pipe, down_pipe) = match (crate::splice::Pipe::new(Dir::Up), crate::splice::Pipe::new(Dir::Down)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Some(format!("cannot make a pipe: {e}")),
+    };
     let idle = eg.timeouts.idle;
-    let (mut up, mut down) = (0u64, 0u64);
-    let result = {
-        let up_pump = pump(&mut cr, &mut uw, idle, |n| eg.account_up(n), &mut up);
-        let down_pump = pump(
-            &mut ur,
-            &mut cw,
-            idle,
-            |n| {
-                eg.meter.add_down(n as u64);
-                Ok(())
+    // Counted as they go, so a direction cut short still reports what it moved.
+    let (sent_up, sent_down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut count_up = |n: usize| {
+        eg.account_up(n)?;
+        sent_up.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(())
+    };
+    let mut count_down = |n: usize| {
+        eg.meter.add_down(n as u64);
+        sent_down.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(())
+    };
+    let up_pump = async {
+        let r = crate::splice::relay(&up_pipe, &client, &upstream, None, idle, &mut count_up).await;
+        crate::splice::shutdown_write(&upstream);
+        r
+    };
+    let down_pump = async {
+        let r = crate::splice::relay(&down_pipe, &upstream, &client, None, idle, &mut count_down).await;
+        crate::splice::shutdown_write(&client);
+        r
+    };
+    tokio::pin!(up_pump, down_pump);
+    let mut up_done = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut up_pump, if !up_done => match r {
+                // The client finished sending; the answer may still be coming.
+                Ok(_) => up_done = true,
+                Err(e) => break Some(if is_ceiling(&e) { CeilingReached.to_string() } else { e.to_string() }),
             },
-            &mut down,
-        );
-        tokio::pin!(up_pump, down_pump);
-        let mut up_done = false;
-        loop {
-            tokio::select! {
-                r = &mut up_pump, if !up_done => match r {
-                    // The client finished sending; the answer may still be coming.
-                    Ok(()) => up_done = true,
-                    Err(e) => break Some(if is_ceiling(&e) { CeilingReached.to_string() } else { e.to_string() }),
-                },
-                r = &mut down_pump => break r.err().map(|e| e.to_string()),
-            }
+            r = &mut down_pump => break r.err().map(|e| e.to_string()),
         }
     };
-    rec.up += up;
-    rec.down += down;
+    rec.up += sent_up.load(Ordering::Relaxed);
+    rec.down += sent_down.load(Ordering::Relaxed);
     if result.as_deref() == Some(&CeilingReached.to_string()) {
         rec.verdict = Some(ceiling_verdict());
     }
     result
-}
-
-/// Copies from `r` to `w` until end of stream (then shuts `w` down), counting each chunk.
-async fn pump<R, W>(
-    r: &mut R,
-    w: &mut W,
-    idle: std::time::Duration,
-    mut account: impl FnMut(usize) -> io::Result<()>,
-    total: &mut u64,
-) -> io::Result<()>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; http::CHUNK];
-    loop {
-        let n = match timeout(idle, r.read(&mut buf)).await {
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle for too long")),
-            Ok(r) => r?,
-        };
-        if n == 0 {
-            let _ = w.shutdown().await;
-            return Ok(());
-        }
-        account(n)?;
-        w.write_all(&buf[..n]).await?;
-        *total += n as u64;
-    }
 }
 
 /// One absolute-form request: decided, sent upstream (over a kept connection when it goes to
@@ -583,7 +571,18 @@ async fn forward(
         }
     };
     let keep = http::client_keeps_alive(head) && framing == Framing::None;
-    let dest = match eg.decide(who, host.trim_start_matches('[').trim_end_matches(']'), port) {
+    let raw_host = host.trim_start_matches('[').trim_end_matches(']');
+    // The same destination as the kept connection's: its allow stands (the ceiling and the
+    // log are checked again all the same).
+    let known = upstream
+        .as_ref()
+        .filter(|u| u.asked.1 == port && u.asked.0 == raw_host && eg.recording() && !eg.meter.exhausted())
+        .map(|u| u.dest.clone());
+    let decided = match known {
+        Some(d) => Ok(d),
+        None => eg.decide(who, raw_host, port),
+    };
+    let dest = match decided {
         Ok(d) => d,
         Err((dest, v)) => {
             // A body we will not read means the connection cannot carry another request.
@@ -611,7 +610,13 @@ async fn forward(
             *upstream = None;
             match eg.dial(who, &dest).await {
                 Ok((stream, address)) => {
-                    *upstream = Some(Upstream { key: key.clone(), conn: Conn::new(stream), address })
+                    *upstream = Some(Upstream {
+                        key: key.clone(),
+                        conn: Conn::new(stream),
+                        address,
+                        asked: (raw_host.to_owned(), port),
+                        dest: dest.clone(),
+                    })
                 }
                 Err(refusal) => {
                     refuse(eg, conn, &dest, refusal, &mut rec).await;
@@ -700,7 +705,7 @@ async fn exchange(
         }
     }
     let mut sent = 0u64;
-    let body = http::copy_body(conn, &mut up.conn.io, framing, &mut |n| {
+    let body = http::copy_body(conn, &mut up.conn.io, framing, Dir::Up, &mut |n| {
         eg.account_up(n)?;
         sent += n as u64;
         Ok(())
@@ -732,24 +737,33 @@ async fn exchange(
             rec.error = Some("the destination's response head is malformed".into());
             return Exchange::Failed;
         };
-        if conn.io.write_all(&up.conn.buffered()[..len]).await.is_err() {
-            rec.status = Some(res.status);
-            rec.error = Some("the client closed".into());
-            return Exchange::Failed;
-        }
-        up.conn.consume(len);
-        eg.meter.add_down(len as u64);
-        rec.down += len as u64;
         rec.status = Some(res.status);
-        if (100..200).contains(&res.status) && res.status != 101 {
-            continue;
-        }
-        let Some(framing) = http::response_framing(&head.method, &res) else {
+        let interim = (100..200).contains(&res.status) && res.status != 101;
+        let framing = if interim { Some(Framing::None) } else { http::response_framing(&head.method, &res) };
+        let Some(mut framing) = framing else {
             rec.error = Some("the destination's response has a bad Content-Length".into());
             return Exchange::Failed;
         };
+        // The head, and as much of a sized body as has already arrived, in one write.
+        let early = match framing {
+            Framing::Length(n) => (up.conn.buffered().len() - len).min(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => 0,
+        };
+        if conn.io.write_all(&up.conn.buffered()[..len + early]).await.is_err() {
+            rec.error = Some("the client closed".into());
+            return Exchange::Failed;
+        }
+        up.conn.consume(len + early);
+        eg.meter.add_down((len + early) as u64);
+        rec.down += (len + early) as u64;
+        if let Framing::Length(n) = framing {
+            framing = Framing::Length(n - early as u64);
+        }
+        if interim {
+            continue;
+        }
         let mut got = 0u64;
-        let body = http::copy_body(&mut up.conn, &mut conn.io, framing, &mut |n| {
+        let body = http::copy_body(&mut up.conn, &mut conn.io, framing, Dir::Down, &mut |n| {
             eg.meter.add_down(n as u64);
             got += n as u64;
             Ok(())

@@ -33,7 +33,11 @@ impl Egress {
         self.plan(msg, udp.then_some(512))
     }
 
-    fn plan(&self, msg: &[u8], limit: Option<usize>) -> Option<Plan> {
+    fn plan(&self, msg: &[u8], udp: Option<usize>) -> Option<Plan> {
+        let limit = udp;
+        if let Some(reply) = self.answered_before(msg, udp) {
+            return Some(Plan::Answer(reply));
+        }
         let q = match dns::parse_query(msg) {
             Ok(q) => q,
             Err(_) => return dns::format_error(msg).map(Plan::Answer),
@@ -100,7 +104,11 @@ impl Egress {
             self.record("dns", f);
         }
         match self.resolver.cached(&name) {
-            Some(answer) => Some(Plan::Answer(self.answer(&q, &who, answer, limit))),
+            Some(answer) => {
+                let reply = self.answer(&q, &who, answer, limit);
+                self.remember(msg, udp, &reply);
+                Some(Plan::Answer(reply))
+            }
             None => Some(Plan::Lookup(q, name)),
         }
     }
@@ -125,7 +133,46 @@ impl Egress {
     }
 }
 
+/// Allowed answers kept for repeats of the same query: a message identical but for its id gets
+/// the same answer without the policy, the detector or the cache of addresses being consulted
+/// again (none of them could answer differently before the addresses expire). Only answers
+/// with addresses are kept; refusals are decided, and recorded, every time.
+#[derive(Debug, Default)]
+pub(crate) struct Answers(std::sync::Mutex<std::collections::HashMap<AnswerKey, (std::time::Instant, Vec<u8>)>>);
+
+/// A query without its id, and the size limit its answer was made for.
+type AnswerKey = (Vec<u8>, usize);
+
+const MAX_ANSWERS: usize = 4096;
+
 impl Egress {
+    fn answered_before(&self, msg: &[u8], limit: Option<usize>) -> Option<Vec<u8>> {
+        if msg.len() < 12 || !self.recording() {
+            return None;
+        }
+        let answers = self.answers.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (expires, reply) = answers.get(&(msg[2..].to_vec(), limit.unwrap_or(0)))?;
+        if *expires < std::time::Instant::now() {
+            return None;
+        }
+        let mut reply = reply.clone();
+        reply[..2].copy_from_slice(&msg[..2]);
+        Some(reply)
+    }
+
+    fn remember(&self, msg: &[u8], limit: Option<usize>, reply: &[u8]) {
+        // Only a NOERROR answer with at least one record.
+        if msg.len() < 12 || reply.len() < 12 || reply[3] & 0x0f != 0 || reply[6..8] == [0, 0] {
+            return;
+        }
+        let mut answers = self.answers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= MAX_ANSWERS {
+            answers.clear();
+        }
+        answers
+            .insert((msg[2..].to_vec(), limit.unwrap_or(0)), (std::time::Instant::now() + ANSWER_TTL, reply.to_vec()));
+    }
+
     /// True the first time `name` is looked up in this session (bounded: past 10,000 names,
     /// no more first lookups are recorded).
     fn first_lookup(&self, name: &str) -> bool {

@@ -87,6 +87,13 @@ pub fn restore_default_sigpipe() {
     sys::default_sigpipe();
 }
 
+/// Blocks SIGPIPE in the calling thread: a write to a peer that went away then fails with
+/// `EPIPE` instead of ending the process (`splice` has no `MSG_NOSIGNAL`). For threads that
+/// serve network peers, in a process that keeps SIGPIPE's default for its own output.
+pub fn block_sigpipe() -> std::io::Result<()> {
+    sys::process::block(&[libc::SIGPIPE])
+}
+
 const TERMINATION: &[libc::c_int] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// For long-running commands: blocks SIGINT, SIGTERM and SIGHUP in this thread and the threads
