@@ -5,7 +5,7 @@
 # connections and 10 MiB at 1; DNS with dnsperf against `portcullis proxy --dns`, and dnsmasq
 # with the same local answers for scale.
 #
-#   bench/egress.sh [SECONDS]   (default 10 per measurement)
+#   bench/egress.sh [SECONDS]   (default 10 per measurement; three rounds of each)
 #   needs: apt-get install -y wrk dnsperf squid tinyproxy nginx-light dnsmasq-base
 set -euo pipefail
 secs=${1:-10}
@@ -101,15 +101,20 @@ rps() { wrk -t1 -c10 -d"${secs}s" ${2:+-s "$2"} "$1" | awk '/Requests\/sec/ {pri
 mibs() {
   wrk -t1 -c1 -d"${secs}s" ${2:+-s "$2"} "$1" | awk '/Transfer\/sec/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2); if (u=="GB") n*=1024; if (u=="KB") n/=1024; print n}'
 }
+# Three rounds, each measuring every variant once in turn, so drift hits them alike; the
+# report gives each variant's median and the median of the per-round ratios to direct.
+rounds=3
 declare -A small big
-small[direct]=$(rps http://127.0.0.1:18080/1k)
-small[portcullis]=$(rps http://127.0.0.1:13128 1k.lua)
-small[squid]=$(rps http://127.0.0.1:13129 1k.lua)
-small[tinyproxy]=$(rps http://127.0.0.1:13130 1k.lua)
-big[direct]=$(mibs http://127.0.0.1:18080/10m)
-big[portcullis]=$(mibs http://127.0.0.1:13128 10m.lua)
-big[squid]=$(mibs http://127.0.0.1:13129 10m.lua)
-big[tinyproxy]=$(mibs http://127.0.0.1:13130 10m.lua)
+for ((r = 0; r < rounds; r++)); do
+  small[direct]+="$(rps http://127.0.0.1:18080/1k) "
+  small[portcullis]+="$(rps http://127.0.0.1:13128 1k.lua) "
+  small[squid]+="$(rps http://127.0.0.1:13129 1k.lua) "
+  small[tinyproxy]+="$(rps http://127.0.0.1:13130 1k.lua) "
+  big[direct]+="$(mibs http://127.0.0.1:18080/10m) "
+  big[portcullis]+="$(mibs http://127.0.0.1:13128 10m.lua) "
+  big[squid]+="$(mibs http://127.0.0.1:13129 10m.lua) "
+  big[tinyproxy]+="$(mibs http://127.0.0.1:13130 10m.lua) "
+done
 
 # DNS: the same allowed name, 100 queries outstanding.
 for i in $(seq 1000); do echo "localhost A"; done > queries.txt
@@ -119,12 +124,15 @@ dns_dnsmasq=$(qps 15354)
 
 python3 - "${small[direct]}" "${small[portcullis]}" "${small[squid]}" "${small[tinyproxy]}" \
   "${big[direct]}" "${big[portcullis]}" "${big[squid]}" "${big[tinyproxy]}" "$dns_portcullis" "$dns_dnsmasq" <<'PY'
-import sys
-v = [float(x or 0) for x in sys.argv[1:]]
-d, p, s, t, bd, bp, bs, bt, qp, qd = v
-print(f"1 KiB, 10 connections (req/s):   direct {d:9.0f}   portcullis {p:9.0f} ({p/d:.2f} of direct, {p/s:.1f}x squid; target >= 0.5 and >= 3x)")
-print(f"                                 squid  {s:9.0f} ({s/d:.2f})   tinyproxy {t:9.0f} ({t/d:.2f})")
-print(f"10 MiB, 1 connection (MiB/s):    direct {bd:9.0f}   portcullis {bp:9.0f} ({bp/bd:.2f} of direct; target >= 0.8)")
-print(f"                                 squid  {bs:9.0f} ({bs/bd:.2f})   tinyproxy {bt:9.0f} ({bt/bd:.2f})")
+import statistics as st, sys
+runs = [[float(x) for x in a.split()] for a in sys.argv[1:9]]
+d, p, s, t, bd, bp, bs, bt = runs
+qp, qd = float(sys.argv[9] or 0), float(sys.argv[10] or 0)
+m = st.median
+r = lambda a, b: m([x / y for x, y in zip(a, b)])
+print(f"1 KiB, 10 connections (req/s):   direct {m(d):9.0f}   portcullis {m(p):9.0f} ({r(p, d):.2f} of direct, {r(p, s):.1f}x squid; target >= 0.5 and >= 3x)")
+print(f"                                 squid  {m(s):9.0f} ({r(s, d):.2f})   tinyproxy {m(t):9.0f} ({r(t, d):.2f})")
+print(f"10 MiB, 1 connection (MiB/s):    direct {m(bd):9.0f}   portcullis {m(bp):9.0f} ({r(bp, bd):.2f} of direct; target >= 0.8)")
+print(f"                                 squid  {m(bs):9.0f} ({r(bs, bd):.2f})   tinyproxy {m(bt):9.0f} ({r(bt, bd):.2f})")
 print(f"DNS, allowed name (answers/s):   portcullis {qp:9.0f} (target >= 100000)   dnsmasq {qd:9.0f}")
 PY
