@@ -139,12 +139,8 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    pub(crate) fn start(
-        egress: Arc<Egress>,
-        proxy: Option<std::net::TcpListener>,
-        dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
-    ) -> Result<Self> {
-        let workers = std::env::var("PC_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    /// A runtime for `egress` on `workers` threads, serving nothing yet.
+    pub(crate) fn new(egress: Arc<Egress>, workers: usize) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("egress")
@@ -155,22 +151,29 @@ impl Served {
             .enable_time()
             .build()
             .context("cannot start the egress runtime")?;
-        {
-            let _guard = runtime.enter();
-            if let Some(l) = proxy {
-                runtime.spawn(egress.clone().serve_proxy(l));
-            }
-            if let Some((udp, tcp)) = dns {
-                runtime.spawn(egress.clone().serve_dns_udp(udp));
-                runtime.spawn(egress.clone().serve_dns_tcp(tcp));
-            }
-        }
         Ok(Served { runtime, egress })
     }
 
-    /// Stops serving (open connections are dropped).
+    /// Serves the proxy on `proxy` and the resolver on `dns` (UDP and TCP).
+    pub(crate) fn serve(
+        &self,
+        proxy: Option<std::net::TcpListener>,
+        dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
+    ) {
+        let _guard = self.runtime.enter();
+        if let Some(l) = proxy {
+            self.runtime.spawn(self.egress.clone().serve_proxy(l));
+        }
+        if let Some((udp, tcp)) = dns {
+            self.runtime.spawn(self.egress.clone().serve_dns_udp(udp));
+            self.runtime.spawn(self.egress.clone().serve_dns_tcp(tcp));
+        }
+    }
+
+    /// Stops serving: open connections are dropped, and the runtime's threads end on their own
+    /// (nothing they still do can change the meters' totals by then, or be recorded).
     pub(crate) fn stop(self) -> Arc<Egress> {
-        self.runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+        self.runtime.shutdown_background();
         self.egress
     }
 }
@@ -288,7 +291,9 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
         None => None,
     };
     portcullis_sandbox::block_termination().context("cannot block termination signals")?;
-    let served = Served::start(egress, Some(listener), dns)?;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let served = Served::new(egress, workers)?;
+    served.serve(Some(listener), dns);
     eprintln!(
         "portcullis: proxy on {}{}; records in {}",
         args.listen,

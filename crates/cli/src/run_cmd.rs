@@ -235,6 +235,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
 
+    // Ready before the sockets arrive, while the init works.
+    let served = if spec.egress {
+        Some(serve_egress(&policy, args.agent.as_deref(), settings, &events_path, &id)?)
+    } else {
+        None
+    };
     let decider = Decider::new(&policy, None);
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
     let sink = Mutex::new(sink);
@@ -261,10 +267,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             give_listener.send(listener).context("cannot start the exec monitor")?;
         }
         drop(give_listener);
-        let served = match running.take_egress() {
-            Some(sockets) => Some(serve_egress(sockets, &policy, args.agent.as_deref(), settings, &events_path, &id)?),
-            None => None,
-        };
+        if let (Some(sockets), Some((served, _))) = (running.take_egress(), &served) {
+            served.serve(Some(sockets.proxy), Some((sockets.dns_udp, sockets.dns_tcp)));
+        }
         let relay = match running.take_terminal() {
             Some(master) => {
                 Some(portcullis_sandbox::terminal::Relay::start(master).context("cannot relay the agent's terminal")?)
@@ -370,10 +375,9 @@ const AGENT_RANGES_BASE: u32 = 1 << 30;
 const AGENT_RANGE_SIZE: u32 = 1 << 16;
 const AGENT_SLOTS: u32 = 1 << 10;
 
-/// Serves the sandbox's egress sockets: the proxy and the resolver under the session's policy
-/// and agent, recording to the session's log.
+/// The runtime that will serve the sandbox's egress sockets: the proxy and the resolver under
+/// the session's policy and agent, recording to the session's log.
 fn serve_egress(
-    sockets: session::EgressSockets,
     policy: &Arc<Policy>,
     agent: Option<&str>,
     settings: &portcullis_policy::Settings,
@@ -387,9 +391,9 @@ fn serve_egress(
         recorder.clone(),
         crate::egress_cmd::options(settings, access),
     );
-    let served =
-        crate::egress_cmd::Served::start(egress, Some(sockets.proxy), Some((sockets.dns_udp, sockets.dns_tcp)))?;
-    Ok((served, recorder))
+    // One thread: an agent's traffic is one client's, and a session's start should not wait
+    // for more threads than it needs.
+    Ok((crate::egress_cmd::Served::new(egress, 1)?, recorder))
 }
 
 /// Handles a cgroup that cannot be set up: an error, or with `allow_partial` a degraded run.
