@@ -77,9 +77,9 @@ fn write_batches(mut file: std::fs::File, shared: &LogShared) {
     loop {
         {
             let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-            if buffer.is_empty() && !shared.closed.load(Ordering::SeqCst) {
-                buffer =
-                    shared.wake.wait_timeout(buffer, FLUSH_EVERY).map(|(b, _)| b).unwrap_or_else(|e| e.into_inner().0);
+            // Records gather for up to FLUSH_EVERY; `finish` (or a full buffer) wakes us early.
+            if !shared.closed.load(Ordering::SeqCst) {
+                buffer = shared.wake.wait_timeout(buffer, FLUSH_EVERY).map(|(b, _)| b).unwrap_or_else(|e| e.into_inner().0);
             }
             std::mem::swap(&mut *buffer, &mut batch);
         }
@@ -90,10 +90,6 @@ fn write_batches(mut file: std::fs::File, shared: &LogShared) {
             batch.clear();
         } else if shared.closed.load(Ordering::SeqCst) {
             return;
-        }
-        // Let records gather for a moment rather than write each as it comes.
-        if !shared.closed.load(Ordering::SeqCst) {
-            std::thread::sleep(FLUSH_EVERY);
         }
     }
 }
