@@ -79,7 +79,8 @@ fn write_batches(mut file: std::fs::File, shared: &LogShared) {
             let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
             // Records gather for up to FLUSH_EVERY; `finish` (or a full buffer) wakes us early.
             if !shared.closed.load(Ordering::SeqCst) {
-                buffer = shared.wake.wait_timeout(buffer, FLUSH_EVERY).map(|(b, _)| b).unwrap_or_else(|e| e.into_inner().0);
+                buffer =
+                    shared.wake.wait_timeout(buffer, FLUSH_EVERY).map(|(b, _)| b).unwrap_or_else(|e| e.into_inner().0);
             }
             std::mem::swap(&mut *buffer, &mut batch);
         }
