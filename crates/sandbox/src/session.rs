@@ -98,15 +98,6 @@ pub struct EgressSockets {
     pub dns_tcp: std::net::TcpListener,
 }
 
-/// Binds the egress sockets in the current network namespace, `lo` first brought up.
-fn egress_sockets() -> io::Result<[OwnedFd; 3]> {
-    sys::net::loopback_up()?;
-    let proxy = std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT))?;
-    let dns_udp = std::net::UdpSocket::bind(("127.0.0.1", DNS_PORT))?;
-    let dns_tcp = std::net::TcpListener::bind(("127.0.0.1", DNS_PORT))?;
-    Ok([proxy.into(), dns_udp.into(), dns_tcp.into()])
-}
-
 /// A user namespace's uid and gid map (one range, the same for both) and the agent's id in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdMap {
@@ -382,7 +373,9 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         process::exit_now(125);
     }
     // Owned by the new user namespace; made by a helper while the init builds the root.
-    let netns = match process::start_network_namespace() {
+    // With the egress, the helper also brings `lo` up and binds the proxy's and the resolver's
+    // sockets there, all off the init's path.
+    let netns = match process::start_network_namespace(spec.egress) {
         Ok(n) => n,
         Err(e) => fail(&sock, "create the network namespace", &e),
     };
@@ -423,16 +416,13 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     } else {
         None
     };
-    if let Err(e) = netns.enter() {
-        fail(&sock, "create the network namespace", &e);
-    }
-    let egress = if spec.egress {
-        match egress_sockets() {
-            Ok(s) => Some(s),
-            Err(e) => fail(&sock, "open the egress sockets (127.0.0.1:3128 and :53 in the sandbox)", &e),
-        }
-    } else {
-        None
+    let egress = match netns.enter() {
+        Ok(sockets) => sockets,
+        Err(e) => fail(
+            &sock,
+            "create the network namespace (with lo up and the egress sockets on 127.0.0.1:3128 and :53)",
+            &e,
+        ),
     };
     // Nothing runs as the agent before the init is in the session's cgroup.
     let mut cgroup_buf = [0u8; 16];

@@ -239,8 +239,46 @@ struct NetnsShared {
     /// `/proc` as the caller sees it now, so the helper finds its own namespace even if the
     /// caller's root changes meanwhile.
     proc_dir: OwnedFd,
+    /// Also bring `lo` up and make the egress sockets there.
+    egress: bool,
     /// The namespace's descriptor, or minus the errno of the failed step; `i32::MIN` until set.
     result: std::sync::atomic::AtomicI32,
+    /// The egress sockets' descriptors (proxy, DNS over UDP, DNS over TCP), or -1.
+    sockets: [std::sync::atomic::AtomicI32; 3],
+}
+
+/// A listening (TCP) or bound (UDP) socket on 127.0.0.1:`port`, by system calls only.
+fn loopback_socket(kind: libc::c_int, port: u16) -> Result<libc::c_int, libc::c_int> {
+    let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    // SAFETY: plain system calls on a descriptor this function owns until it returns it, with a
+    // sockaddr_in and an int built on the stack.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let one: libc::c_int = 1;
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = port.to_be();
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let ok = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+            && libc::bind(fd, (&raw const addr).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+                == 0
+            && (kind != libc::SOCK_STREAM || libc::listen(fd, 1024) == 0);
+        if !ok {
+            let e = errno();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(fd)
+    }
 }
 
 const HELPER_STACK: usize = 64 * 1024;
@@ -254,7 +292,7 @@ extern "C" fn make_network_namespace(arg: *mut libc::c_void) -> libc::c_int {
     let shared = unsafe { &*arg.cast::<NetnsShared>() };
     let errno = || -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
     // SAFETY: plain system calls on a static string and a descriptor `shared` keeps open.
-    let result = unsafe {
+    let mut result = unsafe {
         if libc::unshare(libc::CLONE_NEWNET) != 0 {
             errno()
         } else {
@@ -263,15 +301,37 @@ extern "C" fn make_network_namespace(arg: *mut libc::c_void) -> libc::c_int {
             if fd < 0 { errno() } else { fd }
         }
     };
+    if result >= 0 && shared.egress {
+        let made = crate::sys::net::loopback_up().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)).and_then(|()| {
+            let specs = [(libc::SOCK_STREAM, PROXY_PORT), (libc::SOCK_DGRAM, DNS_PORT), (libc::SOCK_STREAM, DNS_PORT)];
+            for (slot, (kind, port)) in shared.sockets.iter().zip(specs) {
+                slot.store(loopback_socket(kind, port)?, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        if let Err(e) = made {
+            result = -e;
+        }
+    }
     shared.result.store(result, std::sync::atomic::Ordering::SeqCst);
     0
 }
 
-/// Starts making a network namespace for the calling process (see [`NetnsMaker`]).
-pub(crate) fn start_network_namespace() -> io::Result<NetnsMaker> {
+/// The egress sockets' ports (see `crate::session`).
+const PROXY_PORT: u16 = crate::session::PROXY_PORT;
+const DNS_PORT: u16 = crate::session::DNS_PORT;
+
+/// Starts making a network namespace for the calling process (see [`NetnsMaker`]); with
+/// `egress`, with `lo` up and the egress sockets bound in it.
+pub(crate) fn start_network_namespace(egress: bool) -> io::Result<NetnsMaker> {
     use rustix::fs::{Mode, OFlags, open};
     let proc_dir = open("/proc", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    let shared = Box::new(NetnsShared { proc_dir, result: std::sync::atomic::AtomicI32::new(i32::MIN) });
+    let shared = Box::new(NetnsShared {
+        proc_dir,
+        egress,
+        result: std::sync::atomic::AtomicI32::new(i32::MIN),
+        sockets: [(); 3].map(|()| std::sync::atomic::AtomicI32::new(-1)),
+    });
     let mut stack = vec![0u8; HELPER_STACK];
     // The stack grows down from a 16-byte aligned top.
     let top = (stack.as_mut_ptr() as usize + HELPER_STACK) & !15;
@@ -312,10 +372,21 @@ impl NetnsMaker {
         }
     }
 
-    /// Waits for the helper and moves the calling process into the namespace it made.
-    pub(crate) fn enter(mut self) -> io::Result<()> {
+    /// Waits for the helper and moves the calling process into the namespace it made; returns
+    /// the egress sockets when they were asked for.
+    pub(crate) fn enter(mut self) -> io::Result<Option<[OwnedFd; 3]>> {
         self.reap()?;
         let result = self.shared.result.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: each non-negative value is a descriptor the helper opened in our shared table
+        // and handed over; nothing else owns it.
+        let sockets: Vec<OwnedFd> = self
+            .shared
+            .sockets
+            .iter()
+            .map(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            .filter(|&fd| fd >= 0)
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
         if result < 0 {
             return Err(if result == i32::MIN {
                 io::Error::other("the helper ended without a result")
@@ -329,7 +400,11 @@ impl NetnsMaker {
             std::os::fd::AsFd::as_fd(&fd),
             Some(rustix::thread::LinkNameSpaceType::Network),
         )
-        .map_err(io::Error::from)
+        .map_err(io::Error::from)?;
+        if !self.shared.egress {
+            return Ok(None);
+        }
+        <[OwnedFd; 3]>::try_from(sockets).map(Some).map_err(|_| io::Error::other("the egress sockets were not made"))
     }
 }
 
