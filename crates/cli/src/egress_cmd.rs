@@ -100,12 +100,12 @@ impl Recorder for LogRecorder {
         if self.shared.failed.load(Ordering::Relaxed) || self.shared.closed.load(Ordering::Relaxed) {
             return false;
         }
+        // Serialised before the lock, which other threads' records wait on.
         let event = Event::now(&self.session, kind, Value::Object(fields));
+        let Ok(mut line) = serde_json::to_vec(&event) else { return false };
+        line.push(b'\n');
         let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if serde_json::to_writer(&mut *buffer, &event).is_err() {
-            return false;
-        }
-        buffer.push(b'\n');
+        buffer.extend_from_slice(&line);
         if buffer.len() >= FLUSH_AT {
             self.shared.wake.notify_one();
         }

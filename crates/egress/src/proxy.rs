@@ -98,8 +98,9 @@ impl Egress {
     /// The destination `host:port` decided for `who`.
     pub(crate) fn decide(&self, who: &Identity, host: &str, port: u16) -> Result<Dest, (Dest, Verdict)> {
         let raw = Dest { host: host.to_owned(), port };
-        let host = match portcullis_guard::host::normalize(host) {
-            Ok(info) => info.host.to_string(),
+        // The policy's own normal form: the gate compares in it, and the resolver looks it up.
+        let host = match portcullis_policy::normalize_host(host.trim_start_matches('[').trim_end_matches(']')) {
+            Ok(h) => h.into_owned(),
             Err(e) => return Err((raw, Verdict::deny("builtin invalid host", e.to_string()))),
         };
         let dest = Dest { host, port };

@@ -138,10 +138,15 @@ impl Egress {
 /// again (none of them could answer differently before the addresses expire). Only answers
 /// with addresses are kept; refusals are decided, and recorded, every time.
 #[derive(Debug, Default)]
-pub(crate) struct Answers(std::sync::Mutex<std::collections::HashMap<AnswerKey, (std::time::Instant, Vec<u8>)>>);
+pub(crate) struct Answers(std::sync::Mutex<[AnswerMap; 2]>);
 
-/// A query without its id, and the size limit its answer was made for.
-type AnswerKey = (Vec<u8>, usize);
+/// Answers by the query without its id (looked up without copying it); one map for answers
+/// sized for UDP, one for TCP.
+type AnswerMap = std::collections::HashMap<Vec<u8>, (std::time::Instant, Vec<u8>)>;
+
+fn by_transport(limit: Option<usize>) -> usize {
+    usize::from(limit.is_none())
+}
 
 const MAX_ANSWERS: usize = 4096;
 
@@ -151,7 +156,7 @@ impl Egress {
             return None;
         }
         let answers = self.answers.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (expires, reply) = answers.get(&(msg[2..].to_vec(), limit.unwrap_or(0)))?;
+        let (expires, reply) = answers[by_transport(limit)].get(&msg[2..])?;
         if *expires < std::time::Instant::now() {
             return None;
         }
@@ -166,11 +171,11 @@ impl Egress {
             return;
         }
         let mut answers = self.answers.0.lock().unwrap_or_else(|e| e.into_inner());
-        if answers.len() >= MAX_ANSWERS {
-            answers.clear();
+        let map = &mut answers[by_transport(limit)];
+        if map.len() >= MAX_ANSWERS {
+            map.clear();
         }
-        answers
-            .insert((msg[2..].to_vec(), limit.unwrap_or(0)), (std::time::Instant::now() + ANSWER_TTL, reply.to_vec()));
+        map.insert(msg[2..].to_vec(), (std::time::Instant::now() + ANSWER_TTL, reply.to_vec()));
     }
 
     /// True the first time `name` is looked up in this session (bounded: past 10,000 names,
