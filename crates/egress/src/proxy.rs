@@ -518,17 +518,17 @@ pub(crate) async fn tunnel(
             r = &mut up_pump, if !up_done => match r {
                 // The client finished sending; the answer may still be coming.
                 Ok(_) => up_done = true,
-                Err(e) => break Some(if is_ceiling(&e) { CeilingReached.to_string() } else { e.to_string() }),
+                Err(e) => break Some(e),
             },
-            r = &mut down_pump => break r.err().map(|e| e.to_string()),
+            r = &mut down_pump => break r.err(),
         }
     };
     rec.up += sent_up.load(Ordering::Relaxed);
     rec.down += sent_down.load(Ordering::Relaxed);
-    if result.as_deref() == Some(&CeilingReached.to_string()) {
+    if result.as_ref().is_some_and(is_ceiling) {
         rec.verdict = Some(ceiling_verdict());
     }
-    result
+    result.map(|e| e.to_string())
 }
 
 /// One absolute-form request: decided, sent upstream (over a kept connection when it goes to
@@ -633,7 +633,7 @@ async fn forward(
                 if !both {
                     *upstream = None;
                 }
-                return both && keep_after(head);
+                return both && http::client_keeps_alive(head);
             }
             Exchange::StaleUpstream if reused && attempt == 0 && framing == Framing::None => {
                 *upstream = None;
@@ -664,10 +664,6 @@ async fn forward(
         }
     }
     false
-}
-
-fn keep_after(head: &http::RequestHead) -> bool {
-    http::client_keeps_alive(head)
 }
 
 enum Exchange {

@@ -34,7 +34,6 @@ impl Egress {
     }
 
     fn plan(&self, msg: &[u8], udp: Option<usize>) -> Option<Plan> {
-        let limit = udp;
         if let Some(reply) = self.answered_before(msg, udp) {
             return Some(Plan::Answer(reply));
         }
@@ -42,7 +41,8 @@ impl Egress {
             Ok(q) => q,
             Err(_) => return dns::format_error(msg).map(Plan::Answer),
         };
-        let limit = limit.unwrap_or(65_535).min(limit.map_or(65_535, |_| q.udp_limit()));
+        // Over UDP what the client offered (512 without EDNS); over TCP what fits the frame.
+        let limit = if udp.is_some() { q.udp_limit() } else { 65_535 };
         let refuse = |q: &Query, rcode: Rcode| Some(Plan::Answer(dns::response(q, rcode, &[], 0, limit)));
         if q.opcode() != 0 {
             return refuse(&q, Rcode::NotImp);
