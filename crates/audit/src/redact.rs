@@ -1,0 +1,156 @@
+//! Redaction before a record reaches disk. The store runs every record's `input`, `outcome`
+//! and `data` through a [`Redactor`]; [`Placeholder`] masks the obvious secrets (values under
+//! secret-sounding keys, and a few well-known token shapes) until the content guard supplies
+//! the real scanner through the same seam.
+
+use serde_json::Value;
+
+/// Rewrites the secrets in a value in place.
+pub trait Redactor: Send + Sync {
+    /// Masks what must not be stored.
+    fn redact(&self, value: &mut Value);
+}
+
+/// The interim redactor: keys named like credentials, and token prefixes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Placeholder;
+
+/// A key is a credential's when one of its `_`-separated words (lower-case, `-` as `_`) is one
+/// of these, or it contains one of [`SECRET_PAIRS`].
+const SECRET_WORDS: [&str; 9] =
+    ["password", "passwd", "secret", "token", "apikey", "authorization", "cookie", "credential", "credentials"];
+const SECRET_PAIRS: [&str; 3] = ["api_key", "private_key", "access_key"];
+
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase().replace('-', "_");
+    key.split('_').any(|w| SECRET_WORDS.contains(&w)) || SECRET_PAIRS.iter().any(|p| key.contains(p))
+}
+
+/// Token prefixes, each followed by at least `min` characters of `[A-Za-z0-9_-]`.
+const TOKEN_PREFIXES: [(&str, usize); 9] = [
+    ("AKIA", 16),
+    ("ghp_", 30),
+    ("gho_", 30),
+    ("ghs_", 30),
+    ("github_pat_", 30),
+    ("sk-", 20),
+    ("xoxb-", 10),
+    ("xoxp-", 10),
+    ("glpat-", 20),
+];
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "[REDACTED]";
+
+impl Redactor for Placeholder {
+    fn redact(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if secret_key(k) && !v.is_null() {
+                        *v = Value::String(MASK.into());
+                    } else {
+                        self.redact(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact(v)),
+            Value::String(s) => {
+                if let Some(masked) = mask_text(s) {
+                    *s = masked;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `text` with token-shaped spans, PEM private keys and `Bearer`/`Basic` credentials masked;
+/// `None` when nothing was found.
+fn mask_text(text: &str) -> Option<String> {
+    if let Some(start) = text.find("-----BEGIN") {
+        if text[start..].contains("PRIVATE KEY") {
+            let end = text[start..].find("-----END").map_or(text.len(), |e| {
+                let after = start + e + 8;
+                text[after..].find("-----").map_or(text.len(), |t| after + t + 5)
+            });
+            let mut out = String::with_capacity(text.len());
+            out.push_str(&text[..start]);
+            out.push_str(MASK);
+            out.push_str(&mask_text(&text[end..]).unwrap_or_else(|| text[end..].to_owned()));
+            return Some(out);
+        }
+    }
+    let token_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let bytes = text.as_bytes();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (prefix, min) in TOKEN_PREFIXES {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(prefix).map(|i| i + from) {
+            let start_ok = i == 0 || !token_char(bytes[i - 1]);
+            let end = i + prefix.len() + bytes[i + prefix.len()..].iter().take_while(|c| token_char(**c)).count();
+            if start_ok && end - i - prefix.len() >= min {
+                spans.push((i, end));
+            }
+            from = end.max(i + 1);
+        }
+    }
+    for scheme in ["Bearer ", "Basic ", "bearer ", "basic "] {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(scheme).map(|i| i + from) {
+            let start = i + scheme.len();
+            let end = start
+                + bytes[start..].iter().take_while(|c| token_char(**c) || matches!(c, b'.' | b'=' | b'+' | b'/')).count();
+            if end - start >= 8 {
+                spans.push((start, end));
+            }
+            from = end.max(i + 1);
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e) in spans {
+        if s < at {
+            at = at.max(e);
+            continue;
+        }
+        out.push_str(&text[at..s]);
+        out.push_str(MASK);
+        at = e;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_masked_and_the_rest_kept() {
+        let mut v = json!({
+            "argv": ["curl", "-H", "Authorization: Bearer abcdefgh12345678", "https://example.com"],
+            "env": {"AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "y", "PATH": "/bin"},
+            "note": "key AKIAIOSFODNN7EXAMPLE and ghp_0123456789abcdefghij0123456789abcd here",
+            "pem": "a\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\nz",
+            "plain": "git status --short",
+        });
+        Placeholder.redact(&mut v);
+        assert_eq!(v["argv"][2], "Authorization: Bearer [REDACTED]");
+        assert_eq!(v["argv"][3], "https://example.com");
+        assert_eq!(v["env"]["GITHUB_TOKEN"], MASK);
+        assert_eq!(v["env"]["PATH"], "/bin");
+        assert_eq!(v["note"], "key [REDACTED] and [REDACTED] here");
+        assert_eq!(v["pem"], "a\n[REDACTED]\nz");
+        assert_eq!(v["plain"], "git status --short");
+        let text = v.to_string();
+        for secret in ["abcdefgh12345678", "AKIAIOSFODNN7EXAMPLE", "b3Blbn", "ghp_0123"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}

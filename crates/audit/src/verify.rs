@@ -1,0 +1,361 @@
+//! Verification: every line's place (`seq`) and link (`prev`), every checkpoint's signature,
+//! the segments' order and ends, the signed head and the prune marker. The first bad record is
+//! named by segment, line, byte offset and `seq`.
+//!
+//! What it proves: the records up to the newest valid checkpoint are the ones this host's key
+//! signed over, unedited, in order, none removed. Records after that checkpoint are chained
+//! (an edit or a removal inside them is found) but not yet signed: a writer holding the store's
+//! files could cut them off, or rewrite them and re-chain, undetected. Checkpoints every
+//! `checkpoint_records` records or `checkpoint_interval`, and at every session's end, bound
+//! that window.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::{PublicKey, checkpoint_message, prune_message};
+use crate::record::Stored;
+use crate::store::{GENESIS, parse_prefix, segments};
+use crate::hex;
+
+/// What verification found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// The segments read.
+    pub segments: u64,
+    /// The records read (checkpoints included).
+    pub records: u64,
+    /// The checkpoints whose signatures verified.
+    pub checkpoints: u64,
+    /// The first record's `seq` (after pruning, not 1).
+    pub first_seq: u64,
+    /// The last record's `seq`.
+    pub last_seq: u64,
+    /// The last record a valid checkpoint covers.
+    pub signed_through: u64,
+    /// A partial record at the very end: a crash during a write. Not an error; the next
+    /// writer cuts it off.
+    pub torn: Option<Torn>,
+    /// The prune marker, when older segments were removed by `prune`.
+    pub pruned: Option<PruneMarker>,
+    /// The first problem, if any: verification stops there.
+    pub problem: Option<Problem>,
+    /// The public key checkpoints were checked against.
+    pub key: String,
+}
+
+impl Report {
+    /// True when nothing is wrong (a torn tail is not wrong).
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// A partial last record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Torn {
+    /// The segment's path.
+    pub segment: PathBuf,
+    /// Where the whole records end.
+    pub offset: u64,
+    /// The partial bytes after them.
+    pub bytes: u64,
+}
+
+/// Where verification failed, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The segment's path.
+    pub segment: PathBuf,
+    /// The line, from 1 (0 for a problem with the segment or the store as a whole).
+    pub line: u64,
+    /// The line's byte offset in the segment.
+    pub offset: u64,
+    /// The bad record's `seq`, when it has one.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.segment.display())?;
+        if self.line > 0 {
+            write!(f, " line {} (byte {})", self.line, self.offset)?;
+        }
+        if let Some(s) = self.seq {
+            write!(f, ", record {s}")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// The signed marker `prune` leaves: the chain's end in the last segment it removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneMarker {
+    /// The last segment removed.
+    pub segment: u64,
+    /// Its last record's `seq`.
+    pub seq: u64,
+    /// That record's hash.
+    #[serde(with = "hex_hash")]
+    pub hash: [u8; 32],
+    /// When the prune ran.
+    pub at_ms: u64,
+    /// The signer's public key.
+    pub key: String,
+    /// The signature over (segment, seq, hash).
+    pub sig: String,
+}
+
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::hex::encode(h))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        crate::hex::decode(&text).ok_or_else(|| serde::de::Error::custom("not a 64-digit hex hash"))
+    }
+}
+
+/// The prune marker in `dir`, unverified (the writer continues the chain from it).
+pub fn pruned_through(dir: &Path) -> Option<PruneMarker> {
+    let text = std::fs::read(dir.join("PRUNED")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The newest checkpoint's copy, as `write_head` left it.
+struct Head {
+    segment: u64,
+    line: Vec<u8>,
+}
+
+fn read_head(dir: &Path) -> Option<std::io::Result<Head>> {
+    let text = match std::fs::read(dir.join("HEAD")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let nl = memchr::memchr(b'\n', &text).unwrap_or(text.len());
+    let segment = std::str::from_utf8(&text[..nl]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let line = text.get(nl + 1..).unwrap_or_default();
+    let line = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+    Some(Ok(Head { segment, line }))
+}
+
+/// A checkpoint's signed fields.
+#[derive(Deserialize)]
+struct CheckpointData {
+    covers: u64,
+    hash: String,
+    key: String,
+    sig: String,
+}
+
+/// Checks the checkpoint on `line` (record `seq`, following a line hashed `prev`).
+fn check_checkpoint(line: &[u8], seq: u64, prev: &[u8; 32], key: &PublicKey) -> Result<(), String> {
+    let stored: Stored = serde_json::from_slice(line).map_err(|e| format!("the checkpoint is not valid JSON: {e}"))?;
+    let data: CheckpointData = serde_json::from_value(serde_json::Value::Object(stored.record.data))
+        .map_err(|e| format!("the checkpoint lacks its signed fields: {e}"))?;
+    if data.covers + 1 != seq || data.hash != hex::encode(prev) {
+        return Err(format!("the checkpoint claims to cover record {} with another hash than the chain's", data.covers));
+    }
+    let expected = key.to_string();
+    if data.key != expected {
+        return Err(format!("the checkpoint is signed by key {}, not by this host's key {expected}", short(&data.key)));
+    }
+    if !key.verifies(&checkpoint_message(data.covers, prev), &data.sig) {
+        return Err("the checkpoint's signature does not verify: it was forged or altered".into());
+    }
+    Ok(())
+}
+
+fn short(key: &str) -> String {
+    key.get(..16).map_or_else(|| key.to_owned(), |k| format!("{k}…"))
+}
+
+/// Verifies the store in `dir` against `key`.
+pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
+    let mut report = Report { key: key.to_string(), ..Report::default() };
+    let found = segments(dir)?;
+    let problem = |segment: &Path, line: u64, offset: u64, seq: Option<u64>, what: String| Problem {
+        segment: segment.to_path_buf(),
+        line,
+        offset,
+        seq,
+        what,
+    };
+    // Where the chain must start: the prune marker's end, or nothing.
+    let (mut seq, mut prev, mut number) = (0u64, GENESIS, 1u64);
+    if let Some(marker) = pruned_through(dir) {
+        let valid = marker.key == key.to_string()
+            && key.verifies(&prune_message(marker.segment, marker.seq, &marker.hash), &marker.sig);
+        if !valid {
+            report.problem = Some(problem(
+                &dir.join("PRUNED"),
+                0,
+                0,
+                None,
+                "the prune marker is not signed by this host's key: segments were removed without `audit prune`".into(),
+            ));
+            return Ok(report);
+        }
+        (seq, prev, number) = (marker.seq, marker.hash, marker.segment + 1);
+        report.pruned = Some(marker);
+    } else if dir.join("PRUNED").exists() {
+        report.problem = Some(problem(&dir.join("PRUNED"), 0, 0, None, "the prune marker cannot be read".into()));
+        return Ok(report);
+    }
+    report.first_seq = seq + 1;
+    report.signed_through = seq;
+    let mut checkpoint_hashes: Vec<[u8; 32]> = Vec::new();
+    let mut prev_hex = [0u8; 64];
+    for (i, (n, path)) in found.iter().enumerate() {
+        if *n != number {
+            let what = if i == 0 {
+                format!(
+                    "the store starts at segment {n}, and no signed prune marker covers the segments before it: \
+                     segment {} was removed",
+                    crate::store::segment_name(number)
+                )
+            } else {
+                format!("segment {} is missing: it was removed", crate::store::segment_name(number))
+            };
+            report.problem = Some(problem(path, 0, 0, None, what));
+            return Ok(report);
+        }
+        number += 1;
+        report.segments += 1;
+        let bytes = std::fs::read(path)?;
+        let last_segment = i + 1 == found.len();
+        let mut at = 0usize;
+        let mut line_no = 0u64;
+        let mut sealed = false;
+        while at < bytes.len() {
+            let Some(len) = memchr::memchr(b'\n', &bytes[at..]) else {
+                if last_segment {
+                    report.torn = Some(Torn { segment: path.clone(), offset: at as u64, bytes: (bytes.len() - at) as u64 });
+                } else {
+                    report.problem = Some(problem(
+                        path,
+                        line_no + 1,
+                        at as u64,
+                        None,
+                        "the segment ends with a partial record, and later segments exist".into(),
+                    ));
+                    return Ok(report);
+                }
+                break;
+            };
+            let line = &bytes[at..at + len];
+            line_no += 1;
+            let fail = |seq: Option<u64>, what: String| problem(path, line_no, at as u64, seq, what);
+            if sealed {
+                report.problem = Some(fail(None, "records follow the segment's seal".into()));
+                return Ok(report);
+            }
+            let Some(p) = parse_prefix(line) else {
+                report.problem = Some(fail(None, "the line is not a record (its leading fields are damaged)".into()));
+                return Ok(report);
+            };
+            if p.seq != seq + 1 {
+                let what = if p.seq > seq + 1 {
+                    format!("record {} is missing here (found record {}): lines were deleted or moved", seq + 1, p.seq)
+                } else {
+                    format!("it is out of order (expected record {}): lines were moved or repeated", seq + 1)
+                };
+                report.problem = Some(fail(Some(p.seq), what));
+                return Ok(report);
+            }
+            hex::encode_array(&mut prev_hex, &prev);
+            if p.prev != prev_hex {
+                // The line before no longer hashes to what this one recorded: it was changed
+                // (or this line's `prev` was).
+                let (before_line, before_at) = previous_line(&bytes, at);
+                report.problem = Some(if seq > report.first_seq.saturating_sub(1) && before_line.is_some() {
+                    problem(
+                        path,
+                        line_no - 1,
+                        before_at as u64,
+                        Some(seq),
+                        format!("the record was changed: it no longer hashes to the `prev` that record {} holds", p.seq),
+                    )
+                } else {
+                    fail(Some(p.seq), "its `prev` does not match the chain before it".into())
+                });
+                return Ok(report);
+            }
+            if p.kind == b"checkpoint" {
+                if let Err(what) = check_checkpoint(line, p.seq, &prev, key) {
+                    report.problem = Some(fail(Some(p.seq), what));
+                    return Ok(report);
+                }
+                report.checkpoints += 1;
+                sealed = p.event == b"seal";
+            }
+            prev = *blake3::hash(line).as_bytes();
+            if p.kind == b"checkpoint" {
+                checkpoint_hashes.push(prev);
+                report.signed_through = p.seq;
+            }
+            seq = p.seq;
+            report.records += 1;
+            at += len + 1;
+        }
+        if !last_segment && !sealed {
+            report.problem = Some(problem(
+                path,
+                line_no,
+                at as u64,
+                None,
+                "the segment does not end with its seal: records were removed from its end".into(),
+            ));
+            return Ok(report);
+        }
+    }
+    report.last_seq = seq;
+    match read_head(dir) {
+        None if !checkpoint_hashes.is_empty() => {
+            report.problem = Some(problem(&dir.join("HEAD"), 0, 0, None, "the signed head is missing".into()));
+        }
+        None => {}
+        Some(Err(e)) => return Err(e),
+        Some(Ok(head)) => {
+            let head_problem = |what: String| Some(problem(&dir.join("HEAD"), 0, 0, None, what));
+            let parsed = parse_prefix(&head.line).map(|p| (p.seq, p.prev.to_vec()));
+            let Some((head_seq, head_prev)) = parsed else {
+                report.problem = head_problem("the signed head is damaged".into());
+                return Ok(report);
+            };
+            let head_prev: Option<[u8; 32]> = hex::decode_bytes(&head_prev);
+            let signed = head_prev.is_some_and(|h| check_checkpoint(&head.line, head_seq, &h, key).is_ok());
+            if !signed {
+                report.problem = head_problem("the signed head's signature does not verify".into());
+            } else if head_seq > seq {
+                report.problem = head_problem(format!(
+                    "the store ends at record {seq}, but its signed head names a checkpoint at record {head_seq} in \
+                     segment {}: records were removed from the end (a truncated or deleted segment)",
+                    crate::store::segment_name(head.segment)
+                ));
+            } else if !checkpoint_hashes.contains(blake3::hash(&head.line).as_bytes()) {
+                report.problem = head_problem(format!(
+                    "the checkpoint the signed head names (record {head_seq}) is not the one in the store: \
+                     the store was rewritten"
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The line before the one at `at`: whether there is one, and where it starts.
+fn previous_line(bytes: &[u8], at: usize) -> (Option<()>, usize) {
+    if at == 0 {
+        return (None, 0);
+    }
+    let start = memchr::memrchr(b'\n', &bytes[..at - 1]).map_or(0, |i| i + 1);
+    (Some(()), start)
+}

@@ -1,0 +1,3 @@
+//! The audit store's integration tests: real files, real processes.
+
+mod suite;

@@ -1,0 +1,193 @@
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use portcullis_audit::read::{self, Filter};
+use portcullis_audit::{Durability, Kind, Options};
+
+use super::{exec, open, scratch, verify};
+
+#[test]
+fn records_chain_across_sessions_checkpoints_and_segments() {
+    let root = scratch("chain");
+    let options = Options { checkpoint_records: 100, segment_bytes: 64 << 10, ..Options::default() };
+    let store = open(&root, options.clone());
+    for i in 0..700 {
+        store.append(exec("s1", i)).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    // The next session continues the chain.
+    let store = open(&root, options);
+    for i in 0..300 {
+        store.commit(exec("s2", i)).unwrap();
+    }
+    store.close().unwrap();
+    let report = verify(&root);
+    assert!(report.ok(), "{:?}", report.problem);
+    assert!(report.segments >= 3, "{} segments", report.segments);
+    assert!(report.checkpoints >= 10, "{} checkpoints", report.checkpoints);
+    assert_eq!(report.signed_through, report.last_seq, "close ends with a checkpoint");
+    let s2 = read::query(&root.join("audit"), &Filter { session: Some("s2".into()), ..Filter::default() }).unwrap();
+    assert_eq!(s2.len(), 300);
+    assert!(s2.windows(2).all(|w| w[1].seq > w[0].seq));
+    let execs = read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Exec], ..Filter::default() }).unwrap();
+    assert_eq!(execs.len(), 1000);
+    assert_eq!(read::exec_program(&execs[0]).as_deref(), Some("git"));
+}
+
+#[test]
+fn two_writers_share_one_chain() {
+    let root = scratch("writers");
+    let options = Options { checkpoint_records: 50, segment_bytes: 32 << 10, ..Options::default() };
+    let a = open(&root, options.clone());
+    let b = open(&root, options);
+    std::thread::scope(|s| {
+        s.spawn(|| (0..500).for_each(|i| a.commit(exec("a", i)).unwrap()));
+        s.spawn(|| (0..500).for_each(|i| b.append(exec("b", i)).map(|_| ()).unwrap()));
+    });
+    a.close().unwrap();
+    b.close().unwrap();
+    let report = verify(&root);
+    assert!(report.ok(), "{:?}", report.problem);
+    let all = read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Exec], ..Filter::default() }).unwrap();
+    assert_eq!(all.len(), 1000);
+}
+
+#[test]
+fn secrets_in_inputs_never_reach_the_disk() {
+    let root = scratch("redact");
+    let store = open(&root, Options::default());
+    let mut r = exec("s", 0);
+    r.input = Some(serde_json::json!({"argv": ["curl", "-H", "Authorization: Bearer sk-live-0123456789abcdefghij", "x"]}));
+    r.data.insert("GITHUB_TOKEN".into(), "ghp_0123456789abcdefghij0123456789abcd".into());
+    store.commit(r).unwrap();
+    store.close().unwrap();
+    let mut text = Vec::new();
+    read::each_line(&root.join("audit"), |l| {
+        text.extend_from_slice(l);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(!text.contains("0123456789abcdefghij"), "{text}");
+    assert!(text.contains("[REDACTED]"));
+}
+
+#[test]
+fn a_torn_tail_is_reported_then_repaired_and_the_chain_goes_on() {
+    use std::io::Write;
+    let root = scratch("torn");
+    let store = open(&root, Options::default());
+    for i in 0..10 {
+        store.commit(exec("s1", i)).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let segment = root.join("audit/00000001.jsonl");
+    let whole = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(b"{\"seq\":12,\"prev\":\"ab").unwrap();
+    let report = verify(&root);
+    assert!(report.ok(), "{:?}", report.problem);
+    let torn = report.torn.expect("the torn tail is reported");
+    assert_eq!((torn.offset, torn.bytes), (whole, 20));
+    let store = open(&root, Options::default());
+    assert_eq!(store.repaired().map(|r| (r.offset, r.dropped)), Some((whole, 20)));
+    store.commit(exec("s2", 0)).unwrap();
+    store.close().unwrap();
+    let report = verify(&root);
+    assert!(report.ok() && report.torn.is_none(), "{report:?}");
+    let repairs = read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Lifecycle], ..Filter::default() }).unwrap();
+    assert_eq!(repairs[0].record.event, "store_repaired");
+}
+
+#[test]
+fn sync_durability_commits_each_record_before_returning() {
+    let root = scratch("sync");
+    let options = Options { durability: Durability::Sync, commit_interval: Duration::from_secs(3600), ..Options::default() };
+    let store = open(&root, options);
+    store.commit(exec("s", 0)).unwrap();
+    // Written (and synced) without waiting for the commit thread's hour.
+    let lines = std::fs::read_to_string(root.join("audit/00000001.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1);
+    assert!(lines.contains("\"seq\":1,\"prev\":\"0000"));
+    // A queued record waits for the interval, or a commit.
+    store.append(exec("s", 1)).unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("audit/00000001.jsonl")).unwrap().lines().count(), 1);
+    store.commit(exec("s", 2)).unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("audit/00000001.jsonl")).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn follow_sees_records_as_they_are_written_across_segments() {
+    let root = scratch("follow");
+    let options = Options { segment_bytes: 8 << 10, commit_interval: Duration::from_millis(1), ..Options::default() };
+    let store = open(&root, options);
+    store.commit(exec("before", 0)).unwrap();
+    let dir = root.join("audit");
+    let seen = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut seen = Vec::new();
+            read::follow(&dir, false, Duration::from_millis(5), |line| {
+                let r = read::parse(line).unwrap();
+                if r.record.kind == Kind::Exec {
+                    seen.push(r.record.session.clone());
+                }
+                if seen.len() == 200 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })
+            .unwrap();
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 0..200 {
+            store.commit(exec("live", i)).unwrap();
+        }
+        reader.join().unwrap()
+    });
+    assert_eq!(seen.len(), 200);
+    assert!(seen.iter().all(|s| s == "live"), "the tail starts at the end");
+    store.close().unwrap();
+    assert!(verify(&root).segments > 2);
+}
+
+/// Run by `crash_safety_*` in a child process: appends until killed.
+#[test]
+fn crash_child() {
+    let Some(root) = std::env::var_os("PORTCULLIS_AUDIT_CRASH_ROOT") else { return };
+    let store = open(std::path::Path::new(&root), Options { checkpoint_records: 500, ..Options::default() });
+    std::fs::write(std::path::Path::new(&root).join("started"), b"").unwrap();
+    for i in 0.. {
+        store.append(exec("crash", i)).unwrap();
+    }
+}
+
+#[test]
+fn crash_safety_kill_9_under_load_loses_no_durable_record_and_the_chain_goes_on() {
+    let root = scratch("crash");
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "suite::store::crash_child", "--nocapture"])
+            .env("PORTCULLIS_AUDIT_CRASH_ROOT", &root)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = root.join("started");
+        while !started.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::remove_file(&started).unwrap();
+        std::thread::sleep(Duration::from_millis(300 + 97 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let report = verify(&root);
+        assert!(report.ok(), "round {round}: {:?}", report.problem);
+        assert!(report.records > 1000, "round {round}: only {} records", report.records);
+    }
+    // A new writer repairs any torn tail and chains on.
+    let store = open(&root, Options::default());
+    store.commit(exec("after", 0)).unwrap();
+    store.close().unwrap();
+    let report = verify(&root);
+    assert!(report.ok() && report.torn.is_none(), "{report:?}");
+    let after = read::query(&root.join("audit"), &Filter { session: Some("after".into()), ..Filter::default() }).unwrap();
+    assert_eq!(after.len(), 1);
+}

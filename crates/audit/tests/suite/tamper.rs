@@ -1,0 +1,148 @@
+//! Each edit an attacker with the store's files could make is found, and located.
+
+use std::path::{Path, PathBuf};
+
+use portcullis_audit::verify::Problem;
+use portcullis_audit::{HostKey, Options, Store};
+
+use super::{exec, open, scratch, verify};
+
+/// A store of 1,000 execs over several segments, checkpointed every 100 records.
+fn build(name: &str) -> PathBuf {
+    let root = scratch(name);
+    let store = open(&root, Options { checkpoint_records: 100, segment_bytes: 48 << 10, ..Options::default() });
+    for i in 0..1000 {
+        store.commit(exec("s1", i)).unwrap();
+    }
+    store.close().unwrap();
+    let report = verify(&root);
+    assert!(report.ok() && report.segments >= 3, "{report:?}");
+    root
+}
+
+fn segment(root: &Path, n: u64) -> PathBuf {
+    root.join(format!("audit/{n:08}.jsonl"))
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+}
+
+fn problem(root: &Path) -> Problem {
+    let report = verify(root);
+    match report.problem.clone() {
+        Some(p) => p,
+        None => panic!("not detected: {report:?}"),
+    }
+}
+
+#[test]
+fn a_flipped_byte_is_found_at_its_record() {
+    let root = build("flip");
+    let path = segment(&root, 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let line_start = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(48).unwrap().0 + 1; // line 50
+    let target = line_start + bytes[line_start..].windows(4).position(|w| w == b"--n=").unwrap() + 4;
+    bytes[target] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let p = problem(&root);
+    assert_eq!((p.segment.clone(), p.line, p.seq), (path, 50, Some(50)), "{p}");
+    assert_eq!(p.offset, line_start as u64);
+    assert!(p.what.contains("changed"), "{p}");
+}
+
+#[test]
+fn a_deleted_line_is_found_where_it_was() {
+    let root = build("delete");
+    let path = segment(&root, 1);
+    let mut l = lines(&path);
+    l.remove(29);
+    write_lines(&path, &l);
+    let p = problem(&root);
+    assert_eq!((p.line, p.seq), (30, Some(31)), "{p}");
+    assert!(p.what.contains("record 30 is missing"), "{p}");
+}
+
+#[test]
+fn swapped_lines_are_found() {
+    let root = build("swap");
+    let path = segment(&root, 2);
+    let mut l = lines(&path);
+    l.swap(10, 11);
+    write_lines(&path, &l);
+    let p = problem(&root);
+    assert_eq!((p.segment.clone(), p.line), (path, 11), "{p}");
+}
+
+#[test]
+fn a_truncated_segment_is_found() {
+    let root = build("truncate");
+    let last = portcullis_audit::store::segments(&root.join("audit")).unwrap().last().unwrap().1.clone();
+    let len = std::fs::metadata(&last).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(len / 2).unwrap();
+    let p = problem(&root);
+    assert!(p.what.contains("removed from the end"), "{p}");
+    assert!(p.segment.ends_with("HEAD"), "{p}");
+}
+
+#[test]
+fn a_removed_segment_is_found_first_middle_or_last() {
+    for (which, expect) in [(0, "no signed prune marker"), (1, "segment 00000002.jsonl is missing"), (9, "removed from the end")] {
+        let root = build(&format!("remove{which}"));
+        let all = portcullis_audit::store::segments(&root.join("audit")).unwrap();
+        let victim = &all[which.min(all.len() - 1)].1;
+        std::fs::remove_file(victim).unwrap();
+        let p = problem(&root);
+        assert!(p.what.contains(expect), "removing {}: {p}", victim.display());
+    }
+}
+
+#[test]
+fn a_checkpoint_signed_with_another_key_is_found() {
+    let root = build("forge");
+    let other_root = scratch("forge-other");
+    let other = HostKey::load_or_create(&other_root.join("audit.key")).unwrap();
+    let forger = Store::open(&root.join("audit"), other, Options::default()).unwrap();
+    forger.append(exec("forged", 0)).unwrap();
+    forger.close().unwrap();
+    let p = problem(&root);
+    assert_eq!(p.seq, Some(verify_last_good(&root) + 2), "{p}");
+    assert!(p.what.contains("not by this host's key"), "{p}");
+}
+
+/// The records before the forger's: the last one the honest store wrote.
+fn verify_last_good(root: &Path) -> u64 {
+    let mut last = 0;
+    portcullis_audit::read::each_line(&root.join("audit"), |l| {
+        let r = portcullis_audit::read::parse(l).unwrap();
+        if r.record.session == "forged" {
+            return std::ops::ControlFlow::Break(());
+        }
+        last = r.seq;
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    last
+}
+
+#[test]
+fn a_rechained_edit_is_caught_by_the_next_checkpoint() {
+    let root = build("rechain");
+    let path = segment(&root, 1);
+    let mut l = lines(&path);
+    l[4] = l[4].replace("status", "push --force");
+    // Recompute every `prev` after the edit, as an attacker without the key would.
+    for i in 5..l.len() {
+        let prev: String = blake3::hash(l[i - 1].as_bytes()).to_hex().to_string();
+        let start = l[i].find("\"prev\":\"").unwrap() + 8;
+        l[i].replace_range(start..start + 64, &prev);
+    }
+    write_lines(&path, &l);
+    let p = problem(&root);
+    assert!(p.what.contains("checkpoint"), "{p}");
+    assert!(p.seq.is_some_and(|s| s <= 101), "{p}");
+}
