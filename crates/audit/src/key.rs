@@ -66,8 +66,12 @@ impl HostKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
                 fill_random(&mut secret).map_err(err)?;
-                let created =
-                    OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_nofollow()).open(path);
+                let created = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc_nofollow())
+                    .open(path);
                 match created {
                     Ok(mut file) => {
                         file.write_all(format!("{}\n", hex::encode(&secret)).as_bytes())

@@ -252,6 +252,16 @@ pub struct Stored {
     pub record: Record,
 }
 
+impl Stored {
+    /// The record's line as the store holds it (the encoding is canonical, so this is the
+    /// same bytes, and hashes the same).
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = format!("{{\"seq\":{},\"prev\":\"{}\",", self.seq, self.prev).into_bytes();
+        self.record.encode_body(&mut line);
+        line
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -337,7 +347,11 @@ mod tests {
         let mut r = Record::new(Kind::Connect, "request", "s1");
         r.agent = Some("claude".into());
         r.uid = Some(1000);
-        r.decision = Some(DecisionRecord { decision: Decision::Deny, rules: vec!["network.deny[0]".into()], reason: "no".into() });
+        r.decision = Some(DecisionRecord {
+            decision: Decision::Deny,
+            rules: vec!["network.deny[0]".into()],
+            reason: "no".into(),
+        });
         r.outcome = Some(json!({"bytes_up": 3}));
         r.cost = Some(Cost { tokens_in: Some(10), tokens_out: None, usd: Some(0.25) });
         r.provenance = Some(Provenance::Web);
@@ -347,5 +361,6 @@ mod tests {
         let back: Stored = serde_json::from_slice(&line).unwrap();
         assert_eq!(back.seq, 1);
         assert_eq!(back.record, r);
+        assert_eq!(back.to_line(), line, "read back and encoded again, a record has the same bytes");
     }
 }

@@ -68,8 +68,10 @@ impl Redactor for Placeholder {
 /// `text` with token-shaped spans, PEM private keys and `Bearer`/`Basic` credentials masked;
 /// `None` when nothing was found.
 fn mask_text(text: &str) -> Option<String> {
-    if let Some(start) = text.find("-----BEGIN") {
-        if text[start..].contains("PRIVATE KEY") {
+    if let Some(start) = text.find("-----BEGIN")
+        && text[start..].contains("PRIVATE KEY")
+    {
+        {
             let end = text[start..].find("-----END").map_or(text.len(), |e| {
                 let after = start + e + 8;
                 text[after..].find("-----").map_or(text.len(), |t| after + t + 5)
@@ -100,7 +102,10 @@ fn mask_text(text: &str) -> Option<String> {
         while let Some(i) = text[from..].find(scheme).map(|i| i + from) {
             let start = i + scheme.len();
             let end = start
-                + bytes[start..].iter().take_while(|c| token_char(**c) || matches!(c, b'.' | b'=' | b'+' | b'/')).count();
+                + bytes[start..]
+                    .iter()
+                    .take_while(|c| token_char(**c) || matches!(c, b'.' | b'=' | b'+' | b'/'))
+                    .count();
             if end - start >= 8 {
                 spans.push((start, end));
             }

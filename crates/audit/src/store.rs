@@ -32,10 +32,8 @@ pub enum Durability {
     /// batch).
     Sync,
     /// `commit` waits until the record is written; the commit thread makes it durable within
-    /// `commit_interval`.
-    Batch,
-    /// Written, never forced to disk: the kernel writes it back (checkpoints are still synced).
-    Os,
+    /// `commit_interval` (group commit).
+    Group,
 }
 
 impl std::str::FromStr for Durability {
@@ -43,9 +41,8 @@ impl std::str::FromStr for Durability {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "sync" => Ok(Durability::Sync),
-            "batch" => Ok(Durability::Batch),
-            "os" => Ok(Durability::Os),
-            _ => Err(format!("`{s}` is not a durability (sync, batch or os)")),
+            "group" => Ok(Durability::Group),
+            _ => Err(format!("`{s}` is not a durability (sync or group)")),
         }
     }
 }
@@ -82,7 +79,7 @@ impl std::fmt::Debug for Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            durability: Durability::Batch,
+            durability: Durability::Group,
             commit_interval: Duration::from_millis(10),
             checkpoint_records: 1000,
             checkpoint_interval: Duration::from_secs(5),
@@ -237,6 +234,7 @@ impl Store {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o600)
             .open(&lock_path)
             .map_err(open_err(&lock_path))?;
@@ -430,10 +428,8 @@ impl Shared {
         }
         let lock_path = self.dir.join("lock");
         let _held = Flock::exclusive(&w.lock).map_err(|e| self.fail(&lock_path, &e))?;
-        w.tail.refresh(&self.dir).map_err(|e| {
-            let cause = e.to_string();
-            self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(cause);
-            e
+        w.tail.refresh(&self.dir).inspect_err(|e| {
+            self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
         })?;
         let mut next = Chain { seq: w.tail.seq, hash: w.tail.hash, checkpointed: w.tail.checkpointed };
         let mut out = Vec::with_capacity(bytes.len() + ends.len() * 96 + 512);
@@ -480,7 +476,13 @@ impl Shared {
     }
 
     /// Appends a checkpoint over the chain so far; returns where its line lies in `out`.
-    fn push_checkpoint(&self, out: &mut Vec<u8>, chain: &mut Chain, event: &str, segment: u64) -> std::ops::Range<usize> {
+    fn push_checkpoint(
+        &self,
+        out: &mut Vec<u8>,
+        chain: &mut Chain,
+        event: &str,
+        segment: u64,
+    ) -> std::ops::Range<usize> {
         let signature = self.key.sign(&checkpoint_message(chain.seq, &chain.hash));
         let mut record = Record::new(Kind::Checkpoint, event, "store");
         record.data = json!({
@@ -507,14 +509,17 @@ impl Shared {
                 let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 let (q, _) = self
                     .wake
-                    .wait_timeout_while(q, self.options.commit_interval, |q| !q.closing && q.bytes.len() < QUEUE_FLUSH_AT)
+                    .wait_timeout_while(q, self.options.commit_interval, |q| {
+                        !q.closing && q.bytes.len() < QUEUE_FLUSH_AT
+                    })
                     .unwrap_or_else(|e| e.into_inner());
                 q.closing
             };
             let mut w = self.lock_writer();
-            let due = w.tail.checkpointed < w.tail.seq && w.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
+            let due =
+                w.tail.checkpointed < w.tail.seq && w.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
             let mut result = self.flush(&mut w, due.then_some("checkpoint"));
-            if result.is_ok() && self.options.durability != Durability::Os {
+            if result.is_ok() {
                 result = self.sync(&mut w);
             }
             if closing || result.is_err() {
@@ -576,7 +581,8 @@ impl Tail {
         let mut file = open_segment(&path)?;
         let corrupt = |why: String| AuditError::Corrupt { path: path.clone(), why };
         let len = file.metadata().map_err(|source| AuditError::Open { path: path.clone(), source })?.len();
-        let (keep, last) = last_good_line(&mut file, len).map_err(|source| AuditError::Open { path: path.clone(), source })?;
+        let (keep, last) =
+            last_good_line(&mut file, len).map_err(|source| AuditError::Open { path: path.clone(), source })?;
         if len - keep > MAX_REPAIR {
             return Err(corrupt(format!(
                 "its last {} bytes are not whole records; run `portcullis audit verify`",
@@ -605,10 +611,11 @@ impl Tail {
                     Some((_, before)) => {
                         let mut f = open_segment(before)?;
                         let n = f.metadata().map_err(|source| AuditError::Open { path: before.clone(), source })?.len();
-                        let (_, line) =
-                            last_good_line(&mut f, n).map_err(|source| AuditError::Open { path: before.clone(), source })?;
+                        let (_, line) = last_good_line(&mut f, n)
+                            .map_err(|source| AuditError::Open { path: before.clone(), source })?;
                         let line = line.ok_or_else(|| corrupt("it and the segment before it are empty".into()))?;
-                        let p = parse_prefix(&line).ok_or_else(|| corrupt("the segment before it ends badly".into()))?;
+                        let p =
+                            parse_prefix(&line).ok_or_else(|| corrupt("the segment before it ends badly".into()))?;
                         (p.seq, *blake3::hash(&line).as_bytes())
                     }
                     None => crate::verify::pruned_through(dir).map_or((0, GENESIS), |m| (m.seq, m.hash)),
@@ -636,15 +643,16 @@ impl Tail {
     /// Catches up with what other writers appended since this one last wrote.
     fn refresh(&mut self, dir: &Path) -> Result<(), AuditError> {
         loop {
-            let len = self.file.metadata().map_err(|source| AuditError::Open { path: self.path.clone(), source })?.len();
+            let len =
+                self.file.metadata().map_err(|source| AuditError::Open { path: self.path.clone(), source })?.len();
             if len == self.end {
                 let next = dir.join(segment_name(self.number + 1));
                 if !next.exists() {
                     return Ok(());
                 }
             }
-            let (keep, last) =
-                last_good_line(&mut self.file, len).map_err(|source| AuditError::Open { path: self.path.clone(), source })?;
+            let (keep, last) = last_good_line(&mut self.file, len)
+                .map_err(|source| AuditError::Open { path: self.path.clone(), source })?;
             if keep != len {
                 return Err(AuditError::Corrupt {
                     path: self.path.clone(),
@@ -693,8 +701,7 @@ fn last_good_line(file: &mut File, len: u64) -> std::io::Result<(u64, Option<Vec
         file.read_exact(&mut buf)?;
         // Lines from the newest back; everything after `cut` is dropped so far.
         let mut cut = buf.len();
-        loop {
-            let Some(nl) = memchr::memrchr(b'\n', &buf[..cut]) else { break };
+        while let Some(nl) = memchr::memrchr(b'\n', &buf[..cut]) {
             let start = match memchr::memrchr(b'\n', &buf[..nl]) {
                 Some(i) => i + 1,
                 None if from == 0 => 0,

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hex;
 use crate::key::{PublicKey, checkpoint_message, prune_message};
 use crate::record::Stored;
 use crate::store::{GENESIS, parse_prefix, segments};
-use crate::hex;
 
 /// What verification found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -161,7 +161,10 @@ fn check_checkpoint(line: &[u8], seq: u64, prev: &[u8; 32], key: &PublicKey) -> 
     let data: CheckpointData = serde_json::from_value(serde_json::Value::Object(stored.record.data))
         .map_err(|e| format!("the checkpoint lacks its signed fields: {e}"))?;
     if data.covers + 1 != seq || data.hash != hex::encode(prev) {
-        return Err(format!("the checkpoint claims to cover record {} with another hash than the chain's", data.covers));
+        return Err(format!(
+            "the checkpoint claims to cover record {} with another hash than the chain's",
+            data.covers
+        ));
     }
     let expected = key.to_string();
     if data.key != expected {
@@ -237,7 +240,8 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
         while at < bytes.len() {
             let Some(len) = memchr::memchr(b'\n', &bytes[at..]) else {
                 if last_segment {
-                    report.torn = Some(Torn { segment: path.clone(), offset: at as u64, bytes: (bytes.len() - at) as u64 });
+                    report.torn =
+                        Some(Torn { segment: path.clone(), offset: at as u64, bytes: (bytes.len() - at) as u64 });
                 } else {
                     report.problem = Some(problem(
                         path,
@@ -281,7 +285,10 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
                         line_no - 1,
                         before_at as u64,
                         Some(seq),
-                        format!("the record was changed: it no longer hashes to the `prev` that record {} holds", p.seq),
+                        format!(
+                            "the record was changed: it no longer hashes to the `prev` that record {} holds",
+                            p.seq
+                        ),
                     )
                 } else {
                     fail(Some(p.seq), "its `prev` does not match the chain before it".into())

@@ -1,117 +1,20 @@
-//! `portcullis proxy`, and the egress plumbing `run` shares with it: the session log's
-//! recorder for the proxy and resolver, the runtime that serves them, and the summary lines.
+//! `portcullis proxy`, and the egress plumbing `run` shares with it: the runtime that serves
+//! the proxy and resolver, and the summary lines.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use portcullis_egress::{Access, DnsOptions, Egress, Options, PolicyGate, Recorder, Timeouts};
-use portcullis_harness::events::Event;
+use portcullis_audit::Kind;
+use portcullis_egress::{Access, DnsOptions, Egress, Options, PolicyGate, Timeouts};
+use portcullis_harness::audit::{SessionLog, Trail};
 use portcullis_policy::{Policy, Settings};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::sessions;
-
-/// Records from the proxy and the resolver, written to the session's log by a thread of their
-/// own: records gather in a buffer, which the thread writes every few milliseconds (or at once
-/// when it grows large), so a busy proxy costs one `write` per batch and no wake-up per record.
-/// The file is opened for appending beside the session's other writer; each `write` holds
-/// whole lines, so records never interleave.
-pub(crate) struct LogRecorder {
-    session: String,
-    shared: Arc<LogShared>,
-    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-struct LogShared {
-    buffer: std::sync::Mutex<Vec<u8>>,
-    wake: std::sync::Condvar,
-    failed: AtomicBool,
-    closed: AtomicBool,
-}
-
-/// How long a record may wait in the buffer.
-const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
-/// A buffer this large is written at once.
-const FLUSH_AT: usize = 256 * 1024;
-
-impl LogRecorder {
-    /// A recorder appending to `path` (which exists) for `session`.
-    pub(crate) fn open(path: &Path, session: &str) -> Result<Arc<Self>> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the session's event log `{}`", path.display()))?;
-        let shared = Arc::new(LogShared {
-            buffer: std::sync::Mutex::new(Vec::with_capacity(FLUSH_AT)),
-            wake: std::sync::Condvar::new(),
-            failed: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        });
-        let for_writer = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("egress-log".into())
-            .spawn(move || write_batches(file, &for_writer))
-            .context("cannot start the egress log's writer")?;
-        Ok(Arc::new(LogRecorder { session: session.to_owned(), shared, writer: std::sync::Mutex::new(Some(writer)) }))
-    }
-
-    /// Writes what is buffered and stops the writer; false when a record was lost.
-    pub(crate) fn finish(&self) -> bool {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_all();
-        if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = w.join();
-        }
-        !self.shared.failed.load(Ordering::SeqCst)
-    }
-}
-
-fn write_batches(mut file: std::fs::File, shared: &LogShared) {
-    let mut batch = Vec::with_capacity(FLUSH_AT);
-    loop {
-        {
-            let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-            // Records gather for up to FLUSH_EVERY; `finish` (or a full buffer) wakes us early.
-            if !shared.closed.load(Ordering::SeqCst) {
-                buffer =
-                    shared.wake.wait_timeout(buffer, FLUSH_EVERY).map(|(b, _)| b).unwrap_or_else(|e| e.into_inner().0);
-            }
-            std::mem::swap(&mut *buffer, &mut batch);
-        }
-        if !batch.is_empty() {
-            if file.write_all(&batch).is_err() {
-                shared.failed.store(true, Ordering::SeqCst);
-            }
-            batch.clear();
-        } else if shared.closed.load(Ordering::SeqCst) {
-            return;
-        }
-    }
-}
-
-impl Recorder for LogRecorder {
-    fn record(&self, kind: &str, fields: Map<String, Value>) -> bool {
-        if self.shared.failed.load(Ordering::Relaxed) || self.shared.closed.load(Ordering::Relaxed) {
-            return false;
-        }
-        // Serialised before the lock, which other threads' records wait on.
-        let event = Event::now(&self.session, kind, Value::Object(fields));
-        let Ok(mut line) = serde_json::to_vec(&event) else { return false };
-        line.push(b'\n');
-        let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(&line);
-        if buffer.len() >= FLUSH_AT {
-            self.shared.wake.notify_one();
-        }
-        true
-    }
-}
 
 /// The egress options a profile's settings give.
 pub(crate) fn options(settings: &Settings, access: Access) -> Options {
@@ -194,8 +97,8 @@ pub(crate) fn summary(egress: &Egress) -> Value {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Serves the egress proxy alone: HTTP/1.1 forward, CONNECT and SOCKS5 on one port, \
-decided by the policy's [network] rules, with every request recorded in a session log under the state \
-directory. For benchmarks, and for hosts that send several machines' agents through one egress box.
+decided by the policy's [network] rules, with every request recorded in the audit store (read it with \
+`portcullis audit`). For benchmarks, and for hosts that send several machines' agents through one egress box.
 
 Proxy credentials carry the identity: user `AGENT`, `AGENT/TOOL` or `/TOOL`, in Proxy-Authorization \
 (Basic) or the SOCKS5 username. A listen address other than loopback needs --dangerously-listen-public \
@@ -262,22 +165,20 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     let settings = policy.profile(args.agent.as_deref())?.settings().clone();
     let state = sessions::state_root()?;
     let id = sessions::new_id();
-    let dir = sessions::create_dir(&state, &id)?;
-    let log_path = dir.join("events.jsonl");
-    let mut sink = portcullis_harness::events::JsonlFile::create(&log_path)
-        .with_context(|| format!("cannot create the event log in `{}`", dir.display()))?;
-    use portcullis_harness::events::EventSink;
-    sink.record(&Event::now(
-        &id,
-        "session_start",
-        json!({"proxy": args.listen.to_string(), "dns": args.dns.map(|d| d.to_string()), "agent": args.agent, "policy": args.policy}),
-    ))
-    .context("cannot write the event log")?;
-    let recorder = LogRecorder::open(&log_path, &id)?;
+    let audit_dir = portcullis_harness::audit::store_dir(policy.audit(), &state);
+    let store =
+        portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
+            .context("the proxy's records cannot be stored, so it does not start")?;
+    let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()));
+    let mut start = log.record(Kind::Lifecycle, "session_start");
+    start.data = crate::run_cmd::object(
+        json!({"proxy": args.listen.to_string(), "dns": args.dns.map(|d| d.to_string()), "policy": args.policy}),
+    );
+    log.commit(start).map_err(|e| anyhow::anyhow!("{e}")).context("the proxy's records cannot be stored")?;
     let access = Access { agent: args.agent.clone(), agent_locked: false, password };
     let mut options = options(&settings, access);
     options.timeouts.head = args.head_timeout;
-    let egress = Egress::new(Arc::new(PolicyGate::new(Arc::new(policy))), recorder.clone(), options);
+    let egress = Egress::new(Arc::new(PolicyGate::new(Arc::new(policy))), log.clone(), options);
     let listener =
         std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let dns = match args.dns {
@@ -292,21 +193,21 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     let served = Served::new(egress, workers)?;
     served.serve(Some(listener), dns);
     eprintln!(
-        "portcullis: proxy on {}{}; records in {}",
+        "portcullis: proxy on {}{}; session {id} recorded in {}",
         args.listen,
         args.dns.map(|d| format!(", resolver on {d}")).unwrap_or_default(),
-        log_path.display()
+        audit_dir.display()
     );
     // Until SIGINT or SIGTERM.
     portcullis_sandbox::wait_for_termination().context("cannot wait for a signal")?;
     let egress = served.stop();
-    let complete = recorder.finish();
-    let summary = summary(&egress);
-    let _ = sink.record(&Event::now(&id, "session_end", json!({"egress": summary})));
-    let _ = sink.sync();
+    let mut end = log.record(Kind::Lifecycle, "session_end");
+    end.data = crate::run_cmd::object(json!({"egress": summary(&egress)}));
+    let ended = log.commit(end).and_then(|()| log.store().close().map_err(|e| e.to_string()));
     eprintln!("portcullis: proxy stopped: {} bytes out, {} in", egress.meter().outbound(), egress.meter().inbound());
-    if !complete {
-        bail!("some records could not be written to {}", log_path.display());
+    if let Some(e) = log.failure() {
+        bail!("some records could not be stored ({e}); the proxy refused everything after the first");
     }
+    ended.map_err(|e| anyhow::anyhow!("cannot record the end of the proxy's session: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `portcullis`: argument parsing and wiring. Decisions live in the library crates.
 
+mod audit_cmd;
 mod check_cmd;
 mod egress_cmd;
 mod policy_cmd;
@@ -29,6 +30,7 @@ allow, ask or deny, naming the rules behind every answer.",
   portcullis check                               list what this host can enforce
   portcullis run -- claude                       run an agent in the sandbox
   portcullis diff; portcullis apply              show, then keep, what it changed
+  portcullis audit show; portcullis audit verify  read the session's trail, and check it
 
 Run `portcullis help <command>` for more."
 )]
@@ -61,6 +63,8 @@ Examples:
     Apply(sessions::ApplyArgs),
     /// Serve the egress proxy (and optionally the resolver) alone, on a host port.
     Proxy(egress_cmd::ProxyArgs),
+    /// Verify, show, tail and query the audit trail.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => sessions::diff(&args),
         Command::Apply(args) => sessions::apply(&args),
         Command::Proxy(args) => egress_cmd::proxy(&args),
+        Command::Audit(args) => audit_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use portcullis_audit::Kind;
 use portcullis_harness::Decider;
-use portcullis_harness::events::{Event, EventSink, JsonlFile};
+use portcullis_harness::audit::{SessionLog, Trail};
 use portcullis_harness::exec_gate::{ExecGate, Tally};
 use portcullis_policy::{Policy, env_name_matches};
 use portcullis_sandbox::cgroup::{Cgroup, CgroupError, CgroupLimits};
@@ -32,9 +33,11 @@ Landlock, seccomp, cgroup and rlimit limits. Every exec is checked against the p
 terminal, the agent gets a terminal of the sandbox's own.
 
 Only TERM, LANG, LC_*, TZ, PATH and the like, plus the names in the policy's [environment] pass \
-list, reach the agent. Events and changes go to STATE/sessions/ID (STATE: /var/lib/portcullis as \
-root, else $XDG_STATE_HOME/portcullis or ~/.local/state/portcullis; PORTCULLIS_STATE_DIR \
-overrides).
+list, reach the agent. Every exec, connection and lookup is recorded in the audit store \
+(STATE/audit, or the policy's [audit] dir; read it with `portcullis audit`); the overlay's changes go \
+to STATE/sessions/ID (STATE: /var/lib/portcullis as root, else $XDG_STATE_HOME/portcullis or \
+~/.local/state/portcullis; PORTCULLIS_STATE_DIR overrides). A record that cannot be stored refuses \
+the call it describes and ends the session.
 
 Exit status: the agent's own (128 + N when signal N ended it); 2 when the sandbox cannot be set up.
 
@@ -96,7 +99,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let profile = policy.profile(args.agent.as_deref())?;
     let settings = profile.settings();
     let state = sessions::state_root()?;
+    let audit_dir = portcullis_harness::audit::store_dir(policy.audit(), &state);
     check_workdir(&workdir, &home, &state)?;
+    check_workdir(&workdir, &home, &audit_dir)?;
 
     let probe = Probe::without_trials();
     let missing = probe.missing();
@@ -145,6 +150,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let ids = if as_root { agent_range(args.agent.as_deref(), &workdir) } else { IdMap::own() };
     let mut hidden: Vec<PathBuf> = settings.filesystem.hidden.iter().map(|h| expand(h, &home, &workdir)).collect();
     hidden.push(state.clone());
+    if !audit_dir.starts_with(&state) {
+        // SECURITY: the store, and the key beside it, are never in the agent's view.
+        hidden.push(audit_dir.clone());
+        hidden.push(portcullis_audit::key::default_key_path(&audit_dir));
+    }
     if let Some(file) = &args.policy {
         hidden.push(cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file)));
     }
@@ -198,10 +208,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let starting = session::start(&spec, born_in.as_ref());
     // From here on, while the init builds the agent's root.
     let dir = sessions::create_dir(&state, &id)?;
-    let events_path = dir.join("events.jsonl");
-    let mut sink = JsonlFile::create(&events_path)
-        .with_context(|| format!("cannot create the session's event log in `{}`", dir.display()))?;
-    let starting = starting.map_err(|e| start_failed(&mut sink, &id, &e))?;
+    let store =
+        portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
+            .context("the session cannot be recorded, so it does not start")?;
+    let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()));
+    let starting = starting.map_err(|e| start_failed(&log, &e))?;
     // The check above makes a failure here rare; the
     // agent's rlimits are set by now, so a degraded run then has no process limit at all.
     let cgroup = match born_in {
@@ -218,16 +229,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let enforced = enforced_list(&spec, cgroup.as_ref(), ephemeral, limits);
     let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    sink.record(&Event::now(
-        &id,
-        "session_start",
-        json!({
-            "argv": argv, "workdir": workdir, "agent": args.agent, "policy": args.policy,
-            "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded,
-            "uid_inside": ids.agent, "uid_outside": ids.first_outside + (ids.agent - ids.first_inside),
-        }),
-    ))
-    .context("cannot write the session's event log")?;
+    let mut start = log.record(Kind::Lifecycle, "session_start");
+    start.data = object(json!({
+        "argv": argv, "workdir": workdir, "policy": args.policy, "policy_text": policy_text(&args.policy),
+        "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded,
+        "uid_inside": ids.agent, "uid_outside": ids.first_outside + (ids.agent - ids.first_inside),
+    }));
+    log.commit(start)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the session cannot be recorded, so it does not start")?;
     if !args.quiet {
         eprintln!("portcullis: session {id}: {}", enforced.join(", "));
         if !degraded.is_empty() {
@@ -236,17 +246,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     // Ready before the sockets arrive, while the init works.
-    let served = if spec.egress {
-        Some(serve_egress(&policy, args.agent.as_deref(), settings, &events_path, &id)?)
-    } else {
-        None
-    };
+    let served = if spec.egress { Some(serve_egress(&policy, args.agent.as_deref(), settings, &log)?) } else { None };
     let decider = Decider::new(&policy, None);
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
-    let sink = Mutex::new(sink);
     let tally = Mutex::new(Tally::default());
     let cap = limits.tool_calls;
-    let gate = ExecGate { command: &argv, profile, decider: &decider, cap, session: &id, sink: &sink, tally: &tally };
+    let gate = ExecGate { command: &argv, profile, decider: &decider, cap, trail: &*log, tally: &tally };
     let (running, exit, relay, served) = std::thread::scope(|scope| -> Result<_> {
         // The monitor's thread is started while the init works; it gets the listener below.
         let (give_listener, listener) = std::sync::mpsc::sync_channel::<std::os::fd::OwnedFd>(1);
@@ -259,15 +264,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
                 }
             });
         }
-        let mut running = starting.finish(join).map_err(|e| {
-            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
-            start_failed(&mut sink, &id, &e)
-        })?;
+        let mut running = starting.finish(join).map_err(|e| start_failed(&log, &e))?;
+        // No audit, no action: a record that cannot be stored ends the session.
+        let killer = running.killer().context("cannot hold the session's init")?;
+        log.on_failure(move || killer.kill());
         if let Some(listener) = running.take_listener() {
             give_listener.send(listener).context("cannot start the exec monitor")?;
         }
         drop(give_listener);
-        if let (Some(sockets), Some((served, _))) = (running.take_egress(), &served) {
+        if let (Some(sockets), Some(served)) = (running.take_egress(), &served) {
             served.serve(Some(sockets.proxy), Some((sockets.dns_udp, sockets.dns_tcp)));
         }
         let relay = match running.take_terminal() {
@@ -281,12 +286,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     })?;
     // The user's terminal back to how it was, before anything else is printed.
     drop(relay);
-    let egress = served.map(|(served, recorder)| {
-        let egress = served.stop();
-        (egress, recorder.finish())
-    });
-
-    let mut sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+    let egress = served.map(crate::egress_cmd::Served::stop);
     let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut limits_hit: Vec<String> = Vec::new();
     if exit.timed_out {
@@ -303,24 +303,24 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     if tally.cap_hit {
         limits_hit.push(format!("tool calls ({} execs)", cap.unwrap_or_default()));
     }
-    if let Some((e, _)) = &egress
+    if let Some(e) = &egress
         && e.meter().exhausted()
     {
         limits_hit
             .push(format!("outbound bytes ({}; connections were cut)", fmt_limit(settings.network.outbound_bytes)));
     }
     for l in &limits_hit {
-        let _ = sink.record(&Event::now(&id, "limit", json!({"limit": l})));
+        let mut r = log.record(Kind::Limit, "limit_reached");
+        r.data = object(json!({"limit": l}));
+        let _ = log.append(r);
     }
     // Failures from here on (a full disk) are reported with the summary and end `run` with 2:
     // the overlay goes with the session, and the trail must be known to be incomplete.
     let mut problems: Vec<String> = Vec::new();
-    if egress.as_ref().is_some_and(|(_, complete)| !complete) {
-        problems.push("some of the proxy's and resolver's records could not be written to the session's log".into());
-    }
-    if let Some(e) = &tally.sink_error {
+    if let Some(e) = log.failure() {
         problems.push(format!(
-            "the session's event log could not be written ({e}); the execs it could not record were refused"
+            "the audit store could not be written ({e}); the call it would have recorded was refused and the \
+             session was ended"
         ));
     }
     let changed: Vec<Change> = match running.upper() {
@@ -334,27 +334,32 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     drop(running);
+    if ephemeral && let Err(e) = sessions::save(&dir, &workdir, &changed) {
+        problems.push(format!("cannot save the session's state in `{}`: {e}", dir.display()));
+    }
     let mut summary = json!({
         "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
         "execs": tally.execs,
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
         "changed": changed,
-        "limits_hit": limits_hit, "degraded": degraded, "events": sink.location(),
+        "limits_hit": limits_hit, "degraded": degraded, "audit": log.store().dir(),
     });
-    if let Some((e, _)) = &egress {
+    if let Some(e) = &egress {
         summary["egress"] = crate::egress_cmd::summary(e);
     }
     summary["problems"] = json!(problems);
-    // The log is synced while the cgroup is removed.
-    let ended = sink.record(&Event::now(&id, "session_end", summary.clone())).and_then(|()| {
+    // The store's closing checkpoint is signed and synced while the cgroup is removed.
+    let mut end = log.record(Kind::Lifecycle, "session_end");
+    end.data = object(summary.clone());
+    let ended = log.commit(end).and_then(|()| {
         std::thread::scope(|scope| {
-            let synced = scope.spawn(|| sink.sync());
+            let closed = scope.spawn(|| log.store().close().map_err(|e| e.to_string()));
             drop(cgroup);
-            synced.join().unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")))
+            closed.join().unwrap_or_else(|_| Err("the closing thread panicked".into()))
         })
     });
     if let Err(e) = ended {
-        problems.push(format!("cannot write the end of the session's event log: {e}"));
+        problems.push(format!("cannot record the end of the session: {e}"));
         summary["problems"] = json!(problems);
     }
     if args.json {
@@ -381,19 +386,17 @@ fn serve_egress(
     policy: &Arc<Policy>,
     agent: Option<&str>,
     settings: &portcullis_policy::Settings,
-    events: &Path,
-    id: &str,
-) -> Result<(crate::egress_cmd::Served, Arc<crate::egress_cmd::LogRecorder>)> {
-    let recorder = crate::egress_cmd::LogRecorder::open(events, id)?;
+    log: &Arc<SessionLog>,
+) -> Result<crate::egress_cmd::Served> {
     let access = portcullis_egress::Access { agent: agent.map(str::to_owned), agent_locked: true, password: None };
     let egress = portcullis_egress::Egress::new(
         Arc::new(portcullis_egress::PolicyGate::new(policy.clone())),
-        recorder.clone(),
+        log.clone(),
         crate::egress_cmd::options(settings, access),
     );
     // One thread: an agent's traffic is one client's, and a session's start should not wait
     // for more threads than it needs.
-    Ok((crate::egress_cmd::Served::new(egress, 1)?, recorder))
+    crate::egress_cmd::Served::new(egress, 1)
 }
 
 /// Handles a cgroup that cannot be set up: an error, or with `allow_partial` a degraded run.
@@ -410,10 +413,27 @@ fn cgroup_refused(e: CgroupError, allow_partial: bool, degraded: &mut Vec<String
 }
 
 /// Records a session that could not start, and the error to return.
-fn start_failed(sink: &mut JsonlFile, id: &str, e: &session::StartError) -> anyhow::Error {
+fn start_failed(log: &SessionLog, e: &session::StartError) -> anyhow::Error {
     let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
-    let _ = sink.record(&Event::now(id, "session_end", json!({"error": format!("{e}{cause}")})));
+    let mut end = log.record(Kind::Lifecycle, "session_end");
+    end.data = object(json!({"error": format!("{e}{cause}")}));
+    let _ = log.commit(end);
+    let _ = log.store().close();
     anyhow::anyhow!("{e}{cause}")
+}
+
+/// A JSON object's map (anything else is stored under `data`).
+pub(crate) fn object(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => [("data".to_owned(), other)].into_iter().collect(),
+    }
+}
+
+/// The policy file's text, kept with the session so that `audit replay` can decide again under
+/// it; `None` for the built-in policy (which the binary carries).
+fn policy_text(file: &Option<PathBuf>) -> Option<String> {
+    file.as_ref().and_then(|f| std::fs::read_to_string(f).ok())
 }
 
 /// The identity of an agent started as root: a range of 65,536 host ids chosen by the agent's
@@ -673,7 +693,11 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     if let Some(d) = summary["degraded"].as_array().filter(|d| !d.is_empty()) {
         eprintln!("  DEGRADED: {}", d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
     }
-    eprintln!("  events: {}", summary["events"].as_str().unwrap_or_default());
+    eprintln!(
+        "  audit: {} (portcullis audit show {})",
+        summary["audit"].as_str().unwrap_or_default(),
+        summary["session"].as_str().unwrap_or_default()
+    );
     for p in summary["problems"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         eprintln!("  PROBLEM: {p}");
     }

@@ -1,10 +1,9 @@
 //! Sessions on disk: the state directory, session ids, and `portcullis diff` / `apply`.
 //!
 //! ```text
-//! STATE/sessions/ID/events.jsonl   the session's events (the audit store replaces this); the
-//!                                  first, `session_start`, has the workdir and the command, the
-//!                                  last, `session_end`, the changed paths
+//! STATE/sessions/ID/session.json   written at the session's end: the workdir and the changes
 //!                  /changes/       the changed files themselves
+//! STATE/audit/                     the audit store (every session's records; see `audit`)
 //! ```
 //! STATE is `/var/lib/portcullis` for root, else `$XDG_STATE_HOME/portcullis` or
 //! `~/.local/state/portcullis`. The sandbox never shows it.
@@ -55,8 +54,19 @@ pub(crate) fn new_id() -> String {
     )
 }
 
+/// A (year, month, day) date to days since 1970-01-01 (the inverse of [`civil_from_days`]).
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's civil calendar method).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -149,13 +159,13 @@ struct Saved {
 
 fn load(session: Option<&str>) -> Result<Saved> {
     let sessions = state_root()?.join("sessions");
-    let (id, events) = match session {
+    let (id, saved) = match session {
         Some(id) => {
             if id.contains('/') || id.starts_with('.') {
                 bail!("`{id}` is not a session id");
             }
-            let events = read_events(&sessions.join(id)).with_context(|| format!("no session `{id}`"))?;
-            (id.to_owned(), events)
+            let saved = read_saved(&sessions.join(id)).with_context(|| format!("no finished session `{id}`"))?;
+            (id.to_owned(), saved)
         }
         None => {
             let mut ids: Vec<String> = std::fs::read_dir(&sessions)
@@ -163,44 +173,32 @@ fn load(session: Option<&str>) -> Result<Saved> {
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             ids.sort();
-            // The newest session that ended with its changes listed.
+            // The newest session that ended with its changes saved.
             ids.into_iter()
                 .rev()
-                .find_map(|id| {
-                    let events = read_events(&sessions.join(&id)).ok()?;
-                    ended(&events)?.get("changed")?;
-                    Some((id, events))
-                })
+                .find_map(|id| Some((id.clone(), read_saved(&sessions.join(&id)).ok()?)))
                 .with_context(|| format!("no finished session in `{}`", sessions.display()))?
         }
     };
-    let workdir = events
-        .iter()
-        .find(|e| e["event"] == "session_start")
-        .and_then(|e| e["workdir"].as_str())
+    let workdir = saved["workdir"]
+        .as_str()
         .map(PathBuf::from)
-        .with_context(|| format!("session `{id}` has no start record with its workdir"))?;
-    let end = ended(&events).with_context(|| format!("session `{id}` has not ended (or its log lost its end)"))?;
-    let changes: Vec<Change> = serde_json::from_value(end.get("changed").cloned().unwrap_or_else(|| json!([])))
+        .with_context(|| format!("session `{id}` has no workdir in its saved state"))?;
+    let changes: Vec<Change> = serde_json::from_value(saved["changed"].clone())
         .with_context(|| format!("cannot read the changes of session `{id}`"))?;
     Ok(Saved { dir: sessions.join(&id), id, workdir, changes })
 }
 
-/// The records of a session's event log.
-fn read_events(dir: &Path) -> Result<Vec<Value>> {
-    let path = dir.join("events.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(n, line)| {
-            serde_json::from_str(line).with_context(|| format!("`{}` line {} is not valid JSON", path.display(), n + 1))
-        })
-        .collect()
+/// Writes `session.json` in the session's directory: what `diff` and `apply` read.
+pub(crate) fn save(dir: &Path, workdir: &Path, changed: &[Change]) -> std::io::Result<()> {
+    let text = serde_json::to_vec(&json!({"workdir": workdir, "changed": changed})).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("session.json"), text)
 }
 
-/// The session's end record, if it has one.
-fn ended(events: &[Value]) -> Option<&Value> {
-    events.iter().rev().find(|e| e["event"] == "session_end")
+fn read_saved(dir: &Path) -> Result<Value> {
+    let path = dir.join("session.json");
+    let text = std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))
 }
 
 pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {

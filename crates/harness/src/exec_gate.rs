@@ -4,13 +4,15 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Instant;
 
+use portcullis_audit::{DecisionRecord, Kind};
 use portcullis_policy::{Decision, Profile, Request};
 use portcullis_sandbox::monitor::ExecRequest;
 use serde_json::json;
 
 use crate::Decider;
-use crate::events::{Event, EventSink};
+use crate::audit::Trail;
 
 /// What the gate counted, for the session's summary.
 #[derive(Debug, Default)]
@@ -21,13 +23,13 @@ pub struct Tally {
     pub denials: Vec<(String, String)>,
     /// The tool-call cap refused an exec.
     pub cap_hit: bool,
-    /// The first failure to record an event, if any.
+    /// The first failure to store a record, if any.
     pub sink_error: Option<String>,
 }
 
 /// Decides execs for one session.
-#[allow(missing_debug_implementations, reason = "holds a profile and a sink; nothing to show")]
-pub struct ExecGate<'a, S: EventSink> {
+#[allow(missing_debug_implementations, reason = "holds a profile and a trail; nothing to show")]
+pub struct ExecGate<'a, T: Trail> {
     /// The command `run` was given: the user's own, recorded and allowed.
     pub command: &'a [String],
     /// The agent's profile.
@@ -36,48 +38,51 @@ pub struct ExecGate<'a, S: EventSink> {
     pub decider: &'a Decider,
     /// The tool-call cap, counted in execs.
     pub cap: Option<u64>,
-    /// The session id, for events.
-    pub session: &'a str,
-    /// Where events go.
-    pub sink: &'a Mutex<S>,
+    /// Where the records go.
+    pub trail: &'a T,
     /// The counts, read when the session ends.
     pub tally: &'a Mutex<Tally>,
 }
 
-impl<S: EventSink> ExecGate<'_, S> {
+impl<T: Trail> ExecGate<'_, T> {
     /// Decides `req`: true lets it run.
     pub fn decide(&self, req: &ExecRequest) -> bool {
+        let started = Instant::now();
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         tally.execs += 1;
         let argv = if req.argv.is_empty() { vec![req.path.clone()] } else { req.argv.clone() };
+        let mut rules: Vec<String> = Vec::new();
         let (decision, reason) = if let Some(why) = &req.unreadable {
+            rules.push("builtin.exec_unreadable".into());
             (Decision::Deny, format!("the exec could not be read: {why}"))
         } else if tally.execs == 1 && req.argv == self.command {
             // The command `run` was given is the user's, not the agent's: recorded, not questioned.
+            rules.push("builtin.run_command".into());
             (Decision::Allow, "allowed: the command `portcullis run` was given".to_owned())
         } else if self.cap.is_some_and(|c| tally.execs > c) {
             tally.cap_hit = true;
+            rules.push("limits.tool_calls".into());
             (Decision::Deny, format!("the session's tool-call cap ({} execs) is reached", self.cap.unwrap_or_default()))
         } else {
             let cwd = PathBuf::from(&req.cwd);
             let verdict = self.decider.decide(self.profile, &Request::Exec { argv: &argv, cwd: &cwd });
             let reason = verdict.explanation();
+            rules = verdict.rule_ids();
             match verdict.decision {
                 Decision::Ask => (Decision::Deny, format!("{reason} (approval is not available for execs in `run`)")),
                 d => (d, reason),
             }
         };
-        let event = Event::now(
-            self.session,
-            "exec",
-            json!({"pid": req.pid, "path": req.path, "argv": req.argv, "cwd": req.cwd, "decision": decision, "reason": reason}),
-        );
-        let recorded = self.sink.lock().unwrap_or_else(|e| e.into_inner()).record(&event);
+        let mut record = self.trail.record(Kind::Exec, "exec");
+        record.input = Some(json!({"pid": req.pid, "path": req.path, "argv": req.argv, "cwd": req.cwd}));
+        record.decision = Some(DecisionRecord { decision, rules, reason: reason.clone() });
+        record.latency_us = Some(started.elapsed().as_micros() as u64);
+        let recorded = self.trail.commit(record);
         let command = argv.join(" ");
         if let Err(e) = recorded {
             // Fail closed: an exec that cannot be recorded does not run.
-            tally.sink_error.get_or_insert_with(|| e.to_string());
-            tally.denials.push((command, format!("the event log cannot be written: {e}")));
+            tally.sink_error.get_or_insert_with(|| e.clone());
+            tally.denials.push((command, format!("the audit store cannot be written: {e}")));
             return false;
         }
         let allowed = decision == Decision::Allow;
@@ -92,29 +97,26 @@ impl<S: EventSink> ExecGate<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_audit::Record;
     use portcullis_policy::{Environment, Policy};
-    use std::io;
 
-    /// A sink that keeps events in memory, or fails every write.
+    /// A trail that keeps records in memory, or fails every write.
     #[derive(Default)]
     struct Memory {
-        events: Vec<Event>,
+        records: Mutex<Vec<Record>>,
         broken: bool,
     }
 
-    impl EventSink for Memory {
-        fn record(&mut self, event: &Event) -> io::Result<()> {
+    impl Trail for Memory {
+        fn record(&self, kind: Kind, event: &str) -> Record {
+            Record::new(kind, event, "s")
+        }
+        fn commit(&self, record: Record) -> Result<(), String> {
             if self.broken {
-                return Err(io::Error::other("disk full"));
+                return Err("disk full".into());
             }
-            self.events.push(event.clone());
+            self.records.lock().unwrap().push(record);
             Ok(())
-        }
-        fn sync(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-        fn location(&self) -> String {
-            "memory".into()
         }
     }
 
@@ -133,15 +135,14 @@ mod tests {
         let env = Environment::new(PathBuf::from("/work"), PathBuf::from("/home/u")).unwrap();
         let policy = Policy::load("[tools]\ndeny = [\"Bash(id *)\"]\n", "p.toml", &env).unwrap();
         let decider = Decider::new(&policy, None);
-        let (sink, tally) = (Mutex::new(Memory::default()), Mutex::new(Tally::default()));
+        let (trail, tally) = (Memory::default(), Mutex::new(Tally::default()));
         let command = vec!["agent".to_owned()];
         let gate = ExecGate {
             command: &command,
             profile: policy.root(),
             decider: &decider,
             cap: Some(4),
-            session: "s",
-            sink: &sink,
+            trail: &trail,
             tally: &tally,
         };
         assert!(gate.decide(&exec(&["agent"])), "the command run was given");
@@ -157,10 +158,13 @@ mod tests {
         assert!(t.cap_hit);
         let commands: Vec<&str> = t.denials.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(commands, ["id", "ls"], "retries fold, and the cap's and the unreadable refusal fold too");
-        let events = &sink.lock().unwrap().events;
-        assert_eq!(events.len(), 6);
-        assert_eq!(events[2].fields["decision"], "deny");
-        assert!(events[2].fields["reason"].as_str().unwrap().contains("Bash(id *)"));
+        let records = trail.records.lock().unwrap();
+        assert_eq!(records.len(), 6);
+        let denied = records[2].decision.as_ref().unwrap();
+        assert_eq!(denied.decision, Decision::Deny);
+        assert!(denied.reason.contains("Bash(id *)"), "{}", denied.reason);
+        assert_eq!(denied.rules, ["tools.deny[0]"]);
+        assert_eq!(records[2].input.as_ref().unwrap()["argv"][0], "id");
     }
 
     #[test]
@@ -168,15 +172,14 @@ mod tests {
         let env = Environment::new(PathBuf::from("/work"), PathBuf::from("/home/u")).unwrap();
         let policy = Policy::builtin(&env);
         let decider = Decider::new(&policy, None);
-        let sink = Mutex::new(Memory { events: Vec::new(), broken: true });
+        let trail = Memory { records: Mutex::new(Vec::new()), broken: true };
         let tally = Mutex::new(Tally::default());
         let gate = ExecGate {
             command: &[],
             profile: policy.root(),
             decider: &decider,
             cap: None,
-            session: "s",
-            sink: &sink,
+            trail: &trail,
             tally: &tally,
         };
         assert!(!gate.decide(&exec(&["ls"])));

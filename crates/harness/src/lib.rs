@@ -4,7 +4,7 @@
 //! The guards read what the policy engine cannot: a shell line as the shell would run it, a
 //! path as the kernel would resolve it. A guard can only tighten the policy's verdict.
 
-pub mod events;
+pub mod audit;
 pub mod exec_gate;
 
 use portcullis_guard::path::{PathError, PathSettings, Workdir};
@@ -36,6 +36,14 @@ pub struct Verdict<'p> {
 }
 
 impl Verdict<'_> {
+    /// The ids of the rules and guards that decided: those whose decision is the verdict's.
+    pub fn rule_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.policy.rules.iter().filter(|r| r.decision == self.decision).map(|r| r.id.to_string()).collect();
+        ids.extend(self.guards.iter().filter(|g| g.decision == self.decision).map(|g| g.id.clone()));
+        ids
+    }
+
     /// A one-line explanation naming what decided.
     pub fn explanation(&self) -> String {
         let deciding: Vec<&GuardFinding> = self.guards.iter().filter(|g| g.decision == self.decision).collect();

@@ -601,6 +601,18 @@ impl Drop for Running {
     }
 }
 
+/// Ends a session: SIGKILL to its init, PID 1 of the agent's PID namespace, so every process
+/// in it dies. Holds the init's pidfd, so it never signals a recycled pid.
+#[derive(Debug)]
+pub struct Killer(OwnedFd);
+
+impl Killer {
+    /// Kills the session.
+    pub fn kill(&self) {
+        let _ = rustix::process::pidfd_send_signal(&self.0, rustix::process::Signal::KILL);
+    }
+}
+
 impl Running {
     /// The init's pid, as the supervisor sees it.
     pub fn pid(&self) -> i32 {
@@ -626,6 +638,11 @@ impl Running {
     /// The egress sockets, once (`None` unless [`Spec::egress`] asked for them).
     pub fn take_egress(&mut self) -> Option<EgressSockets> {
         self.egress.take()
+    }
+
+    /// A handle that ends the session from any thread.
+    pub fn killer(&self) -> io::Result<Killer> {
+        Ok(Killer(self.child.pidfd.try_clone()?))
     }
 
     /// Sends `signal` to the init (which forwards it).

@@ -58,7 +58,8 @@ fn secrets_in_inputs_never_reach_the_disk() {
     let root = scratch("redact");
     let store = open(&root, Options::default());
     let mut r = exec("s", 0);
-    r.input = Some(serde_json::json!({"argv": ["curl", "-H", "Authorization: Bearer sk-live-0123456789abcdefghij", "x"]}));
+    r.input =
+        Some(serde_json::json!({"argv": ["curl", "-H", "Authorization: Bearer sk-live-0123456789abcdefghij", "x"]}));
     r.data.insert("GITHUB_TOKEN".into(), "ghp_0123456789abcdefghij0123456789abcd".into());
     store.commit(r).unwrap();
     store.close().unwrap();
@@ -96,14 +97,16 @@ fn a_torn_tail_is_reported_then_repaired_and_the_chain_goes_on() {
     store.close().unwrap();
     let report = verify(&root);
     assert!(report.ok() && report.torn.is_none(), "{report:?}");
-    let repairs = read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Lifecycle], ..Filter::default() }).unwrap();
+    let repairs =
+        read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Lifecycle], ..Filter::default() }).unwrap();
     assert_eq!(repairs[0].record.event, "store_repaired");
 }
 
 #[test]
 fn sync_durability_commits_each_record_before_returning() {
     let root = scratch("sync");
-    let options = Options { durability: Durability::Sync, commit_interval: Duration::from_secs(3600), ..Options::default() };
+    let options =
+        Options { durability: Durability::Sync, commit_interval: Duration::from_secs(3600), ..Options::default() };
     let store = open(&root, options);
     store.commit(exec("s", 0)).unwrap();
     // Written (and synced) without waiting for the commit thread's hour.
@@ -188,6 +191,7 @@ fn crash_safety_kill_9_under_load_loses_no_durable_record_and_the_chain_goes_on(
     store.close().unwrap();
     let report = verify(&root);
     assert!(report.ok() && report.torn.is_none(), "{report:?}");
-    let after = read::query(&root.join("audit"), &Filter { session: Some("after".into()), ..Filter::default() }).unwrap();
+    let after =
+        read::query(&root.join("audit"), &Filter { session: Some("after".into()), ..Filter::default() }).unwrap();
     assert_eq!(after.len(), 1);
 }

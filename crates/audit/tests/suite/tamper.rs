@@ -91,7 +91,9 @@ fn a_truncated_segment_is_found() {
 
 #[test]
 fn a_removed_segment_is_found_first_middle_or_last() {
-    for (which, expect) in [(0, "no signed prune marker"), (1, "segment 00000002.jsonl is missing"), (9, "removed from the end")] {
+    for (which, expect) in
+        [(0, "no signed prune marker"), (1, "segment 00000002.jsonl is missing"), (9, "removed from the end")]
+    {
         let root = build(&format!("remove{which}"));
         let all = portcullis_audit::store::segments(&root.join("audit")).unwrap();
         let victim = &all[which.min(all.len() - 1)].1;

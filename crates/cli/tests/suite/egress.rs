@@ -118,7 +118,7 @@ impl Servers {
 }
 
 /// True when the test can map names here (root); fails where the sandbox is required.
-fn mapping_available(user: User) -> bool {
+pub(super) fn mapping_available(user: User) -> bool {
     if !available(user) {
         return false;
     }
@@ -135,10 +135,18 @@ fn mapping_available(user: User) -> bool {
 fn run_mapped(case: &Case, args: &[&str], command: &[&str]) -> Session {
     let hosts = case.work.parent().unwrap().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost allowed.test\n::1 localhost\n").unwrap();
+    let s = run_in_mount_namespace(case, "mount --bind \"$0\" /etc/hosts", &hosts, args, command);
+    s.check_enforced(case.user);
+    s
+}
+
+/// `portcullis run` as the case's user, in a private mount namespace that root first sets up
+/// with the shell command `setup` (`$0` is `arg`).
+pub(super) fn run_in_mount_namespace(case: &Case, setup: &str, arg: &Path, args: &[&str], command: &[&str]) -> Session {
     let inner = case.command(args, command);
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""]);
-    cmd.arg(&hosts);
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &format!("{setup} && exec \"$@\"")]);
+    cmd.arg(arg);
     if case.user == User::Unprivileged {
         cmd.arg("setpriv").arg(format!("--reuid={NOBODY}")).arg(format!("--regid={NOBODY}")).arg("--clear-groups");
     }
@@ -150,9 +158,7 @@ fn run_mapped(case: &Case, args: &[&str], command: &[&str]) -> Session {
         }
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let s = Session::from(cmd.output().unwrap());
-    s.check_enforced(case.user);
-    s
+    Session::from(cmd.output().unwrap())
 }
 
 /// A policy allowing the test servers by name, with loopback listed, and the guards that would
@@ -210,21 +216,27 @@ both!(allowed_names_are_reachable_and_everything_else_is_not, |user| {
     assert_eq!(lines[12], "127.0.0.1", "{s:?}");
     // The records: each request with its destination, method, path, decision and bytes.
     let events = case.events(&s);
-    let connects: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "connect").collect();
-    let plain = connects.iter().find(|e| e["via"] == "http" && e["path"] == "/hello.txt").expect("the HTTP request");
+    let connects: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "connect").collect();
+    let plain =
+        connects.iter().find(|e| e["event"] == "http" && e["input"]["path"] == "/hello.txt").expect("the HTTP request");
     assert_eq!(
-        (plain["host"].as_str(), plain["method"].as_str(), plain["decision"].as_str()),
+        (plain["input"]["host"].as_str(), plain["input"]["method"].as_str(), plain["decision"]["decision"].as_str()),
         (Some("allowed.test"), Some("GET"), Some("allow"))
     );
-    assert!(plain["bytes_down"].as_u64().unwrap() > 19 && plain["duration_ms"].is_u64(), "{plain}");
+    assert!(plain["outcome"]["bytes_down"].as_u64().unwrap() > 19 && plain["latency_us"].is_u64(), "{plain}");
     assert!(
-        connects.iter().any(|e| e["via"] == "connect" && e["port"] == t && e["decision"] == "allow"),
+        connects
+            .iter()
+            .any(|e| e["event"] == "connect" && e["input"]["port"] == t && e["decision"]["decision"] == "allow"),
         "{connects:?}"
     );
-    assert!(connects.iter().any(|e| e["host"] == "denied.test" && e["decision"] == "deny"), "{connects:?}");
-    let dns: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "dns").collect();
-    assert!(dns.iter().any(|e| e["name"] == "denied.test" && e["decision"] == "deny"), "{dns:?}");
-    assert!(dns.iter().any(|e| e["qtype"] == "TXT" && e["decision"] == "deny"), "{dns:?}");
+    assert!(
+        connects.iter().any(|e| e["input"]["host"] == "denied.test" && e["decision"]["decision"] == "deny"),
+        "{connects:?}"
+    );
+    let dns: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "dns").collect();
+    assert!(dns.iter().any(|e| e["input"]["name"] == "denied.test" && e["decision"]["decision"] == "deny"), "{dns:?}");
+    assert!(dns.iter().any(|e| e["input"]["qtype"] == "TXT" && e["decision"]["decision"] == "deny"), "{dns:?}");
     assert!(s.summary["egress"]["destinations"].as_array().unwrap().len() >= 3, "{}", s.summary);
 });
 
@@ -249,7 +261,7 @@ both!(the_outbound_ceiling_stops_an_upload, |user| {
     assert!(sent > 512 * 1024, "the upload never started: {s:?}");
     assert!(s.summary["limits_hit"].to_string().contains("outbound bytes"), "{}", s.summary);
     let events = case.events(&s);
-    assert!(events.iter().any(|e| e["event"] == "egress_warning"), "the 80% warning");
+    assert!(events.iter().any(|e| e["event"] == "outbound_bytes_80_percent"), "the 80% warning");
 });
 
 both!(a_listed_local_port_serves_the_agent_and_others_are_walled, |user| {

@@ -1,3 +1,4 @@
+mod audit;
 mod check;
 mod egress;
 mod policy;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The audit store beside the disk's own limit, in one run on one filesystem:
+#   raw      a C loop appending 200-byte records, one write(2) each, fdatasync per batch
+#   raw_nosync  the same loop without fdatasync
+#   append   the store's group commit (durable within 10 ms), records of about 200 bytes
+#   verify   `audit verify`'s checker over what `append` wrote
+# Targets: append >= 0.5 of raw; verify >= 1M records/s.
+# Usage: bench/audit.sh [RECORDS] [BATCH] [DIR]   (defaults 1000000, 1000, a directory under /var/tmp)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-1000000}
+batch=${2:-1000}
+dir=${3:-$(mktemp -d /var/tmp/portcullis-audit-bench.XXXXXX)}
+cc -O2 -o "$dir/raw_append" bench/raw_append.c
+cargo build -q --release -p portcullis-audit --example audit_bench
+bin=target/release/examples/audit_bench
+for round in 1 2 3; do
+    rm -rf "$dir/store" "$dir/raw.jsonl" && mkdir -p "$dir/store"
+    raw=$("$dir/raw_append" "$dir/raw.jsonl" "$n" 200 "$batch")
+    nosync=$("$dir/raw_append" "$dir/raw.jsonl" "$n" 200 0)
+    out=$("$bin" "$dir/store" "$n")
+    append=$(awk '/^append/ {print $2}' <<<"$out")
+    verify=$(awk '/^verify/ {print $2}' <<<"$out")
+    size=$(awk '/^bytes_per_record/ {print $2}' <<<"$out")
+    printf 'round %d: raw %s/s (batch %s), raw without sync %s/s, append %s/s (%s B/record) = %.2f of raw, verify %s/s\n' \
+        "$round" "$raw" "$batch" "$nosync" "$append" "$size" "$(echo "$append / $raw" | bc -l)" "$verify"
+done
+rm -rf "$dir"

@@ -1,0 +1,449 @@
+//! `portcullis audit`: verify the store, show a session, tail and query the records.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use portcullis_audit::read::{self, Filter};
+use portcullis_audit::{Kind, PublicKey, Stored};
+use portcullis_policy::Decision;
+use serde_json::Value;
+
+use crate::sessions;
+
+#[derive(Debug, Args)]
+#[command(after_help = "The store holds every session's records in one hash chain (BLAKE3), with \
+Ed25519-signed checkpoints. It lives in STATE/audit (STATE: /var/lib/portcullis as root, else \
+$XDG_STATE_HOME/portcullis or ~/.local/state/portcullis), or where the policy's [audit] dir says; \
+--store names it.
+
+Examples:
+  portcullis audit verify
+  portcullis audit show 20261124-101500-3fa2c1
+  portcullis audit tail -f
+  portcullis audit query --kind exec --decision deny --since 1h
+  portcullis audit query --agent reviewer --grep api.github.com --json")]
+pub(crate) struct AuditArgs {
+    /// The store's directory (default: STATE/audit).
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash, order and checkpoint signature; name the first bad record.
+    #[command(after_help = "Exits 0 when the store is intact, 1 when it is not (the first bad record is named by \
+segment, line, byte offset and record number), 2 when it cannot be read. A partial last record \
+(a write cut off by a crash) is reported, not an error: the next writer cuts it off.
+
+Examples:
+  portcullis audit verify
+  portcullis audit verify --key 6523e5e6…   check against a key kept elsewhere
+  portcullis audit verify --json")]
+    Verify {
+        /// The public key checkpoints must be signed with (64 hex digits; default: this host's).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A session's timeline, denials highlighted.
+    Show {
+        /// The session id (default: the newest session).
+        session: Option<String>,
+        /// Print the records as JSON Lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest records, and with -f every record as it is written.
+    Tail {
+        /// Keep printing records as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many records to print first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Print JSON Lines even on a terminal (the default elsewhere).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records that match every filter given.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Times: RFC 3339 (2026-11-24T08:00:00Z), a date (2026-11-24, UTC), or an age \
+(90s, 30m, 1h, 7d). --grep matches the stored JSON text.
+
+Examples:
+  portcullis audit query --kind exec --decision deny
+  portcullis audit query --tool curl --since 2026-11-24 --until 2026-11-25
+  portcullis audit query --kind connect --grep '\"host\":\"api.github.com\"' --json")]
+struct QueryArgs {
+    /// A session id.
+    #[arg(long)]
+    session: Option<String>,
+    /// An agent's name.
+    #[arg(long)]
+    agent: Option<String>,
+    /// A tool (for execs: the program's name).
+    #[arg(long)]
+    tool: Option<String>,
+    /// A kind: tool_call, exec, connect, dns, hook, limit, alert, lifecycle, checkpoint.
+    #[arg(long, value_parser = parse_kind)]
+    kind: Vec<Kind>,
+    /// A decision: allow, ask or deny.
+    #[arg(long, value_parser = parse_decision)]
+    decision: Option<Decision>,
+    /// From this time.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<u64>,
+    /// To this time.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<u64>,
+    /// Text the stored record contains.
+    #[arg(long)]
+    grep: Option<String>,
+    /// Print the records as JSON Lines.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    text.parse()
+}
+
+fn parse_decision(text: &str) -> Result<Decision, String> {
+    serde_json::from_value(Value::String(text.to_owned()))
+        .map_err(|_| format!("`{text}` is not a decision (allow, ask or deny)"))
+}
+
+/// A time as milliseconds since the epoch: RFC 3339 in UTC, a date, or an age before now.
+pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(age) = portcullis_policy::parse_duration(text) {
+        return Ok(portcullis_audit::record::now_ms().saturating_sub(age.as_millis() as u64));
+    }
+    let bad = || format!("`{text}` is not a time (2026-11-24T08:00:00Z, 2026-11-24, or an age such as 1h)");
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00Z"));
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let [y, m, day] = d[..] else { return Err(bad()) };
+    let time = time.strip_suffix('Z').ok_or_else(bad)?;
+    let t: Vec<f64> = time.split(':').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let [h, min, s] = t[..] else { return Err(bad()) };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h >= 24.0 || min >= 60.0 || s >= 61.0 {
+        return Err(bad());
+    }
+    let days = sessions::days_from_civil(y, m as u32, day as u32);
+    let ms = days * 86_400_000 + (h * 3_600_000.0 + min * 60_000.0 + s * 1000.0) as i64;
+    u64::try_from(ms).map_err(|_| bad())
+}
+
+fn store_dir(args: &AuditArgs) -> Result<PathBuf> {
+    match &args.store {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(sessions::state_root()?.join("audit")),
+    }
+}
+
+pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode> {
+    let dir = store_dir(args)?;
+    if !dir.is_dir() {
+        bail!("no audit store at `{}` (pass --store DIR, or run a session first)", dir.display());
+    }
+    match &args.command {
+        AuditCommand::Verify { key, json } => verify(&dir, key.as_deref(), *json),
+        AuditCommand::Show { session, json } => show(&dir, session.as_deref(), *json),
+        AuditCommand::Tail { follow, lines, json } => tail(&dir, *follow, *lines, *json),
+        AuditCommand::Query(q) => query(&dir, q),
+    }
+}
+
+fn verify(dir: &std::path::Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
+    let key: PublicKey = match key {
+        Some(hex) => hex.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        None => {
+            let path = portcullis_audit::key::default_key_path(dir);
+            portcullis_audit::HostKey::load(&path)
+                .with_context(|| "cannot read this host's key; pass --key with the public key".to_string())?
+                .public()
+        }
+    };
+    let report = portcullis_audit::verify::verify(dir, &key)
+        .with_context(|| format!("cannot read the audit store `{}`", dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let verdict = if report.ok() { "intact" } else { "TAMPERED" };
+        println!("audit store {}: {verdict}", dir.display());
+        println!(
+            "  {} segments, {} records ({} to {}), {} checkpoints; signed through record {}",
+            report.segments,
+            report.records,
+            report.first_seq,
+            report.last_seq,
+            report.checkpoints,
+            report.signed_through
+        );
+        if report.last_seq > report.signed_through {
+            println!(
+                "  records {} to {} are chained but not yet signed (the next checkpoint signs them)",
+                report.signed_through + 1,
+                report.last_seq
+            );
+        }
+        if let Some(p) = &report.pruned {
+            println!("  segments 1 to {} were pruned (signed marker verified)", p.segment);
+        }
+        if let Some(t) = &report.torn {
+            println!(
+                "  note: {} ends with {} bytes of a partial record at byte {}: a write cut off by a crash; the \
+                 next writer cuts it off",
+                t.segment.display(),
+                t.bytes,
+                t.offset
+            );
+        }
+        println!("  key {}", report.key);
+        if let Some(p) = &report.problem {
+            println!("  first bad record: {p}");
+        }
+    }
+    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn show(dir: &std::path::Path, session: Option<&str>, json: bool) -> Result<ExitCode> {
+    let session = match session {
+        Some(s) => s.to_owned(),
+        None => newest_session(dir)?.context("the store has no sessions")?,
+    };
+    let filter = Filter { session: Some(session.clone()), hide_checkpoints: true, ..Filter::default() };
+    let records = read::query(dir, &filter).context("cannot read the audit store")?;
+    if records.is_empty() {
+        bail!("no records of session `{session}` in `{}`", dir.display());
+    }
+    let colour = !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::stdout().lock();
+    if !json {
+        let first = &records[0].record;
+        writeln!(
+            out,
+            "session {session}{}{}",
+            first.agent.as_ref().map(|a| format!(", agent {a}")).unwrap_or_default(),
+            first.uid.map(|u| format!(", uid {u}")).unwrap_or_default()
+        )?;
+    }
+    let mut denials = 0;
+    for r in &records {
+        denials += usize::from(denied(r));
+        print_record(&mut out, r, json, colour)?;
+    }
+    if !json {
+        writeln!(out, "{} records, {denials} denied", records.len())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The session of the newest lifecycle record.
+fn newest_session(dir: &std::path::Path) -> Result<Option<String>> {
+    let mut newest = None;
+    read::each_line(dir, |line| {
+        if portcullis_audit::store::parse_prefix(line).is_some_and(|p| p.event == b"session_start")
+            && let Some(s) = read::parse(line)
+            && s.record.event == "session_start"
+        {
+            newest = Some(s.record.session);
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(newest)
+}
+
+fn tail(dir: &std::path::Path, follow: bool, lines: usize, json: bool) -> Result<ExitCode> {
+    let terminal = std::io::stdout().is_terminal();
+    let json = json || !terminal;
+    let colour = !json && std::env::var_os("NO_COLOR").is_none();
+    let mut last: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::with_capacity(lines + 1);
+    read::each_line(dir, |line| {
+        last.push_back(line.to_vec());
+        if last.len() > lines {
+            last.pop_front();
+        }
+        ControlFlow::Continue(())
+    })?;
+    let mut out = std::io::stdout().lock();
+    for line in &last {
+        print_line(&mut out, line, json, colour)?;
+    }
+    out.flush()?;
+    if follow {
+        let mut failed = None;
+        read::follow(dir, false, Duration::from_millis(100), |line| {
+            match print_line(&mut out, line, json, colour).and_then(|()| out.flush()) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    // The reader went away (a closed pipe): stop quietly.
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
+            return Err(e.into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(dir: &std::path::Path, q: &QueryArgs) -> Result<ExitCode> {
+    let filter = Filter {
+        session: q.session.clone(),
+        agent: q.agent.clone(),
+        tool: q.tool.clone(),
+        kinds: q.kind.clone(),
+        decision: q.decision,
+        since_ms: q.since,
+        until_ms: q.until,
+        grep: q.grep.clone(),
+        hide_checkpoints: q.kind.is_empty(),
+    };
+    let colour = !q.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::stdout().lock();
+    let mut count = 0usize;
+    let mut failed = None;
+    read::each_line(dir, |line| {
+        if filter.may_match(line)
+            && let Some(r) = read::parse(line)
+            && filter.matches(&r)
+        {
+            count += 1;
+            if let Err(e) = print_record(&mut out, &r, q.json, colour) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
+        return Err(e.into());
+    }
+    if !q.json && std::io::stderr().is_terminal() {
+        eprintln!("{count} records");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn denied(r: &Stored) -> bool {
+    r.record.decision.as_ref().is_some_and(|d| d.decision != Decision::Allow)
+}
+
+fn print_line(out: &mut impl Write, line: &[u8], json: bool, colour: bool) -> std::io::Result<()> {
+    if json {
+        out.write_all(line)?;
+        return out.write_all(b"\n");
+    }
+    match read::parse(line) {
+        Some(r) => print_record(out, &r, false, colour),
+        None => writeln!(out, "(unreadable record) {}", String::from_utf8_lossy(line)),
+    }
+}
+
+/// One record: its stored JSON, or a line for people.
+fn print_record(out: &mut impl Write, r: &Stored, json: bool, colour: bool) -> std::io::Result<()> {
+    if json {
+        out.write_all(&r.to_line())?;
+        return out.write_all(b"\n");
+    }
+    let rec = &r.record;
+    let (decision, paint) = match rec.decision.as_ref().map(|d| d.decision) {
+        Some(Decision::Deny) => ("DENY ", "\x1b[1;31m"),
+        Some(Decision::Ask) => ("ASK  ", "\x1b[1;33m"),
+        Some(Decision::Allow) => ("allow", ""),
+        None => ("     ", ""),
+    };
+    let what = describe(r);
+    let reason = rec
+        .decision
+        .as_ref()
+        .filter(|d| d.decision != Decision::Allow && !d.reason.is_empty())
+        .map(|d| format!(" — {}", d.reason))
+        .unwrap_or_default();
+    let latency = rec.latency_us.map(|u| format!(" ({u} µs)")).unwrap_or_default();
+    let text =
+        format!("{} #{:<6} {:<9} {decision} {what}{reason}{latency}", clock(rec.ts_ms), r.seq, rec.kind.as_str());
+    if colour && !paint.is_empty() { writeln!(out, "{paint}{text}\x1b[0m") } else { writeln!(out, "{text}") }
+}
+
+/// What a record is about, in a few words.
+fn describe(r: &Stored) -> String {
+    let rec = &r.record;
+    let input = rec.input.as_ref();
+    let field = |k: &str| input.and_then(|i| i.get(k));
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    match rec.kind {
+        Kind::Exec => {
+            let argv: Vec<String> = field("argv")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|v| text(Some(v))).collect())
+                .unwrap_or_default();
+            argv.join(" ")
+        }
+        Kind::Connect => {
+            let mut s = format!("{} {}:{}", rec.event, text(field("host")), text(field("port")));
+            if let Some(m) = field("method") {
+                s.push_str(&format!(" {} {}", text(Some(m)), text(field("path"))));
+            }
+            if let Some(o) = &rec.outcome {
+                s.push_str(&format!(" [{}↑ {}↓]", text(o.get("bytes_up")), text(o.get("bytes_down"))));
+            }
+            s
+        }
+        Kind::Dns => format!("{} {}", text(field("qtype")), text(field("name"))),
+        Kind::ToolCall | Kind::Hook => format!("{} {}", rec.tool.as_deref().unwrap_or("?"), text(input)),
+        Kind::Checkpoint => format!("{} over record {}", rec.event, text(rec.data.get("covers"))),
+        _ => {
+            let mut s = rec.event.clone();
+            for k in ["argv", "workdir", "exit_code", "limit", "error", "message"] {
+                if let Some(v) = rec.data.get(k) {
+                    s.push_str(&format!(" {k}={}", text(Some(v))));
+                }
+            }
+            s
+        }
+    }
+}
+
+/// `2026-11-24 08:39:34.123Z`.
+fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = sessions::civil_from_days((secs / 86_400) as i64);
+    let rest = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}Z", rest / 3600, rest % 3600 / 60, rest % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_utc_dates_instants_and_ages() {
+        assert_eq!(parse_time("1970-01-02").unwrap(), 86_400_000);
+        assert_eq!(parse_time("2026-11-24T08:39:34Z").unwrap(), 1_795_509_574_000);
+        assert_eq!(clock(1_795_509_574_123), "2026-11-24 08:39:34.123Z");
+        let hour_ago = parse_time("1h").unwrap();
+        let now = portcullis_audit::record::now_ms();
+        assert!((now - hour_ago).abs_diff(3_600_000) < 5_000);
+        assert!(parse_time("2026-13-01").is_err());
+        assert!(parse_time("yesterday").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! The audit trail from the outside: out of the agent's reach, no audit no action, crash safety
+//! with the real supervisor killed, and the `audit` commands over a real session's records.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::egress::{mapping_available, run_in_mount_namespace};
+use super::run::{Case, NOBODY, User, available, both, is_root};
+
+/// `portcullis audit ARGS --store STATE/audit` as the case's user.
+fn audit(case: &Case, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(&case.bin);
+    cmd.arg("audit").args(args).arg("--store").arg(case.state.join("audit"));
+    cmd.env("HOME", &case.home).env("PORTCULLIS_STATE_DIR", &case.state).stdin(Stdio::null());
+    if case.user == User::Unprivileged && is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+// ---------------------------------------------------------------- escape tests
+
+both!(the_store_and_its_key_cannot_be_listed_read_or_written_from_inside, |user| {
+    let case = Case::new(user);
+    // The store sits in a directory the policy shows the agent, read-only: the walls must
+    // still hide it, and the key beside it.
+    let shared = case.work.parent().unwrap().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("visible.txt"), "shown\n").unwrap();
+    if user == User::Unprivileged && is_root() {
+        for p in [&shared, &shared.join("visible.txt")] {
+            std::os::unix::fs::lchown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    let store = shared.join("audit");
+    let policy = case.policy(&format!(
+        "[filesystem]\nread_only = [\"{}\"]\n[audit]\ndir = \"{}\"\n",
+        shared.display(),
+        store.display()
+    ));
+    let first = case.sh(&["--policy", &policy], "true\n");
+    assert_eq!(first.code, 0, "{first:?}");
+    let segment = store.join("00000001.jsonl");
+    assert!(segment.exists() && shared.join("audit.key").exists());
+    let s = case.sh(
+        &["--policy", &policy],
+        &format!(
+            "cat {shared}/visible.txt\n\
+             ls {store} >/dev/null 2>&1 && echo listed || echo 'list refused'\n\
+             cat {segment} >/dev/null 2>&1 && echo read || echo 'read refused'\n\
+             (echo forged >> {segment}) 2>/dev/null && echo written || echo 'write refused'\n\
+             cat {shared}/audit.key 2>/dev/null | grep -q . && echo 'key read' || echo 'key refused'\n",
+            shared = shared.display(),
+            store = store.display(),
+            segment = segment.display(),
+        ),
+    );
+    let lines = s.lines();
+    assert_eq!(lines, ["shown", "list refused", "read refused", "write refused", "key refused"], "{s:?}");
+    // And the trail is intact: nothing the agent did reached it.
+    let report = portcullis_verify(&case, &store);
+    assert_eq!(report["problem"], Value::Null, "{report}");
+});
+
+/// `audit verify --json` on `store`, with the host key beside it.
+fn portcullis_verify(case: &Case, store: &Path) -> Value {
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["audit", "verify", "--json", "--store"]).arg(store).env("HOME", &case.home);
+    if case.user == User::Unprivileged && is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"))
+}
+
+// ---------------------------------------------------------------- no audit, no action
+
+both!(a_full_store_refuses_the_call_and_ends_the_session_naming_the_cause, |user| {
+    if !mapping_available(user) {
+        return;
+    }
+    let case = Case::new(user);
+    let small = case.work.parent().unwrap().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let policy = case.policy(&format!("[audit]\ndir = \"{}/audit\"\n", small.display()));
+    case.script("agent.sh", "i=0\nwhile [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done\necho survived\n");
+    let s = run_in_mount_namespace(
+        &case,
+        "mount -t tmpfs -o size=64k,mode=0777 tmpfs \"$0\"",
+        &small,
+        &["--policy", &policy],
+        &["/bin/sh", "agent.sh"],
+    );
+    assert!(!s.stdout.contains("survived"), "the session went on without its records: {s:?}");
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.stderr.contains("No space left on device"), "the cause is not named: {}", s.stderr);
+    assert!(s.stderr.contains("audit store"), "{}", s.stderr);
+});
+
+// ---------------------------------------------------------------- crash safety
+
+both!(killing_the_supervisor_under_load_keeps_every_durable_record_and_the_chain_goes_on, |user| {
+    if !available(user) {
+        return;
+    }
+    let case = Case::new(user);
+    case.script("agent.sh", "while :; do /bin/true; done\n");
+    for round in 0..2u64 {
+        let mut child = case.command(&[], &["/bin/sh", "agent.sh"]).spawn().unwrap();
+        // Let it write for a while, under a steady stream of execs.
+        std::thread::sleep(Duration::from_millis(700 + 300 * round));
+        child.kill().unwrap(); // SIGKILL to the supervisor
+        child.wait().unwrap();
+        let report = portcullis_verify(&case, &case.state.join("audit"));
+        assert_eq!(report["problem"], Value::Null, "round {round}: {report}");
+        assert!(report["records"].as_u64().unwrap() > 20, "round {round}: {report}");
+    }
+    // The next session repairs a torn tail, if there was one, and chains on.
+    let s = case.run(&[], &["/bin/true"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let report = portcullis_verify(&case, &case.state.join("audit"));
+    assert_eq!((report["problem"].clone(), report["torn"].clone()), (Value::Null, Value::Null), "{report}");
+    assert_eq!(report["signed_through"], report["last_seq"], "a finished session ends with a checkpoint: {report}");
+    let records = case.events(&s);
+    assert_eq!(records.last().unwrap()["event"], "session_end");
+});
+
+// ---------------------------------------------------------------- the commands
+
+both!(show_query_and_verify_read_a_real_session, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
+    let s = case.sh(&["--policy", &policy], "ls >/dev/null\n/usr/bin/id 2>/dev/null || echo refused\n");
+    assert_eq!(s.lines(), ["refused"], "{s:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let (code, out, _) = audit(&case, &["show", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("session {id}")), "{out}");
+    let deny = out.lines().find(|l| l.contains("DENY")).unwrap_or_else(|| panic!("no denial shown: {out}"));
+    assert!(deny.contains("/usr/bin/id") && deny.contains("Bash(id *)"), "{deny}");
+    assert!(out.lines().any(|l| l.contains("allow") && l.contains(" ls")), "{out}");
+    // Query: the same denial as JSON, and nothing for a session that does not exist.
+    let (_, out, _) = audit(&case, &["query", "--kind", "exec", "--decision", "deny", "--json"]);
+    let denied: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(denied.len(), 1, "{out}");
+    assert_eq!(denied[0]["input"]["argv"][0], "/usr/bin/id");
+    let (_, out, _) = audit(&case, &["query", "--tool", "ls", "--json", "--since", "1h"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (_, out, _) = audit(&case, &["query", "--session", "nope", "--json"]);
+    assert!(out.is_empty());
+    let (code, out, _) = audit(&case, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("intact"), "{out}");
+    // Tampering turns verify red and names the record.
+    let segment = case.state.join("audit/00000001.jsonl");
+    let text = std::fs::read_to_string(&segment).unwrap().replace("/usr/bin/id", "/usr/bin/ls");
+    std::fs::write(&segment, text).unwrap();
+    let (code, out, _) = audit(&case, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TAMPERED") && out.contains("first bad record") && out.contains("00000001.jsonl line"),
+        "{out}"
+    );
+});
