@@ -11,7 +11,9 @@
 //! ```
 //! See `docs/audit.md` for the schema and what verification proves.
 
+pub mod alerts;
 pub mod key;
+pub mod prune;
 pub mod read;
 pub mod record;
 pub mod redact;

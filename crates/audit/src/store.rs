@@ -553,10 +553,10 @@ impl Chain {
 }
 
 /// An exclusive `flock`, released on drop.
-struct Flock<'a>(&'a File);
+pub(crate) struct Flock<'a>(&'a File);
 
 impl<'a> Flock<'a> {
-    fn exclusive(file: &'a File) -> std::io::Result<Self> {
+    pub(crate) fn exclusive(file: &'a File) -> std::io::Result<Self> {
         rustix::fs::flock(file, FlockOperation::LockExclusive)?;
         Ok(Flock(file))
     }

@@ -211,7 +211,17 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let store =
         portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
             .context("the session cannot be recorded, so it does not start")?;
-    let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()));
+    let baseline_path = portcullis_audit::alerts::baseline_path(&audit_dir);
+    let baseline = portcullis_audit::alerts::Baseline::load(&baseline_path).unwrap_or_else(|e| {
+        eprintln!("portcullis: the alert baseline `{}` cannot be read ({e}); starting afresh", baseline_path.display());
+        portcullis_audit::alerts::Baseline::default()
+    });
+    let alerter = portcullis_audit::alerts::Alerter::new(
+        policy.alerts().clone(),
+        baseline,
+        Box::new(portcullis_audit::alerts::SystemClock::new()),
+    );
+    let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()).with_alerts(alerter));
     let starting = starting.map_err(|e| start_failed(&log, &e))?;
     // The check above makes a failure here rare; the
     // agent's rlimits are set by now, so a degraded run then has no process limit at all.
@@ -347,6 +357,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(e) = &egress {
         summary["egress"] = crate::egress_cmd::summary(e);
     }
+    if let Some(alerter) = log.alerter()
+        && let Err(e) = alerter.updated_baseline().save(&baseline_path)
+    {
+        problems.push(format!("cannot save the alert baseline `{}`: {e}", baseline_path.display()));
+    }
+    log.finish_alerts(Duration::from_secs(10));
     summary["problems"] = json!(problems);
     // The store's closing checkpoint is signed and synced while the cgroup is removed.
     let mut end = log.record(Kind::Lifecycle, "session_end");

@@ -3,8 +3,10 @@
 //! denied, and the session is ended).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use portcullis_audit::alerts::{Alert, Alerter};
 use portcullis_audit::{AuditError, DecisionRecord, HostKey, Kind, Options, Record, Store};
 use portcullis_policy::{AuditSettings, Decision};
 use serde_json::{Map, Value};
@@ -43,6 +45,9 @@ pub fn open_store(dir: &Path, options: Options) -> Result<Store, AuditError> {
     Store::open(dir, key, options)
 }
 
+/// How long an alert command may run before it is killed.
+const ALERT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One session's records, in the shared store.
 pub struct SessionLog {
     store: Arc<Store>,
@@ -51,6 +56,9 @@ pub struct SessionLog {
     uid: u32,
     failure: OnceLock<String>,
     on_failure: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    alerter: Option<Alerter>,
+    /// The `[alerts] command` runs, to wait for at the end.
+    commands: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SessionLog {
@@ -69,7 +77,99 @@ impl SessionLog {
             uid: rustix::process::getuid().as_raw(),
             failure: OnceLock::new(),
             on_failure: OnceLock::new(),
+            alerter: None,
+            commands: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Raises alerts with `alerter` on every record stored from now on.
+    pub fn with_alerts(mut self, alerter: Alerter) -> Self {
+        self.alerter = Some(alerter);
+        self
+    }
+
+    /// The alerter, if alerts are on.
+    pub fn alerter(&self) -> Option<&Alerter> {
+        self.alerter.as_ref()
+    }
+
+    /// Waits (up to `limit`) for the alert commands still running.
+    pub fn finish_alerts(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let handles: Vec<_> = std::mem::take(&mut *self.commands.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// The alerts `record` raises.
+    fn observe(&self, record: &Record) -> Vec<Alert> {
+        self.alerter.as_ref().map(|a| a.observe(record)).unwrap_or_default()
+    }
+
+    /// Each alert stored (after the record that raised it), printed, and handed to the alert
+    /// command.
+    fn emit(&self, alerts: Vec<Alert>) {
+        let Some(alerter) = &self.alerter else { return };
+        for alert in alerts {
+            eprintln!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
+            let json = serde_json::to_value(&alert).unwrap_or_default();
+            let mut r = Trail::record(self, Kind::Alert, alert.trigger);
+            if let serde_json::Value::Object(map) = json.clone() {
+                r.data = map;
+            }
+            let _ = self.store.append(r).map_err(|e| self.failed(&e));
+            if let Some(command) = &alerter.settings().command {
+                self.run_alert_command(command, &alert);
+            }
+        }
+    }
+
+    fn run_alert_command(&self, command: &str, alert: &Alert) {
+        let mut text = serde_json::to_vec(alert).unwrap_or_default();
+        text.push(b'\n');
+        let command = command.to_owned();
+        let handle = std::thread::spawn(move || {
+            use std::io::Write;
+            let child = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&command)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(mut child) => {
+                    if let Some(mut stdin) = child.stdin.take() {
+                        let _ = stdin.write_all(&text);
+                    }
+                    let deadline = Instant::now() + ALERT_COMMAND_TIMEOUT;
+                    loop {
+                        match child.try_wait() {
+                            Ok(Some(status)) if !status.success() => {
+                                eprintln!("portcullis: the alert command `{command}` failed: {status}");
+                                break;
+                            }
+                            Ok(Some(_)) => break,
+                            Ok(None) if Instant::now() >= deadline => {
+                                let _ = child.kill();
+                                let _ = child.wait();
+                                eprintln!("portcullis: the alert command `{command}` timed out and was killed");
+                                break;
+                            }
+                            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(e) => eprintln!("portcullis: cannot run the alert command `{command}`: {e}"),
+            }
+        });
+        self.commands.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
     }
 
     /// The store.
@@ -99,7 +199,10 @@ impl SessionLog {
 
     /// Queues `record`: for records that describe what already happened.
     pub fn append(&self, record: Record) -> Result<(), String> {
-        self.store.append(record).map(|_| ()).map_err(|e| self.failed(&e))
+        let alerts = self.observe(&record);
+        self.store.append(record).map_err(|e| self.failed(&e))?;
+        self.emit(alerts);
+        Ok(())
     }
 }
 
@@ -112,7 +215,10 @@ impl Trail for SessionLog {
     }
 
     fn commit(&self, record: Record) -> Result<(), String> {
-        self.store.commit(record).map_err(|e| self.failed(&e))
+        let alerts = self.observe(&record);
+        self.store.commit(record).map_err(|e| self.failed(&e))?;
+        self.emit(alerts);
+        Ok(())
     }
 }
 

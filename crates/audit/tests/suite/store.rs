@@ -195,3 +195,49 @@ fn crash_safety_kill_9_under_load_loses_no_durable_record_and_the_chain_goes_on(
         read::query(&root.join("audit"), &Filter { session: Some("after".into()), ..Filter::default() }).unwrap();
     assert_eq!(after.len(), 1);
 }
+
+#[test]
+fn prune_removes_old_segments_and_what_remains_still_verifies() {
+    let root = scratch("prune");
+    let options = Options { checkpoint_records: 100, segment_bytes: 16 << 10, ..Options::default() };
+    let store = open(&root, options);
+    let day = 86_400_000;
+    let now = portcullis_audit::record::now_ms();
+    for i in 0..900 {
+        let mut r = exec(if i < 500 { "old" } else { "new" }, i);
+        r.ts_ms = if i < 500 { now - 100 * day } else { now };
+        store.commit(r).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let dir = root.join("audit");
+    let before = portcullis_audit::store::segments(&dir).unwrap().len();
+    let key = super::key(&root);
+    let dry = portcullis_audit::prune::prune(&dir, super::key(&root), now - 90 * day, true).unwrap();
+    assert!(!dry.segments.is_empty());
+    assert_eq!(portcullis_audit::store::segments(&dir).unwrap().len(), before, "a dry run removes nothing");
+    let pruned = portcullis_audit::prune::prune(&dir, key, now - 90 * day, false).unwrap();
+    assert_eq!(pruned.segments, dry.segments);
+    let after = portcullis_audit::store::segments(&dir).unwrap();
+    assert_eq!(after.len(), before - pruned.segments.len());
+    let report = verify(&root);
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.first_seq, pruned.through_seq.unwrap() + 1);
+    assert!(report.pruned.is_some());
+    // Every new record is kept; only old ones went.
+    let kept = read::query(&dir, &Filter { session: Some("new".into()), ..Filter::default() }).unwrap();
+    assert_eq!(kept.len(), 400);
+    let pruned_record = read::query(&dir, &Filter { kinds: vec![Kind::Lifecycle], ..Filter::default() }).unwrap();
+    assert!(pruned_record.iter().any(|r| r.record.event == "store_pruned"));
+    // Removing one more segment by hand is still caught, and so is a forged marker.
+    let first = after[0].1.clone();
+    let saved = std::fs::read(&first).unwrap();
+    std::fs::remove_file(&first).unwrap();
+    assert!(verify(&root).problem.unwrap().what.contains("was removed"));
+    std::fs::write(&first, saved).unwrap();
+    let marker = std::fs::read_to_string(dir.join("PRUNED")).unwrap();
+    let seq = pruned.through_seq.unwrap();
+    std::fs::write(dir.join("PRUNED"), marker.replace(&format!("\"seq\":{seq}"), &format!("\"seq\":{}", seq + 1)))
+        .unwrap();
+    assert!(verify(&root).problem.unwrap().what.contains("prune marker"));
+}

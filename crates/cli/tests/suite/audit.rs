@@ -169,3 +169,30 @@ both!(show_query_and_verify_read_a_real_session, |user| {
         "{out}"
     );
 });
+
+// ---------------------------------------------------------------- alerts
+
+both!(alerts_are_recorded_printed_and_handed_to_the_alert_command, |user| {
+    let case = Case::new(user);
+    let received = case.work.parent().unwrap().join("alerts.jsonl");
+    let policy = case.policy(&format!(
+        "[tools]\ndeny = [\"Bash(id *)\"]\n[alerts]\nrepeated_denials = 3\ncommand = \"cat >> {}\"\n",
+        received.display()
+    ));
+    let s = case.sh(&["--policy", &policy], "for i in 1 2 3 4 5; do /usr/bin/id 2>/dev/null; done; ls >/dev/null\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(s.stderr.contains("ALERT repeated_denials"), "{}", s.stderr);
+    assert!(s.stderr.contains("ALERT first_tool_use: agent default used `ls`"), "{}", s.stderr);
+    assert!(!s.stderr.contains("used `sh`"), "the command `run` was given is not the agent's tool: {}", s.stderr);
+    let handed: Vec<Value> = std::fs::read_to_string(&received)
+        .unwrap_or_else(|e| panic!("the alert command did not run: {e}; {}", s.stderr))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(handed.iter().any(|a| a["trigger"] == "repeated_denials" && a["details"]["denials"] == 3), "{handed:?}");
+    let stored: Vec<Value> = case.events(&s).into_iter().filter(|r| r["kind"] == "alert").collect();
+    assert_eq!(stored.len(), handed.len(), "{stored:?}");
+    // The next session knows `ls` already.
+    let again = case.sh(&["--policy", &policy], "ls >/dev/null\n");
+    assert!(!again.stderr.contains("used `ls`"), "{}", again.stderr);
+});
