@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod key;
+pub mod ocsf;
 pub mod prune;
 pub mod read;
 pub mod record;

@@ -76,6 +76,58 @@ Examples:
     },
     /// Records that match every filter given.
     Query(QueryArgs),
+    /// Remove segments older than the retention period, leaving a signed marker.
+    #[command(after_help = "Whole segments go, oldest first, once every record in them is older than the \
+retention period; the newest segment always stays. A marker signed with this host's key names where \
+their chain ended, so `audit verify` still passes on what remains, and a `store_pruned` record says \
+what went.
+
+Examples:
+  portcullis audit prune                   the default retention, 90 days
+  portcullis audit prune --retention 30d --dry-run")]
+    Prune {
+        /// Keep records younger than this.
+        #[arg(long, default_value = "90d", value_parser = parse_age)]
+        retention: Duration,
+        /// Report what would go, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Latency per hook: p50, p99 and the slowest, from the hook records.
+    Hooks {
+        /// Only this session's.
+        #[arg(long)]
+        session: Option<String>,
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export records for a SIEM.
+    #[command(after_help = "OCSF 1.1 classes: execs as Process Activity (1007), HTTP requests as HTTP \
+Activity (4002), tunnels as Network Activity (4001), lookups as DNS Activity (4003), tool calls and \
+hooks as API Activity (6003), sessions as Application Lifecycle (6002), alerts and limits as \
+Detection Finding (2004). Denials carry disposition Blocked. The original record rides along in \
+`unmapped`.
+
+Examples:
+  portcullis audit export --format ocsf > events.jsonl
+  portcullis audit export --format ocsf --session 20261124-101500-3fa2c1")]
+    Export {
+        /// The format: `ocsf` (JSON Lines) or `jsonl` (the records as stored).
+        #[arg(long, default_value = "ocsf")]
+        format: String,
+        /// Only this session's.
+        #[arg(long)]
+        session: Option<String>,
+        /// From this time.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<u64>,
+    },
+    /// Re-run a recorded session, or re-decide it under another policy.
+    Replay(crate::replay_cmd::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +166,10 @@ struct QueryArgs {
     /// Print the records as JSON Lines.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_age(text: &str) -> Result<Duration, String> {
+    portcullis_policy::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -162,6 +218,10 @@ pub(crate) fn run(args: &AuditArgs) -> Result<ExitCode> {
         AuditCommand::Show { session, json } => show(&dir, session.as_deref(), *json),
         AuditCommand::Tail { follow, lines, json } => tail(&dir, *follow, *lines, *json),
         AuditCommand::Query(q) => query(&dir, q),
+        AuditCommand::Prune { retention, dry_run, json } => prune(&dir, *retention, *dry_run, *json),
+        AuditCommand::Hooks { session, json } => hooks(&dir, session.as_deref(), *json),
+        AuditCommand::Export { format, session, since } => export(&dir, format, session.as_deref(), *since),
+        AuditCommand::Replay(r) => crate::replay_cmd::replay(&dir, r),
     }
 }
 
@@ -336,6 +396,116 @@ fn query(dir: &std::path::Path, q: &QueryArgs) -> Result<ExitCode> {
     if !q.json && std::io::stderr().is_terminal() {
         eprintln!("{count} records");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(dir: &std::path::Path, retention: Duration, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let key = portcullis_audit::HostKey::load(&portcullis_audit::key::default_key_path(dir))
+        .context("pruning signs a marker with this host's key")?;
+    let cutoff = portcullis_audit::record::now_ms().saturating_sub(retention.as_millis() as u64);
+    let pruned = portcullis_audit::prune::prune(dir, key, cutoff, dry_run)?;
+    if json {
+        println!("{}", serde_json::to_string(&pruned)?);
+    } else if pruned.segments.is_empty() {
+        println!("nothing is older than {}", age(retention));
+    } else {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!(
+            "{verb} {} segments ({} records, through record {}): every record in them is older than {}",
+            pruned.segments.len(),
+            pruned.records,
+            pruned.through_seq.unwrap_or_default(),
+            age(retention)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `90d`, or the run summary's form when not whole days.
+fn age(d: Duration) -> String {
+    if d.as_secs().is_multiple_of(86_400) && d.as_secs() > 0 {
+        format!("{}d", d.as_secs() / 86_400)
+    } else {
+        crate::run_cmd::fmt_duration(d)
+    }
+}
+
+fn hooks(dir: &std::path::Path, session: Option<&str>, json: bool) -> Result<ExitCode> {
+    let filter = Filter { session: session.map(str::to_owned), kinds: vec![Kind::Hook], ..Filter::default() };
+    let mut by_hook: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    for r in read::query(dir, &filter)? {
+        let name = r.record.data.get("hook").and_then(Value::as_str).map(str::to_owned);
+        let name = name.or(r.record.tool.clone()).unwrap_or_else(|| r.record.event.clone());
+        if let Some(us) = r.record.latency_us {
+            by_hook.entry(name).or_default().push(us);
+        }
+    }
+    let rows: Vec<Value> = by_hook
+        .into_iter()
+        .map(|(hook, mut us)| {
+            us.sort_unstable();
+            let pct = |p: usize| us[(us.len() * p).div_ceil(100).max(1) - 1];
+            serde_json::json!({"hook": hook, "runs": us.len(), "p50_us": pct(50), "p99_us": pct(99), "max_us": us[us.len() - 1]})
+        })
+        .collect();
+    if json {
+        println!("{}", Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no hook runs recorded");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<40} {:>7} {:>10} {:>10} {:>10}", "hook", "runs", "p50", "p99", "max");
+    for r in rows {
+        let ms = |k: &str| format!("{:.1} ms", r[k].as_u64().unwrap_or(0) as f64 / 1000.0);
+        println!(
+            "{:<40} {:>7} {:>10} {:>10} {:>10}",
+            r["hook"].as_str().unwrap_or_default(),
+            r["runs"],
+            ms("p50_us"),
+            ms("p99_us"),
+            ms("max_us")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(dir: &std::path::Path, format: &str, session: Option<&str>, since: Option<u64>) -> Result<ExitCode> {
+    let ocsf = match format {
+        "ocsf" => true,
+        "jsonl" => false,
+        other => bail!("`{other}` is not an export format (ocsf or jsonl)"),
+    };
+    let filter = Filter { session: session.map(str::to_owned), since_ms: since, ..Filter::default() };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = None;
+    read::each_line(dir, |line| {
+        let Some(r) = read::parse(line).filter(|r| filter.may_match(line) && filter.matches(r)) else {
+            return ControlFlow::Continue(());
+        };
+        let written = if ocsf {
+            match portcullis_audit::ocsf::event(&r) {
+                Some(e) => serde_json::to_writer(&mut out, &e)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| out.write_all(b"\n")),
+                None => Ok(()),
+            }
+        } else {
+            out.write_all(line).and_then(|()| out.write_all(b"\n"))
+        };
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
+        return Err(e.into());
+    }
+    out.flush().or_else(|e| if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@ mod audit_cmd;
 mod check_cmd;
 mod egress_cmd;
 mod policy_cmd;
+mod replay_cmd;
 mod run_cmd;
 mod sessions;
 

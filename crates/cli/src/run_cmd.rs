@@ -68,6 +68,9 @@ pub(crate) struct RunArgs {
     /// Print no start line and no summary.
     #[arg(short, long)]
     quiet: bool,
+    /// Marks the session as the replay of another (set by `audit replay`).
+    #[arg(long, hide = true, value_name = "SESSION")]
+    replay_of: Option<String>,
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -144,7 +147,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => (None, false),
     };
 
-    let ephemeral = settings.filesystem.ephemeral && !args.no_ephemeral;
+    // A replay never writes through: it must not change the workdir it re-runs in.
+    let ephemeral = (settings.filesystem.ephemeral && !args.no_ephemeral) || args.replay_of.is_some();
     let disk = limits.disk.map_or(2 << 30, |d| d.0);
     let as_root = rustix::process::getuid().is_root();
     let ids = if as_root { agent_range(args.agent.as_deref(), &workdir) } else { IdMap::own() };
@@ -242,6 +246,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut start = log.record(Kind::Lifecycle, "session_start");
     start.data = object(json!({
         "argv": argv, "workdir": workdir, "policy": args.policy, "policy_text": policy_text(&args.policy),
+        "replay_of": args.replay_of,
         "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded,
         "uid_inside": ids.agent, "uid_outside": ids.first_outside + (ids.agent - ids.first_inside),
     }));
@@ -639,7 +644,7 @@ fn fmt_limit(size: Option<portcullis_policy::ByteSize>) -> String {
     size.map_or("unlimited".into(), |s| s.to_string())
 }
 
-fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs();
     match (s / 3600, s % 3600 / 60, s % 60) {
         (0, 0, sec) => format!("{sec}s"),

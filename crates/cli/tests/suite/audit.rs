@@ -158,6 +158,18 @@ both!(show_query_and_verify_read_a_real_session, |user| {
     let (code, out, _) = audit(&case, &["verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("intact"), "{out}");
+    // Export: OCSF classes, the denial blocked.
+    let (code, out, _) = audit(&case, &["export", "--format", "ocsf", "--session", &id]);
+    assert_eq!(code, 0);
+    let events: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let blocked: Vec<&Value> = events.iter().filter(|e| e["class_uid"] == 1007 && e["disposition_id"] == 2).collect();
+    assert_eq!(blocked.len(), 1, "{out}");
+    assert!(blocked[0]["process"]["cmd_line"].as_str().unwrap().starts_with("/usr/bin/id"));
+    assert!(events.iter().any(|e| e["class_uid"] == 6002 && e["activity_id"] == 3), "the session's start");
+    // Nothing is old enough to prune.
+    let (code, out, _) = audit(&case, &["prune", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing is older than 90d"), "{out}");
     // Tampering turns verify red and names the record.
     let segment = case.state.join("audit/00000001.jsonl");
     let text = std::fs::read_to_string(&segment).unwrap().replace("/usr/bin/id", "/usr/bin/ls");
@@ -196,3 +208,80 @@ both!(alerts_are_recorded_printed_and_handed_to_the_alert_command, |user| {
     let again = case.sh(&["--policy", &policy], "ls >/dev/null\n");
     assert!(!again.stderr.contains("used `ls`"), "{}", again.stderr);
 });
+
+// ---------------------------------------------------------------- replay
+
+both!(a_fifty_call_session_replays_exactly_and_a_new_policy_shows_the_calls_it_flips, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
+    // 1 shell + 45 echoes + 2 refused ids + cat + wc + sort = 51 execs, deterministic.
+    case.script(
+        "agent.sh",
+        "i=0\nwhile [ $i -lt 45 ]; do /bin/echo $i > out.$i; i=$((i+1)); done\n\
+         /usr/bin/id 2>/dev/null; /usr/bin/id -u 2>/dev/null\n/bin/cat out.1 out.2 | /usr/bin/wc -l | /usr/bin/sort\nexit 3\n",
+    );
+    let s = case.run(&["--policy", &policy], &["/bin/sh", "agent.sh"]);
+    assert_eq!(s.code, 3, "{s:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let execs: Vec<Value> = case.events(&s).into_iter().filter(|r| r["kind"] == "exec").collect();
+    assert!(execs.len() >= 50, "{} execs", execs.len());
+    let (code, out, err) = audit(&case, &["replay", &id, "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(report["calls"].as_u64(), Some(execs.len() as u64), "{report}");
+    assert_eq!(report["decisions_matching"], report["calls"], "{report}");
+    assert_eq!(report["outcomes_matching"], report["calls"], "{report}");
+    assert_eq!(report["replay"]["exit_code"], 3, "{report}");
+    assert_eq!(report["reconstructed"], true, "{report}");
+    // The replay ran in an overlay: the workdir did not gain the agent's files.
+    assert!(!case.work.join("out.1").exists());
+    // A policy that denies echo flips exactly the echoes.
+    let stricter = case.policy("[tools]\ndeny = [\"Bash(id *)\", \"Bash(echo *)\"]\n");
+    let (code, out, err) = audit(&case, &["replay", &id, "--policy", &stricter, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let what_if: Value = serde_json::from_str(&out).unwrap();
+    let flipped: Vec<u64> = what_if["changed"].as_array().unwrap().iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    let echoes: Vec<u64> =
+        execs.iter().filter(|r| r["input"]["argv"][0] == "/bin/echo").map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(echoes.len(), 45);
+    assert_eq!(flipped, echoes, "{what_if}");
+    assert!(what_if["changed"].as_array().unwrap().iter().all(|c| c["recorded"] == "allow" && c["new"] == "deny"));
+    // A tampered decision is not reconstructed.
+    let segment = case.state.join("audit/00000001.jsonl");
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let forged = text.replacen("\"decision\":{\"decision\":\"deny\"", "\"decision\":{\"decision\":\"allow\"", 1);
+    assert_ne!(text, forged);
+    std::fs::write(&segment, forged).unwrap();
+    let (code, out, _) = audit(&case, &["replay", &id, "--decisions-only"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("reconstructed: NO"), "{out}");
+});
+
+#[test]
+fn hooks_shows_p50_and_p99_per_hook() {
+    let dir = super::TempDir::new();
+    let store_dir = dir.path().join("audit");
+    let store = portcullis_harness::audit::open_store(&store_dir, portcullis_audit::Options::default()).unwrap();
+    for i in 1..=100u64 {
+        for (hook, scale) in [("lint.sh", 1000), ("secrets-scan", 10)] {
+            let mut r = portcullis_audit::Record::new(portcullis_audit::Kind::Hook, "pre_tool_use", "s1");
+            r.tool = Some("Bash".into());
+            r.data.insert("hook".into(), hook.into());
+            r.latency_us = Some(i * scale);
+            store.append(r).unwrap();
+        }
+    }
+    store.close().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["audit", "hooks", "--json", "--store"])
+        .arg(&store_dir)
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+    assert_eq!(rows[0]["hook"], "lint.sh");
+    assert_eq!(
+        (rows[0]["runs"].as_u64(), rows[0]["p50_us"].as_u64(), rows[0]["p99_us"].as_u64()),
+        (Some(100), Some(50_000), Some(99_000))
+    );
+    assert_eq!((rows[1]["hook"].as_str(), rows[1]["max_us"].as_u64()), (Some("secrets-scan"), Some(1000)));
+}
