@@ -151,6 +151,8 @@ pub struct AgentHistory {
 pub const MINUTES_KEPT: usize = 20_000;
 /// The volume alert needs this many minutes of history.
 pub const MINUTES_NEEDED: usize = 30;
+/// Fewer calls than this in a minute never raise the volume alert: at low rates a p99 is noise.
+pub const VOLUME_FLOOR: u32 = 20;
 
 impl Baseline {
     /// The baseline in `path`; empty when there is none yet.
@@ -276,7 +278,7 @@ impl Alerter {
         if call
             && !minute.volume_alerted
             && let Some(p99) = self.baseline.p99(&agent)
-            && calls > p99.max(1)
+            && calls > p99.max(VOLUME_FLOOR)
         {
             minute.volume_alerted = true;
             out.push(alert(
@@ -472,21 +474,28 @@ mod tests {
     #[test]
     fn call_volume_past_the_agents_p99_alerts_once_a_minute() {
         let mut baseline = Baseline::default();
-        baseline.agents.entry("claude".into()).or_default().minutes = (0..100).map(|i| 5 + i % 5).collect();
+        baseline.agents.entry("claude".into()).or_default().minutes = (0..100).map(|i| 25 + i % 5).collect();
         baseline.agents.entry("claude".into()).or_default().tools.insert("ls".into());
         let (a, clock) = alerter(AlertSettings::default(), baseline, 10);
         let mut raised = Vec::new();
-        for _ in 0..30 {
+        for _ in 0..60 {
             raised.extend(a.observe(&exec("claude", "ls", &clock, Decision::Allow)));
         }
         assert_eq!(triggers(&raised), ["call_volume"]);
-        assert_eq!(raised[0].details["p99"], 9);
-        assert_eq!(raised[0].details["calls"], 10);
+        assert_eq!(raised[0].details["p99"], 29);
+        assert_eq!(raised[0].details["calls"], 30);
         // A new minute starts counting again.
         clock.0.fetch_add(60_000, Ordering::SeqCst);
-        for _ in 0..9 {
+        for _ in 0..29 {
             assert!(a.observe(&exec("claude", "ls", &clock, Decision::Allow)).is_empty());
         }
+        // Low rates never alert, whatever the history.
+        let mut quiet = Baseline::default();
+        quiet.agents.entry("q".into()).or_default().minutes = vec![1; 100];
+        quiet.agents.entry("q".into()).or_default().tools.insert("ls".into());
+        let (q, clock) = alerter(AlertSettings::default(), quiet, 10);
+        let all: Vec<Alert> = (0..20).flat_map(|_| q.observe(&exec("q", "ls", &clock, Decision::Allow))).collect();
+        assert!(all.is_empty(), "{all:?}");
         // Without enough history there is no volume alert.
         let (b, clock) = alerter(AlertSettings::default(), Baseline::default(), 10);
         let all: Vec<Alert> = (0..500).flat_map(|_| b.observe(&exec("x", "ls", &clock, Decision::Allow))).collect();

@@ -258,12 +258,7 @@ impl Store {
             .map_err(open_err(dir))?;
         let store = Store { shared, committer: Mutex::new(Some(committer)), repaired: repaired.clone() };
         if let Some(r) = repaired {
-            let mut record = Record::new(Kind::Lifecycle, "store_repaired", "store");
-            record.data = json!({"segment": r.segment, "offset": r.offset, "dropped_bytes": r.dropped})
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            store.commit(record)?;
+            store.commit(repair_record(&r))?;
         }
         Ok(store)
     }
@@ -428,11 +423,16 @@ impl Shared {
         }
         let lock_path = self.dir.join("lock");
         let _held = Flock::exclusive(&w.lock).map_err(|e| self.fail(&lock_path, &e))?;
-        w.tail.refresh(&self.dir).inspect_err(|e| {
+        let repaired = w.tail.refresh(&self.dir).inspect_err(|e| {
             self.failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
         })?;
         let mut next = Chain { seq: w.tail.seq, hash: w.tail.hash, checkpointed: w.tail.checkpointed };
         let mut out = Vec::with_capacity(bytes.len() + ends.len() * 96 + 512);
+        if let Some(r) = repaired {
+            let mut body = Vec::with_capacity(256);
+            repair_record(&r).encode_body(&mut body);
+            next.push(&mut out, &body);
+        }
         let mut start = 0;
         let mut last_checkpoint = None;
         for end in ends {
@@ -640,24 +640,35 @@ impl Tail {
         Ok(Tail { number, path, file, end, seq, hash, checkpointed })
     }
 
-    /// Catches up with what other writers appended since this one last wrote.
-    fn refresh(&mut self, dir: &Path) -> Result<(), AuditError> {
+    /// Catches up with what other writers appended since this one last wrote; returns the torn
+    /// tail it cut off, if a writer died mid-write.
+    fn refresh(&mut self, dir: &Path) -> Result<Option<Repair>, AuditError> {
+        let mut repaired = None;
         loop {
             let len =
                 self.file.metadata().map_err(|source| AuditError::Open { path: self.path.clone(), source })?.len();
             if len == self.end {
                 let next = dir.join(segment_name(self.number + 1));
                 if !next.exists() {
-                    return Ok(());
+                    return Ok(repaired);
                 }
             }
             let (keep, last) = last_good_line(&mut self.file, len)
                 .map_err(|source| AuditError::Open { path: self.path.clone(), source })?;
             if keep != len {
-                return Err(AuditError::Corrupt {
-                    path: self.path.clone(),
-                    why: "another writer left a partial record at its end".into(),
-                });
+                // Writers hold the lock while they write and cut off a batch that failed, so a
+                // partial record here is one a writer left as it died: cut off, as at open.
+                if len - keep > MAX_REPAIR {
+                    return Err(AuditError::Corrupt {
+                        path: self.path.clone(),
+                        why: format!("its last {} bytes are not whole records", len - keep),
+                    });
+                }
+                self.file
+                    .set_len(keep)
+                    .and_then(|()| self.file.sync_data())
+                    .map_err(|source| AuditError::Open { path: self.path.clone(), source })?;
+                repaired = Some(Repair { segment: self.path.clone(), offset: keep, dropped: len - keep });
             }
             if let Some(line) = last {
                 let p = parse_prefix(&line).ok_or_else(|| AuditError::Corrupt {
@@ -669,16 +680,26 @@ impl Tail {
                 if p.kind == b"checkpoint" {
                     self.checkpointed = p.seq;
                 }
-                self.end = len;
+                self.end = keep;
                 if p.kind == b"checkpoint" && p.event == b"seal" {
                     *self = Tail::begin(dir, self.number + 1, self.seq, self.hash, self.checkpointed)?;
                     continue;
                 }
             }
-            self.end = len;
-            return Ok(());
+            self.end = keep;
+            return Ok(repaired);
         }
     }
+}
+
+/// The record of a torn tail cut off.
+fn repair_record(r: &Repair) -> Record {
+    let mut record = Record::new(Kind::Lifecycle, "store_repaired", "store");
+    record.data = json!({"segment": r.segment, "offset": r.offset, "dropped_bytes": r.dropped})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    record
 }
 
 fn open_segment(path: &Path) -> Result<File, AuditError> {

@@ -294,15 +294,16 @@ fn show(dir: &std::path::Path, session: Option<&str>, json: bool) -> Result<Exit
         let first = &records[0].record;
         writeln!(
             out,
-            "session {session}{}{}",
+            "session {session}{}{}, started {}",
             first.agent.as_ref().map(|a| format!(", agent {a}")).unwrap_or_default(),
-            first.uid.map(|u| format!(", uid {u}")).unwrap_or_default()
+            first.uid.map(|u| format!(", uid {u}")).unwrap_or_default(),
+            clock(first.ts_ms)
         )?;
     }
     let mut denials = 0;
     for r in &records {
         denials += usize::from(denied(r));
-        print_record(&mut out, r, json, colour)?;
+        print_record_at(&mut out, r, json, colour, true)?;
     }
     if !json {
         writeln!(out, "{} records, {denials} denied", records.len())?;
@@ -526,6 +527,11 @@ fn print_line(out: &mut impl Write, line: &[u8], json: bool, colour: bool) -> st
 
 /// One record: its stored JSON, or a line for people.
 fn print_record(out: &mut impl Write, r: &Stored, json: bool, colour: bool) -> std::io::Result<()> {
+    print_record_at(out, r, json, colour, false)
+}
+
+/// As [`print_record`]; with `time_only`, the time of day without the date.
+fn print_record_at(out: &mut impl Write, r: &Stored, json: bool, colour: bool, time_only: bool) -> std::io::Result<()> {
     if json {
         out.write_all(&r.to_line())?;
         return out.write_all(b"\n");
@@ -545,8 +551,9 @@ fn print_record(out: &mut impl Write, r: &Stored, json: bool, colour: bool) -> s
         .map(|d| format!(" — {}", d.reason))
         .unwrap_or_default();
     let latency = rec.latency_us.map(|u| format!(" ({u} µs)")).unwrap_or_default();
-    let text =
-        format!("{} #{:<6} {:<9} {decision} {what}{reason}{latency}", clock(rec.ts_ms), r.seq, rec.kind.as_str());
+    let when = clock(rec.ts_ms);
+    let when = if time_only { when.split_once(' ').map_or(when.as_str(), |(_, t)| t) } else { &when };
+    let text = format!("{when} #{:<6} {:<9} {decision} {what}{reason}{latency}", r.seq, rec.kind.as_str());
     if colour && !paint.is_empty() { writeln!(out, "{paint}{text}\x1b[0m") } else { writeln!(out, "{text}") }
 }
 

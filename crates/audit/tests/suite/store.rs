@@ -241,3 +241,26 @@ fn prune_removes_old_segments_and_what_remains_still_verifies() {
         .unwrap();
     assert!(verify(&root).problem.unwrap().what.contains("prune marker"));
 }
+
+#[test]
+fn a_live_writer_cuts_off_what_a_dead_one_left_and_goes_on() {
+    use std::io::Write;
+    let root = scratch("dead-writer");
+    let live = open(&root, Options::default());
+    live.commit(exec("live", 0)).unwrap();
+    // Another supervisor died halfway through a record (it held the lock; it is gone).
+    let segment = root.join("audit/00000001.jsonl");
+    std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(b"{\"seq\":2,\"prev\":\"0f0f").unwrap();
+    live.commit(exec("live", 1)).unwrap();
+    live.close().unwrap();
+    let report = verify(&root);
+    assert!(report.ok() && report.torn.is_none(), "{report:?}");
+    let repairs =
+        read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Lifecycle], ..Filter::default() }).unwrap();
+    assert_eq!(repairs.len(), 1);
+    assert_eq!(repairs[0].record.data["dropped_bytes"], 21);
+    assert_eq!(
+        read::query(&root.join("audit"), &Filter { session: Some("live".into()), ..Filter::default() }).unwrap().len(),
+        2
+    );
+}
