@@ -4,7 +4,7 @@
 //! ```text
 //! AUDIT/                 0700, the supervisor's user's; never visible in a sandbox
 //!   lock                 writers hold it (flock) while they append, so sessions share one chain
-//!   HEAD                 a copy of the newest checkpoint: a removed tail is noticed
+//!   HEAD.0, HEAD.1       copies of the newest checkpoint, in turn: a removed tail is noticed
 //!   PRUNED               the signed marker `prune` leaves for the segments it removed
 //!   00000001.jsonl …     segments: one record a line, each with the hash of the line before
 //! audit.key              the host's signing key (0600), beside the store, not in it

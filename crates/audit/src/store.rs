@@ -202,6 +202,8 @@ struct Writer {
     written: u64,
     synced: u64,
     last_checkpoint: Instant,
+    /// The head copy written last.
+    head_slot: usize,
 }
 
 /// Where the chain ends.
@@ -241,7 +243,7 @@ impl Store {
         let _held = Flock::exclusive(&lock).map_err(open_err(&lock_path))?;
         let (tail, repaired) = Tail::open(dir)?;
         drop(_held);
-        let writer = Writer { lock, tail, written: 0, synced: 0, last_checkpoint: Instant::now() };
+        let writer = Writer { lock, tail, written: 0, synced: 0, last_checkpoint: Instant::now(), head_slot: 0 };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             key,
@@ -466,7 +468,9 @@ impl Shared {
             // The checkpoint on disk before the head names it.
             w.tail.file.sync_data().map_err(|e| self.fail(&w.tail.path, &e))?;
             w.synced = upto;
-            write_head(&self.dir, w.tail.number, &out[line]).map_err(|e| self.fail(&self.dir.join("HEAD"), &e))?;
+            w.head_slot ^= 1;
+            write_head(&self.dir, w.head_slot, w.tail.number, &out[line])
+                .map_err(|e| self.fail(&self.dir.join(HEADS[w.head_slot]), &e))?;
         }
         if sealing {
             let tail = Tail::begin(&self.dir, w.tail.number + 1, w.tail.seq, w.tail.hash, w.tail.checkpointed)?;
@@ -515,6 +519,10 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner());
                 q.closing
             };
+            if closing {
+                // `close` writes the rest with its checkpoint, and syncs once.
+                return;
+            }
             let mut w = self.lock_writer();
             let due =
                 w.tail.checkpointed < w.tail.seq && w.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
@@ -522,7 +530,7 @@ impl Shared {
             if result.is_ok() {
                 result = self.sync(&mut w);
             }
-            if closing || result.is_err() {
+            if result.is_err() {
                 return;
             }
         }
@@ -744,14 +752,20 @@ fn last_good_line(file: &mut File, len: u64) -> std::io::Result<(u64, Option<Vec
     }
 }
 
-/// Writes `HEAD`: the segment number and a copy of the newest checkpoint's line.
-fn write_head(dir: &Path, segment: u64, line: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join("HEAD.tmp");
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(format!("{segment}\n").as_bytes())?;
-    f.write_all(line)?;
-    f.write_all(b"\n")?;
-    std::fs::rename(&tmp, dir.join("HEAD"))
+/// The two copies of the newest checkpoint, written in turn: a write torn by a crash leaves the
+/// other whole. Each is overwritten in place (a rename over the old file would make the
+/// filesystem flush it, a tenth of a millisecond per checkpoint).
+pub const HEADS: [&str; 2] = ["HEAD.0", "HEAD.1"];
+
+/// Writes head `slot`: the segment number, then the checkpoint's line.
+fn write_head(dir: &Path, slot: usize, segment: u64, line: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(dir.join(HEADS[slot]))?;
+    let mut text = format!("{segment}\n").into_bytes();
+    text.extend_from_slice(line);
+    text.push(b'\n');
+    f.write_all_at(&text, 0)?;
+    f.set_len(text.len() as u64)
 }
 
 /// Makes `dir` (and missing parents) 0700, or checks that it is private to this user.

@@ -127,23 +127,26 @@ pub fn pruned_through(dir: &Path) -> Option<PruneMarker> {
     serde_json::from_slice(&text).ok()
 }
 
-/// The newest checkpoint's copy, as `write_head` left it.
+/// A copy of a checkpoint, as `write_head` left it.
 struct Head {
     segment: u64,
     line: Vec<u8>,
 }
 
-fn read_head(dir: &Path) -> Option<std::io::Result<Head>> {
-    let text = match std::fs::read(dir.join("HEAD")) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => return Some(Err(e)),
-    };
-    let nl = memchr::memchr(b'\n', &text).unwrap_or(text.len());
-    let segment = std::str::from_utf8(&text[..nl]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let line = text.get(nl + 1..).unwrap_or_default();
-    let line = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
-    Some(Ok(Head { segment, line }))
+/// The head copies that exist.
+fn read_heads(dir: &Path) -> std::io::Result<Vec<Head>> {
+    let mut heads = Vec::new();
+    for name in crate::store::HEADS {
+        let text = match std::fs::read(dir.join(name)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut lines = text.split(|b| *b == b'\n');
+        let segment = lines.next().and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()).unwrap_or(0);
+        heads.push(Head { segment, line: lines.next().unwrap_or_default().to_vec() });
+    }
+    Ok(heads)
 }
 
 /// A checkpoint's signed fields.
@@ -327,24 +330,28 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
         }
     }
     report.last_seq = seq;
-    match read_head(dir) {
+    let heads = read_heads(dir)?;
+    let head_problem = |what: String| Some(problem(&dir.join("HEAD.0"), 0, 0, None, what));
+    // The newest copy whose signature verifies; a copy torn by a crash is passed over.
+    let newest = heads
+        .iter()
+        .filter_map(|h| {
+            let p = parse_prefix(&h.line)?;
+            let prev: [u8; 32] = hex::decode_bytes(p.prev)?;
+            check_checkpoint(&h.line, p.seq, &prev, key).ok()?;
+            Some((p.seq, h))
+        })
+        .max_by_key(|(s, _)| *s);
+    match newest {
+        None if !heads.is_empty() => {
+            report.problem = head_problem("no copy of the signed head verifies: they were forged or altered".into());
+        }
         None if !checkpoint_hashes.is_empty() => {
-            report.problem = Some(problem(&dir.join("HEAD"), 0, 0, None, "the signed head is missing".into()));
+            report.problem = head_problem("the signed head is missing".into());
         }
         None => {}
-        Some(Err(e)) => return Err(e),
-        Some(Ok(head)) => {
-            let head_problem = |what: String| Some(problem(&dir.join("HEAD"), 0, 0, None, what));
-            let parsed = parse_prefix(&head.line).map(|p| (p.seq, p.prev.to_vec()));
-            let Some((head_seq, head_prev)) = parsed else {
-                report.problem = head_problem("the signed head is damaged".into());
-                return Ok(report);
-            };
-            let head_prev: Option<[u8; 32]> = hex::decode_bytes(&head_prev);
-            let signed = head_prev.is_some_and(|h| check_checkpoint(&head.line, head_seq, &h, key).is_ok());
-            if !signed {
-                report.problem = head_problem("the signed head's signature does not verify".into());
-            } else if head_seq > seq {
+        Some((head_seq, head)) => {
+            if head_seq > seq {
                 report.problem = head_problem(format!(
                     "the store ends at record {seq}, but its signed head names a checkpoint at record {head_seq} in \
                      segment {}: records were removed from the end (a truncated or deleted segment)",

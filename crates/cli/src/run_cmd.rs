@@ -362,27 +362,27 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(e) = &egress {
         summary["egress"] = crate::egress_cmd::summary(e);
     }
-    if let Some(alerter) = log.alerter()
-        && let Err(e) = alerter.updated_baseline().save(&baseline_path)
-    {
-        problems.push(format!("cannot save the alert baseline `{}`: {e}", baseline_path.display()));
-    }
     log.finish_alerts(Duration::from_secs(10));
     summary["problems"] = json!(problems);
-    // The store's closing checkpoint is signed and synced while the cgroup is removed.
+    // The end record goes out with the store's closing checkpoint, signed and synced while the
+    // cgroup is removed and the alert baseline saved.
     let mut end = log.record(Kind::Lifecycle, "session_end");
     end.data = object(summary.clone());
-    let ended = log.commit(end).and_then(|()| {
+    let ended = log.append(end).and_then(|()| {
         std::thread::scope(|scope| {
             let closed = scope.spawn(|| log.store().close().map_err(|e| e.to_string()));
+            let saved = log.alerter().map(|a| a.updated_baseline().save(&baseline_path));
             drop(cgroup);
+            if let Some(Err(e)) = saved {
+                problems.push(format!("cannot save the alert baseline `{}`: {e}", baseline_path.display()));
+            }
             closed.join().unwrap_or_else(|_| Err("the closing thread panicked".into()))
         })
     });
     if let Err(e) = ended {
         problems.push(format!("cannot record the end of the session: {e}"));
-        summary["problems"] = json!(problems);
     }
+    summary["problems"] = json!(problems);
     if args.json {
         eprintln!("{summary}");
     } else if !args.quiet {

@@ -86,7 +86,7 @@ fn a_truncated_segment_is_found() {
     std::fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(len / 2).unwrap();
     let p = problem(&root);
     assert!(p.what.contains("removed from the end"), "{p}");
-    assert!(p.segment.ends_with("HEAD"), "{p}");
+    assert!(p.segment.file_name().unwrap().to_str().unwrap().starts_with("HEAD"), "{p}");
 }
 
 #[test]
