@@ -143,14 +143,13 @@ pub struct AgentHistory {
     pub tools: BTreeSet<String>,
     /// Destinations reached (`host:port`).
     pub destinations: BTreeSet<String>,
-    /// Calls in each active minute, the most recent last (at most [`MINUTES_KEPT`]).
-    pub minutes: Vec<u32>,
+    /// How many active minutes had each number of calls (calls → minutes): every minute ever
+    /// seen, in a size bounded by the distinct counts.
+    pub minutes: BTreeMap<u32, u64>,
 }
 
-/// How many active minutes of call counts the baseline keeps per agent.
-pub const MINUTES_KEPT: usize = 20_000;
 /// The volume alert needs this many minutes of history.
-pub const MINUTES_NEEDED: usize = 30;
+pub const MINUTES_NEEDED: u64 = 30;
 /// Fewer calls than this in a minute never raise the volume alert: at low rates a p99 is noise.
 pub const VOLUME_FLOOR: u32 = 20;
 
@@ -176,12 +175,17 @@ impl Baseline {
 
     fn p99(&self, agent: &str) -> Option<u32> {
         let minutes = &self.agents.get(agent)?.minutes;
-        if minutes.len() < MINUTES_NEEDED {
+        let total: u64 = minutes.values().sum();
+        if total < MINUTES_NEEDED {
             return None;
         }
-        let mut sorted = minutes.clone();
-        sorted.sort_unstable();
-        Some(sorted[(sorted.len() * 99).div_ceil(100) - 1])
+        // The smallest count at or below which 99% of the minutes fall.
+        let rank = (total * 99).div_ceil(100);
+        let mut seen = 0;
+        minutes.iter().find_map(|(calls, n)| {
+            seen += n;
+            (seen >= rank).then_some(*calls)
+        })
     }
 }
 
@@ -373,9 +377,9 @@ impl Alerter {
         }
         for (agent, counts) in minutes {
             let kept = &mut baseline.agents.entry(agent).or_default().minutes;
-            kept.extend(counts);
-            let excess = kept.len().saturating_sub(MINUTES_KEPT);
-            kept.drain(..excess);
+            for c in counts {
+                *kept.entry(c).or_default() += 1;
+            }
         }
         baseline
     }
@@ -474,7 +478,7 @@ mod tests {
     #[test]
     fn call_volume_past_the_agents_p99_alerts_once_a_minute() {
         let mut baseline = Baseline::default();
-        baseline.agents.entry("claude".into()).or_default().minutes = (0..100).map(|i| 25 + i % 5).collect();
+        baseline.agents.entry("claude".into()).or_default().minutes = (25..30).map(|c| (c, 20)).collect();
         baseline.agents.entry("claude".into()).or_default().tools.insert("ls".into());
         let (a, clock) = alerter(AlertSettings::default(), baseline, 10);
         let mut raised = Vec::new();
@@ -491,7 +495,7 @@ mod tests {
         }
         // Low rates never alert, whatever the history.
         let mut quiet = Baseline::default();
-        quiet.agents.entry("q".into()).or_default().minutes = vec![1; 100];
+        quiet.agents.entry("q".into()).or_default().minutes = [(1, 100)].into_iter().collect();
         quiet.agents.entry("q".into()).or_default().tools.insert("ls".into());
         let (q, clock) = alerter(AlertSettings::default(), quiet, 10);
         let all: Vec<Alert> = (0..20).flat_map(|_| q.observe(&exec("q", "ls", &clock, Decision::Allow))).collect();

@@ -722,7 +722,8 @@ fn open_segment(path: &Path) -> Result<File, AuditError> {
 /// the last newline, and trailing lines that are not records, are not whole.
 fn last_good_line(file: &mut File, len: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
     let whole = |line: &[u8]| parse_prefix(line).is_some() && line.last() == Some(&b'}');
-    let mut window = 64 * 1024u64;
+    // Small first: the last record is usually a checkpoint of a few hundred bytes.
+    let mut window = 8 * 1024u64;
     loop {
         let from = len.saturating_sub(window);
         let mut buf = vec![0; (len - from) as usize];
