@@ -256,7 +256,9 @@ impl Stored {
     /// The record's line as the store holds it (the encoding is canonical, so this is the
     /// same bytes, and hashes the same).
     pub fn to_line(&self) -> Vec<u8> {
-        let mut line = format!("{{\"seq\":{},\"prev\":\"{}\",", self.seq, self.prev).into_bytes();
+        let mut line = format!("{{\"seq\":{},\"prev\":", self.seq).into_bytes();
+        string(&mut line, &self.prev);
+        line.push(b',');
         self.record.encode_body(&mut line);
         line
     }
