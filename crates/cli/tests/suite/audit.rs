@@ -285,3 +285,42 @@ fn hooks_shows_p50_and_p99_per_hook() {
     );
     assert_eq!((rows[1]["hook"].as_str(), rows[1]["max_us"].as_u64()), (Some("secrets-scan"), Some(1000)));
 }
+
+both!(tail_follow_streams_a_session_as_it_happens, |user| {
+    use std::io::BufRead;
+    let case = Case::new(user);
+    let first = case.run(&[], &["/bin/true"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["audit", "tail", "-f", "-n", "0", "--store"]).arg(case.state.join("audit"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    if user == User::Unprivileged && is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let mut tail = cmd.spawn().unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = case.sh(&[], "ls >/dev/null\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    // A watchdog: the tail must show the session's end within seconds.
+    let pid = tail.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    });
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let record: Value = serde_json::from_str(&line.unwrap()).expect("JSON when not on a terminal");
+        seen.push(record["event"].as_str().unwrap_or_default().to_owned());
+        if record["session"] == id.as_str() && record["event"] == "session_end" {
+            break;
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(seen.first().map(String::as_str), Some("session_start"), "-n 0 starts at the end: {seen:?}");
+    assert!(seen.iter().any(|e| e == "exec"), "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("session_end"), "{seen:?}");
+});
