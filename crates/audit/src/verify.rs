@@ -284,8 +284,7 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
             if p.prev != prev_hex {
                 // The line before no longer hashes to what this one recorded: it was changed
                 // (or this line's `prev` was).
-                let (before_line, before_at) = previous_line(&bytes, at);
-                report.problem = Some(if seq > report.first_seq.saturating_sub(1) && before_line.is_some() {
+                report.problem = Some(if let Some(before_at) = previous_line(&bytes, at) {
                     problem(
                         path,
                         line_no - 1,
@@ -368,11 +367,7 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
     Ok(report)
 }
 
-/// The line before the one at `at`: whether there is one, and where it starts.
-fn previous_line(bytes: &[u8], at: usize) -> (Option<()>, usize) {
-    if at == 0 {
-        return (None, 0);
-    }
-    let start = memchr::memrchr(b'\n', &bytes[..at - 1]).map_or(0, |i| i + 1);
-    (Some(()), start)
+/// Where the line before the one at `at` starts, if the segment has one.
+fn previous_line(bytes: &[u8], at: usize) -> Option<usize> {
+    (at > 0).then(|| memchr::memrchr(b'\n', &bytes[..at - 1]).map_or(0, |i| i + 1))
 }
