@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::egress::{mapping_available, run_in_mount_namespace};
-use super::run::{Case, NOBODY, User, available, both, is_root};
+use super::run::{Case, NOBODY, Session, User, available, both, is_root};
 
 /// `portcullis audit ARGS --store STATE/audit` as the case's user.
 fn audit(case: &Case, args: &[&str]) -> (i32, String, String) {
@@ -323,4 +323,19 @@ both!(tail_follow_streams_a_session_as_it_happens, |user| {
     assert_eq!(seen.first().map(String::as_str), Some("session_start"), "-n 0 starts at the end: {seen:?}");
     assert!(seen.iter().any(|e| e == "exec"), "{seen:?}");
     assert_eq!(seen.last().map(String::as_str), Some("session_end"), "{seen:?}");
+});
+
+both!(concurrent_sessions_share_one_chain, |user| {
+    let case = Case::new(user);
+    case.script("agent.sh", "i=0\nwhile [ $i -lt 150 ]; do /bin/true; i=$((i+1)); done\n");
+    let children: Vec<_> = (0..3).map(|_| case.command(&[], &["/bin/sh", "agent.sh"]).spawn().unwrap()).collect();
+    let sessions: Vec<Session> =
+        children.into_iter().map(|c| Session::from(c.wait_with_output().unwrap())).collect();
+    let report = portcullis_verify(&case, &case.state.join("audit"));
+    assert_eq!(report["problem"], Value::Null, "{report}");
+    for s in &sessions {
+        assert_eq!(s.code, 0, "{s:?}");
+        let execs = case.events(s).into_iter().filter(|r| r["kind"] == "exec").count();
+        assert_eq!(execs, 151, "every exec of every session is in the one chain");
+    }
 });
