@@ -226,6 +226,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         Box::new(portcullis_audit::alerts::SystemClock::new()),
     );
     let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()).with_alerts(alerter));
+    if spec.terminal {
+        log.hold_alert_lines();
+    }
     let starting = starting.map_err(|e| start_failed(&log, &e))?;
     // The check above makes a failure here rare; the
     // agent's rlimits are set by now, so a degraded run then has no process limit at all.
@@ -301,6 +304,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     })?;
     // The user's terminal back to how it was, before anything else is printed.
     drop(relay);
+    for line in log.release_alert_lines() {
+        eprintln!("{line}");
+    }
     let egress = served.map(crate::egress_cmd::Served::stop);
     let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut limits_hit: Vec<String> = Vec::new();

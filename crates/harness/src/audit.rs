@@ -59,6 +59,8 @@ pub struct SessionLog {
     alerter: Option<Alerter>,
     /// The `[alerts] command` runs, to wait for at the end.
     commands: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Alert lines held back while the agent owns the terminal (`None`: printed at once).
+    held: Mutex<Option<Vec<String>>>,
 }
 
 impl std::fmt::Debug for SessionLog {
@@ -79,7 +81,20 @@ impl SessionLog {
             on_failure: OnceLock::new(),
             alerter: None,
             commands: Mutex::new(Vec::new()),
+            held: Mutex::new(None),
         }
+    }
+
+    /// Holds alert lines back instead of printing them: for a session whose agent draws on the
+    /// user's terminal, where a line from the supervisor would land in the middle of its screen.
+    /// The alerts are still stored, and handed to the alert command, at once.
+    pub fn hold_alert_lines(&self) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// The alert lines held back so far; printing goes back to immediate.
+    pub fn release_alert_lines(&self) -> Vec<String> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
 
     /// Raises alerts with `alerter` on every record stored from now on.
@@ -117,7 +132,11 @@ impl SessionLog {
     fn emit(&self, alerts: Vec<Alert>) {
         let Some(alerter) = &self.alerter else { return };
         for alert in alerts {
-            eprintln!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
+            let line = format!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
+            match self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                Some(held) => held.push(line),
+                None => eprintln!("{line}"),
+            }
             let json = serde_json::to_value(&alert).unwrap_or_default();
             let mut r = Trail::record(self, Kind::Alert, alert.trigger);
             if let serde_json::Value::Object(map) = json.clone() {

@@ -329,8 +329,7 @@ both!(concurrent_sessions_share_one_chain, |user| {
     let case = Case::new(user);
     case.script("agent.sh", "i=0\nwhile [ $i -lt 150 ]; do /bin/true; i=$((i+1)); done\n");
     let children: Vec<_> = (0..3).map(|_| case.command(&[], &["/bin/sh", "agent.sh"]).spawn().unwrap()).collect();
-    let sessions: Vec<Session> =
-        children.into_iter().map(|c| Session::from(c.wait_with_output().unwrap())).collect();
+    let sessions: Vec<Session> = children.into_iter().map(|c| Session::from(c.wait_with_output().unwrap())).collect();
     let report = portcullis_verify(&case, &case.state.join("audit"));
     assert_eq!(report["problem"], Value::Null, "{report}");
     for s in &sessions {

@@ -689,7 +689,11 @@ both!(from_a_terminal_the_agent_gets_its_own_and_cannot_inject_into_it, |user| {
     let case = Case::new(user);
     case.script(
         "agent.py",
-        &format!("{PRELUDE}import fcntl, termios\nprint(os.ttyname(0), os.isatty(1))\nattempt(lambda: fcntl.ioctl(0, termios.TIOCSTI, b'x'))\n"),
+        &format!(
+            "{PRELUDE}import fcntl, termios, subprocess\nprint(os.ttyname(0), os.isatty(1))\n\
+             attempt(lambda: fcntl.ioctl(0, termios.TIOCSTI, b'x'))\n\
+             print('before', flush=True)\nsubprocess.run(['/bin/ls'], stdout=subprocess.DEVNULL)\nprint('after', flush=True)\n"
+        ),
     );
     let flag = if user == User::Unprivileged { " --dangerously-allow-partial-sandbox" } else { "" };
     let line = format!("{} run -q{flag} -- /usr/bin/python3 agent.py", case.bin.display());
@@ -710,6 +714,9 @@ both!(from_a_terminal_the_agent_gets_its_own_and_cannot_inject_into_it, |user| {
     assert!(text.contains("/dev/pts/0 True"), "{text}");
     assert!(text.contains("Operation not permitted"), "{text}");
     assert!(out.status.success(), "{text}");
+    // An alert raised while the agent has the terminal waits for the session's end.
+    let (after, alert) = (text.find("after").unwrap(), text.find("ALERT first_tool_use").expect(&text));
+    assert!(alert > after, "the alert landed in the agent's screen: {text}");
 });
 
 // ---------------------------------------------------------------- setup errors
