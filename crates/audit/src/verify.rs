@@ -186,6 +186,10 @@ fn short(key: &str) -> String {
 /// Verifies the store in `dir` against `key`.
 pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
     let mut report = Report { key: key.to_string(), ..Report::default() };
+    // The head copies first: a writer appending while this reads can only make the segments
+    // newer than them, never older (read the other way round, a checkpoint written meanwhile
+    // would look like records removed from the end).
+    let heads = read_heads(dir)?;
     let found = segments(dir)?;
     let problem = |segment: &Path, line: u64, offset: u64, seq: Option<u64>, what: String| Problem {
         segment: segment.to_path_buf(),
@@ -329,7 +333,13 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
         }
     }
     report.last_seq = seq;
-    let heads = read_heads(dir)?;
+    // A store whose first checkpoint was written while this read: its head copy appeared after
+    // the read above, and names no record past what was read.
+    let heads = if heads.is_empty() && !checkpoint_hashes.is_empty() {
+        read_heads(dir)?.into_iter().filter(|h| parse_prefix(&h.line).is_some_and(|p| p.seq <= seq)).collect()
+    } else {
+        heads
+    };
     let head_problem = |what: String| Some(problem(&dir.join("HEAD.0"), 0, 0, None, what));
     // The newest copy whose signature verifies; a copy torn by a crash is passed over.
     let newest = heads

@@ -264,3 +264,27 @@ fn a_live_writer_cuts_off_what_a_dead_one_left_and_goes_on() {
         2
     );
 }
+
+#[test]
+fn verify_while_a_writer_appends_sees_no_tampering() {
+    let root = scratch("verify-live");
+    let store = open(&root, Options { checkpoint_records: 20, segment_bytes: 32 << 10, ..Options::default() });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let checked = std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..2000 {
+                store.commit(exec("live", i)).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut checked = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let report = verify(&root);
+            assert!(report.ok(), "{:?}", report.problem);
+            checked += 1;
+        }
+        checked
+    });
+    assert!(checked > 1, "verify never ran beside the writer");
+    store.close().unwrap();
+}
