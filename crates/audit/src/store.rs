@@ -390,6 +390,10 @@ impl Shared {
             q.issued += 1;
             (Ticket(q.issued), end)
         };
+        if size == body.len() {
+            // The first record of a batch: the commit thread, if idle, starts its interval.
+            self.wake.notify_one();
+        }
         if size >= QUEUE_LIMIT {
             // The commit thread is behind: write here rather than queue without bound.
             let mut w = self.lock_writer();
@@ -507,18 +511,43 @@ impl Shared {
         start..out.len() - 1
     }
 
+    /// The commit thread: writes and syncs each batch within the commit interval of its first
+    /// record, and checkpoints records left unsigned for the checkpoint interval. Idle, it sleeps
+    /// until a record comes or a checkpoint falls due; a session that records nothing costs no
+    /// wake-ups.
     fn commit_loop(&self) {
         loop {
-            let closing = {
-                let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let (q, _) = self
+            // Records issued after `seen` wake the thread; records written before it (by a
+            // `commit`) show as unsynced.
+            let seen = self.queue.lock().unwrap_or_else(|e| e.into_inner()).issued;
+            let (checkpoint_due, unsynced) = {
+                let w = self.lock_writer();
+                let due = (w.tail.checkpointed < w.tail.seq)
+                    .then(|| self.options.checkpoint_interval.saturating_sub(w.last_checkpoint.elapsed()));
+                (due, w.written > w.synced)
+            };
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.issued == seen && !unsynced && !q.closing {
+                // Idle: until a record comes, a checkpoint falls due, or the store closes.
+                let wait = checkpoint_due.unwrap_or(IDLE_WAKE);
+                q = self
+                    .wake
+                    .wait_timeout_while(q, wait, |q| !q.closing && q.issued == seen)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if (q.issued != seen || unsynced) && !q.closing {
+                // A batch has begun: it gathers for the commit interval, or until it is large.
+                q = self
                     .wake
                     .wait_timeout_while(q, self.options.commit_interval, |q| {
                         !q.closing && q.bytes.len() < QUEUE_FLUSH_AT
                     })
-                    .unwrap_or_else(|e| e.into_inner());
-                q.closing
-            };
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let closing = q.closing;
+            drop(q);
             if closing {
                 // `close` writes the rest with its checkpoint, and syncs once.
                 return;
@@ -536,6 +565,9 @@ impl Shared {
         }
     }
 }
+
+/// How long an idle commit thread sleeps when nothing is due (it is woken by the next record).
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
 
 /// The chain as a batch extends it.
 struct Chain {
@@ -690,7 +722,10 @@ impl Tail {
                 }
                 self.end = keep;
                 if p.kind == b"checkpoint" && p.event == b"seal" {
+                    // The next segment may hold records already, written by the writer that
+                    // sealed this one: read its end too.
                     *self = Tail::begin(dir, self.number + 1, self.seq, self.hash, self.checkpointed)?;
+                    self.end = 0;
                     continue;
                 }
             }
