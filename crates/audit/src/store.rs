@@ -4,11 +4,11 @@
 //! Appending is cheap: [`Store::append`] redacts and encodes the record and queues its bytes.
 //! Records are chained (`seq`, `prev`) only when a batch is written, under the store's `lock`
 //! file, so several supervisors (one per session) append to one chain without coordinating
-//! otherwise. A batch is written, and made durable with one `fdatasync`, by whichever comes
-//! first: the store's commit thread (every `commit_interval`), a full queue, or a caller of
-//! [`Store::commit`], which returns only once its record is written (and, with
-//! [`Durability::Sync`], on disk). Callers that gate an action on its record use `commit`: no
-//! audit, no action.
+//! otherwise. A batch is written by whichever comes first: the store's commit thread (within
+//! `commit_interval` of the batch's first record, then made durable with one `fdatasync`), a
+//! full queue, or a caller of [`Store::commit`], which returns only once its record is written
+//! (and, with [`Durability::Sync`], on disk). Callers that gate an action on its record use
+//! `commit`: no audit, no action.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
