@@ -395,10 +395,12 @@ impl Shared {
             self.wake.notify_one();
         }
         if size >= QUEUE_LIMIT {
-            // The commit thread is behind: write here rather than queue without bound.
+            // Far behind: write here, waiting for whoever writes now, rather than queue without
+            // bound.
             let mut w = self.lock_writer();
             self.flush(&mut w, None)?;
         } else if size >= QUEUE_FLUSH_AT {
+            // A full batch: the commit thread writes it now, on its own core.
             self.wake.notify_one();
         }
         Ok(ticket)
@@ -527,7 +529,7 @@ impl Shared {
                 (due, w.written > w.synced)
             };
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.issued == seen && !unsynced && !q.closing {
+            if q.ends.is_empty() && q.issued == seen && !unsynced && !q.closing {
                 // Idle: until a record comes, a checkpoint falls due, or the store closes.
                 let wait = checkpoint_due.unwrap_or(IDLE_WAKE);
                 q = self
@@ -536,7 +538,7 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            if (q.issued != seen || unsynced) && !q.closing {
+            if (!q.ends.is_empty() || q.issued != seen || unsynced) && !q.closing {
                 // A batch has begun: it gathers for the commit interval, or until it is large.
                 q = self
                     .wake
