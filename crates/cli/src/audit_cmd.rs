@@ -344,20 +344,11 @@ fn tail(dir: &std::path::Path, follow: bool, lines: usize, json: bool) -> Result
     }
     out.flush()?;
     if follow {
-        let mut failed = None;
+        let mut writing = Writing::default();
         read::follow(dir, false, Duration::from_millis(100), |line| {
-            match print_line(&mut out, line, json, colour).and_then(|()| out.flush()) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    // The reader went away (a closed pipe): stop quietly.
-                    failed = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
+            writing.step(print_line(&mut out, line, json, colour).and_then(|()| out.flush()))
         })?;
-        if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
-            return Err(e.into());
-        }
+        writing.finish()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -377,23 +368,15 @@ fn query(dir: &std::path::Path, q: &QueryArgs) -> Result<ExitCode> {
     let colour = !q.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut out = std::io::stdout().lock();
     let mut count = 0usize;
-    let mut failed = None;
-    read::each_line(dir, |line| {
-        if filter.may_match(line)
-            && let Some(r) = read::parse(line)
-            && filter.matches(&r)
-        {
+    let mut writing = Writing::default();
+    read::each_line(dir, |line| match read::parse(line).filter(|r| filter.may_match(line) && filter.matches(r)) {
+        Some(r) => {
             count += 1;
-            if let Err(e) = print_record(&mut out, &r, q.json, colour) {
-                failed = Some(e);
-                return ControlFlow::Break(());
-            }
+            writing.step(print_record(&mut out, &r, q.json, colour))
         }
-        ControlFlow::Continue(())
+        None => ControlFlow::Continue(()),
     })?;
-    if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
-        return Err(e.into());
-    }
+    writing.finish()?;
     if !q.json && std::io::stderr().is_terminal() {
         eprintln!("{count} records");
     }
@@ -480,7 +463,7 @@ fn export(dir: &std::path::Path, format: &str, session: Option<&str>, since: Opt
     };
     let filter = Filter { session: session.map(str::to_owned), since_ms: since, ..Filter::default() };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut failed = None;
+    let mut writing = Writing::default();
     read::each_line(dir, |line| {
         let Some(r) = read::parse(line).filter(|r| filter.may_match(line) && filter.matches(r)) else {
             return ControlFlow::Continue(());
@@ -495,19 +478,37 @@ fn export(dir: &std::path::Path, format: &str, session: Option<&str>, since: Opt
         } else {
             out.write_all(line).and_then(|()| out.write_all(b"\n"))
         };
+        writing.step(written)
+    })?;
+    let _ = writing.step(out.flush());
+    writing.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records written to stdout during a walk over the store: the first error stops the walk, and
+/// a reader that went away (a closed pipe, as `| head` leaves) ends it quietly.
+#[derive(Default)]
+struct Writing {
+    failed: Option<std::io::Error>,
+}
+
+impl Writing {
+    fn step(&mut self, written: std::io::Result<()>) -> ControlFlow<()> {
         match written {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
-                failed = Some(e);
+                self.failed.get_or_insert(e);
                 ControlFlow::Break(())
             }
         }
-    })?;
-    if let Some(e) = failed.filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe) {
-        return Err(e.into());
     }
-    out.flush().or_else(|e| if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) })?;
-    Ok(ExitCode::SUCCESS)
+
+    fn finish(self) -> std::io::Result<()> {
+        match self.failed {
+            Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn denied(r: &Stored) -> bool {
