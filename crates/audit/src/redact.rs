@@ -22,8 +22,13 @@ const SECRET_WORDS: [&str; 9] =
 const SECRET_PAIRS: [&str; 3] = ["api_key", "private_key", "access_key"];
 
 fn secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase().replace('-', "_");
-    key.split('_').any(|w| SECRET_WORDS.contains(&w)) || SECRET_PAIRS.iter().any(|p| key.contains(p))
+    // Without allocating: this runs for every key of every record.
+    let words = || key.split(['_', '-']);
+    words().any(|w| SECRET_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s)))
+        || SECRET_PAIRS.iter().any(|pair| {
+            let (a, b) = pair.split_once('_').unwrap_or((pair, ""));
+            words().zip(words().skip(1)).any(|(x, y)| x.eq_ignore_ascii_case(a) && y.eq_ignore_ascii_case(b))
+        })
 }
 
 /// Token prefixes, each followed by at least `min` characters of `[A-Za-z0-9_-]`.
@@ -68,6 +73,10 @@ impl Redactor for Placeholder {
 /// `text` with token-shaped spans, PEM private keys and `Bearer`/`Basic` credentials masked;
 /// `None` when nothing was found.
 fn mask_text(text: &str) -> Option<String> {
+    // The shortest thing masked is `Basic ` and 8 characters.
+    if text.len() < 14 {
+        return None;
+    }
     if let Some(start) = text.find("-----BEGIN")
         && text[start..].contains("PRIVATE KEY")
     {
