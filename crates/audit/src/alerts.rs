@@ -156,21 +156,34 @@ pub const VOLUME_FLOOR: u32 = 20;
 impl Baseline {
     /// The baseline in `path`; empty when there is none yet.
     pub fn load(path: &Path) -> std::io::Result<Baseline> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Baseline::default()),
-            Err(e) => Err(e),
-        }
+        use std::io::Read;
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Baseline::default()),
+            Err(e) => return Err(e),
+        };
+        // Never read while another session writes it (see `save`).
+        f.lock_shared()?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
     }
 
-    /// Writes the baseline to `path` (atomically, mode 0600).
+    /// Writes the baseline to `path` (mode 0600), in place.
+    ///
+    /// Not through a new file renamed over the old one, nor by truncating to nothing first:
+    /// ext4 starts writing the data out at once for either (its `auto_da_alloc` heuristic),
+    /// which made this the slowest step of a session's end. A crash mid-write can leave a file
+    /// that does not parse; [`Baseline::load`] then fails and the caller starts afresh, which
+    /// costs only the unusual-volume and first-seen alerts their history.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, path)
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        // Concurrent sessions take turns: each write is whole, and the last one stands.
+        f.lock()?;
+        f.write_all_at(&bytes, 0)?;
+        f.set_len(bytes.len() as u64)
     }
 
     fn p99(&self, agent: &str) -> Option<u32> {

@@ -211,7 +211,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let starting = session::start(&spec, born_in.as_ref());
     // From here on, while the init builds the agent's root.
-    let dir = sessions::create_dir(&state, &id)?;
+    // Only an overlay's changes are kept (for `diff` and `apply`).
+    let dir = if ephemeral { Some(sessions::create_dir(&state, &id)?) } else { None };
     let store =
         portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
             .context("the session cannot be recorded, so it does not start")?;
@@ -344,18 +345,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
              session was ended"
         ));
     }
-    let changed: Vec<Change> = match running.upper() {
-        Some(upper) => changes::collect(&upper, &workdir, &dir.join("changes")).unwrap_or_else(|e| {
+    let changed: Vec<Change> = match (running.upper(), &dir) {
+        (Some(upper), Some(dir)) => changes::collect(&upper, &workdir, &dir.join("changes")).unwrap_or_else(|e| {
             problems.push(format!(
                 "cannot save the session's changes to `{}`: {e}; the overlay's changes are lost",
                 dir.display()
             ));
             Vec::new()
         }),
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     drop(running);
-    if ephemeral && let Err(e) = sessions::save(&dir, &workdir, &changed) {
+    if let Some(dir) = &dir
+        && let Err(e) = sessions::save(dir, &workdir, &changed)
+    {
         problems.push(format!("cannot save the session's state in `{}`: {e}", dir.display()));
     }
     let mut summary = json!({

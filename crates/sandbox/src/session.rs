@@ -220,6 +220,11 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
         Some(child) => child,
     };
     drop(theirs);
+    // The kernel queues a new child on its parent's CPU, behind the parent, and the other CPU
+    // may not pull it for a scheduler tick or more: let the init go first (it starts the
+    // helper that makes the network namespace, then waits for the maps below), so that it and
+    // its helper are under way while this process writes the maps and goes on.
+    std::thread::yield_now();
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
     let running = Running { child, listener: None, upper: None, terminal: None, egress: None, winsize: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);

@@ -320,3 +320,29 @@ fn group_commit_syncs_within_the_interval_and_an_idle_store_checkpoints_on_time(
     assert!(text.lines().nth(2).is_some_and(|l| l.contains("--n=1")), "{text}");
     store.close().unwrap();
 }
+
+/// The alert baseline is written in place: a shorter baseline after a longer one must not keep
+/// the longer one's tail, and the file stays private.
+#[test]
+fn the_alert_baseline_is_rewritten_in_place_whole() {
+    use portcullis_audit::alerts::{AgentHistory, Baseline};
+    use std::os::unix::fs::PermissionsExt;
+    let root = scratch("baseline");
+    let path = portcullis_audit::alerts::baseline_path(&root.join("audit"));
+    assert!(Baseline::load(&path).unwrap().agents.is_empty(), "no file yet is an empty baseline");
+    let mut long = Baseline::default();
+    for agent in ["claude", "codex", "reviewer"] {
+        let history = AgentHistory { tools: (0..50).map(|i| format!("tool-{i}")).collect(), ..Default::default() };
+        long.agents.insert(agent.into(), history);
+    }
+    long.save(&path).unwrap();
+    let long_len = std::fs::metadata(&path).unwrap().len();
+    let mut short = Baseline::default();
+    short.agents.insert("claude".into(), AgentHistory { tools: ["git".to_owned()].into(), ..Default::default() });
+    short.save(&path).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < long_len / 10);
+    let loaded = Baseline::load(&path).unwrap();
+    assert_eq!(loaded.agents.keys().collect::<Vec<_>>(), ["claude"]);
+    assert_eq!(loaded.agents["claude"].tools.iter().collect::<Vec<_>>(), ["git"]);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
