@@ -22,6 +22,18 @@ bwrap_true() {
   bwrap --ro-bind / / --bind "$base/work" "$base/work" --tmpfs "$base/home/.ssh" \
     --unshare-net --unshare-pid --die-with-parent /bin/true
 }
+# For scale, not for the targets: bubblewrap building the root portcullis builds (system
+# directories read-only, its own /proc, /dev and /tmp, the workdir bound, home empty) in all of
+# its namespaces, in a new session, without capabilities. It still does no Landlock, seccomp,
+# exec monitor, cgroup, audit record or egress proxy.
+same_root=()
+for d in /usr /bin /sbin /lib /lib32 /lib64 /libx32 /etc /opt; do
+  if [ -L "$d" ]; then same_root+=(--symlink "$(readlink "$d")" "$d")
+  elif [ -d "$d" ]; then same_root+=(--ro-bind "$d" "$d"); fi
+done
+same_root+=(--proc /proc --dev /dev --tmpfs /tmp --bind "$base/work" "$base/work" --tmpfs "$base/home"
+  --unshare-all --new-session --cap-drop ALL --die-with-parent --chdir "$base/work")
+bwrap_same_root() { bwrap "${same_root[@]}" /bin/true; }
 pc_through() { "$bin" run -q --no-ephemeral -- /bin/true; }
 pc_overlay() { "$bin" run -q -- /bin/true; }
 # The same without a cgroup, to show what the cgroup v1 move costs on this host.
@@ -39,7 +51,7 @@ time_us() {
   echo $(( (${t1/./} - ${t0/./}) ))
 }
 
-variants=(bare bwrap_true pc_through pc_overlay pc_no_cgroup)
+variants=(bare bwrap_true bwrap_same_root pc_through pc_overlay pc_no_cgroup)
 grep -q ' cgroup2 ' /proc/self/mounts && [ "$(id -u)" = 0 ] && variants+=(pc_v2)
 for v in "${variants[@]}"; do "$v" >/dev/null 2>&1 || { echo "bench/spawn.sh: $v failed" >&2; "$v"; exit 1; }; done
 declare -A samples
@@ -66,10 +78,10 @@ for ((i = 0; i < 10; i++)); do
   exec_in+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$loop") "
 done
 
-/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "${samples[pc_v2]:-}" "$exec_out" "$exec_in" <<'PY'
+/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[bwrap_same_root]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "${samples[pc_v2]:-}" "$exec_out" "$exec_in" <<'PY'
 import statistics as st, sys
 rounds = int(sys.argv[1])
-bare, bw, through, overlay, no_cg, v2, ex_out, ex_in = ([int(x) for x in a.split()] for a in sys.argv[2:])
+bare, bw, same, through, overlay, no_cg, v2, ex_out, ex_in = ([int(x) for x in a.split()] for a in sys.argv[2:])
 med = lambda xs: st.median(xs)
 ratio = lambda a, b: med([x / y for x, y in zip(a, b)])
 print(f"rounds: {rounds} (paired; medians)")
@@ -77,6 +89,9 @@ print(f"  /bin/true bare                      {med(bare)/1000:7.2f} ms")
 print(f"  bubblewrap (equivalent profile)     {med(bw)/1000:7.2f} ms   {ratio(bw, bare):5.1f}x bare")
 print(f"  portcullis run --no-ephemeral       {med(through)/1000:7.2f} ms   {ratio(through, bare):5.1f}x bare   {ratio(through, bw):4.2f}x bubblewrap (target <= 1.0)")
 print(f"  portcullis run (overlay)            {med(overlay)/1000:7.2f} ms   {ratio(overlay, bare):5.1f}x bare   {ratio(overlay, bw):4.2f}x bubblewrap (target <= 1.5)")
+print(f"  for scale: bubblewrap building the same root, in all its namespaces, no capabilities")
+print(f"                                      {med(same)/1000:7.2f} ms   {ratio(same, bare):5.1f}x bare   {ratio(same, bw):4.2f}x bubblewrap")
+print(f"  portcullis run against it: --no-ephemeral {ratio(through, same):4.2f}x, overlay {ratio(overlay, same):4.2f}x")
 print(f"  portcullis run --no-ephemeral, no cgroup (degraded, for comparison)")
 print(f"                                      {med(no_cg)/1000:7.2f} ms   {ratio(no_cg, bare):5.1f}x bare   {ratio(no_cg, bw):4.2f}x bubblewrap")
 if v2:
