@@ -1,4 +1,4 @@
-//! The store's hot paths: encoding a record, `append` (redaction, encoding, queueing; the
+//! The store's hot paths: redacting a proxy request's record, encoding a record, `append` (redaction, encoding, queueing; the
 //! commit thread writes behind), `commit` as the exec gate calls it (written before it
 //! returns), and `verify` over a 100,000-record store.
 //!
@@ -34,6 +34,23 @@ fn scratch(name: &str) -> PathBuf {
 fn open(dir: &std::path::Path) -> Store {
     let key = HostKey::load_or_create(&dir.join("audit.key")).unwrap();
     Store::open(&dir.join("audit"), key, Options::default()).unwrap()
+}
+
+/// What the proxy records for each request, through the redactor (a fresh copy each time, as
+/// each request's record is).
+#[divan::bench]
+fn redact_connect(bencher: Bencher) {
+    use portcullis_audit::redact::{Placeholder, Redactor};
+    let input = json!({"host": "registry.npmjs.org", "port": 443, "method": "GET",
+        "path": "/@types%2fnode/-/node-22.10.1.tgz", "via": "http", "address": "104.16.1.35:443"});
+    let outcome = json!({"status": 200, "bytes_up": 412, "bytes_down": 1024, "address": "104.16.1.35:443"});
+    bencher.counter(ItemsCount::new(1usize)).with_inputs(|| (input.clone(), outcome.clone())).bench_local_values(
+        |(mut i, mut o)| {
+            Placeholder.redact(&mut i);
+            Placeholder.redact(&mut o);
+            (i, o)
+        },
+    );
 }
 
 #[divan::bench]

@@ -72,53 +72,55 @@ impl Redactor for Placeholder {
 
 /// `text` with token-shaped spans, PEM private keys and `Bearer`/`Basic` credentials masked;
 /// `None` when nothing was found.
+///
+/// One pass over the bytes, trying at each position only the patterns that start with that
+/// byte: this runs on every string of every record (on the proxy's path, several per request),
+/// and a substring search per pattern cost more than the rest of the record.
 fn mask_text(text: &str) -> Option<String> {
     // The shortest thing masked is `Basic ` and 8 characters.
     if text.len() < 14 {
         return None;
     }
-    if let Some(start) = text.find("-----BEGIN")
-        && text[start..].contains("PRIVATE KEY")
+    let bytes = text.as_bytes();
+    if let Some(start) = memchr::memmem::find(bytes, b"-----BEGIN")
+        && memchr::memmem::find(&bytes[start..], b"PRIVATE KEY").is_some()
     {
-        {
-            let end = text[start..].find("-----END").map_or(text.len(), |e| {
-                let after = start + e + 8;
-                text[after..].find("-----").map_or(text.len(), |t| after + t + 5)
-            });
-            let mut out = String::with_capacity(text.len());
-            out.push_str(&text[..start]);
-            out.push_str(MASK);
-            out.push_str(&mask_text(&text[end..]).unwrap_or_else(|| text[end..].to_owned()));
-            return Some(out);
-        }
+        let end = memchr::memmem::find(&bytes[start..], b"-----END").map_or(text.len(), |e| {
+            let after = start + e + 8;
+            memchr::memmem::find(&bytes[after..], b"-----").map_or(text.len(), |t| after + t + 5)
+        });
+        let mut out = String::with_capacity(text.len());
+        out.push_str(&text[..start]);
+        out.push_str(MASK);
+        out.push_str(&mask_text(&text[end..]).unwrap_or_else(|| text[end..].to_owned()));
+        return Some(out);
     }
     let token_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-    let bytes = text.as_bytes();
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for (prefix, min) in TOKEN_PREFIXES {
-        let mut from = 0;
-        while let Some(i) = text[from..].find(prefix).map(|i| i + from) {
-            let start_ok = i == 0 || !token_char(bytes[i - 1]);
-            let end = i + prefix.len() + bytes[i + prefix.len()..].iter().take_while(|c| token_char(**c)).count();
-            if start_ok && end - i - prefix.len() >= min {
-                spans.push((i, end));
-            }
-            from = end.max(i + 1);
+    for (i, &c) in bytes.iter().enumerate() {
+        if !matches!(c, b'A' | b'g' | b's' | b'x' | b'B' | b'b') {
+            continue;
         }
-    }
-    for scheme in ["Bearer ", "Basic ", "bearer ", "basic "] {
-        let mut from = 0;
-        while let Some(i) = text[from..].find(scheme).map(|i| i + from) {
-            let start = i + scheme.len();
-            let end = start
-                + bytes[start..]
+        let rest = &bytes[i..];
+        for (prefix, min) in TOKEN_PREFIXES {
+            if rest.starts_with(prefix.as_bytes()) && (i == 0 || !token_char(bytes[i - 1])) {
+                let run = rest[prefix.len()..].iter().take_while(|c| token_char(**c)).count();
+                if run >= min {
+                    spans.push((i, i + prefix.len() + run));
+                }
+            }
+        }
+        for scheme in ["Bearer ", "Basic ", "bearer ", "basic "] {
+            if rest.starts_with(scheme.as_bytes()) {
+                let start = i + scheme.len();
+                let run = bytes[start..]
                     .iter()
                     .take_while(|c| token_char(**c) || matches!(c, b'.' | b'=' | b'+' | b'/'))
                     .count();
-            if end - start >= 8 {
-                spans.push((start, end));
+                if run >= 8 {
+                    spans.push((start, start + run));
+                }
             }
-            from = end.max(i + 1);
         }
     }
     if spans.is_empty() {
@@ -166,5 +168,20 @@ mod tests {
         for secret in ["abcdefgh12345678", "AKIAIOSFODNN7EXAMPLE", "b3Blbn", "ghp_0123"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
+    }
+
+    #[test]
+    fn token_shapes_need_a_boundary_and_their_length() {
+        let mask = |s: &str| mask_text(s).unwrap_or_else(|| s.to_owned());
+        // Inside a longer word, or too short: kept.
+        assert_eq!(mask("xsk-0123456789abcdefghij and more"), "xsk-0123456789abcdefghij and more");
+        assert_eq!(mask("sk-short and some padding"), "sk-short and some padding");
+        assert_eq!(mask("Bearer 1234567 is too short"), "Bearer 1234567 is too short");
+        // At the start, after a space, twice, and a scheme next to a token.
+        assert_eq!(mask("sk-0123456789abcdefghij"), MASK);
+        assert_eq!(mask("a=xoxb-123456789012 b=xoxp-123456789012"), format!("a={MASK} b={MASK}"));
+        assert_eq!(mask("basic dXNlcjpwYXNz ghp_0123456789abcdefghij0123456789"), format!("basic {MASK} {MASK}"));
+        // Multi-byte text around a token is cut on character boundaries.
+        assert_eq!(mask("clé glpat-0123456789abcdefghij é"), format!("clé {MASK} é"));
     }
 }

@@ -245,26 +245,41 @@ impl Trail for SessionLog {
 /// warning a `limit`. They describe what already happened, so they are queued, not waited on;
 /// the first that cannot be stored makes the egress deny everything after it.
 impl portcullis_egress::Recorder for SessionLog {
-    fn record(&self, kind: &str, mut fields: Map<String, Value>) -> bool {
-        let (kind, event) = match kind {
-            "connect" => {
-                let via = fields.remove("via").and_then(|v| v.as_str().map(str::to_owned));
-                (Kind::Connect, via.unwrap_or_else(|| "connect".into()))
+    fn record(&self, kind: &str, fields: Map<String, Value>) -> bool {
+        // One pass, moving each field (key and value) where it belongs: the proxy records every
+        // request, and this runs on its path.
+        let (mut via, mut agent, mut tool, mut decision, mut rule, mut reason, mut duration_ms) =
+            (None, None, None, None, None, None, None);
+        let (mut outcome, mut input) = (Map::new(), Map::new());
+        for (key, value) in fields {
+            match key.as_str() {
+                "via" => via = value.as_str().map(str::to_owned),
+                "agent" => agent = value.as_str().map(str::to_owned),
+                "tool" => tool = value.as_str().map(str::to_owned),
+                "decision" => decision = serde_json::from_value::<Decision>(value).ok(),
+                "rule" => rule = value.as_str().map(str::to_owned),
+                "reason" => reason = value.as_str().map(str::to_owned),
+                "duration_ms" => duration_ms = value.as_u64(),
+                "status" | "error" | "bytes_up" | "bytes_down" | "address" | "outbound_bytes" | "ceiling"
+                | "message" => {
+                    outcome.insert(key, value);
+                }
+                _ => {
+                    input.insert(key, value);
+                }
             }
+        }
+        let (kind, event) = match kind {
+            "connect" => (Kind::Connect, via.unwrap_or_else(|| "connect".into())),
             "dns" => (Kind::Dns, "query".to_owned()),
             "egress_warning" => (Kind::Limit, "outbound_bytes_80_percent".to_owned()),
             other => (Kind::Lifecycle, other.to_owned()),
         };
         let mut r = Trail::record(self, kind, &event);
-        if let Some(Value::String(a)) = fields.remove("agent") {
-            r.agent = Some(a);
+        if agent.is_some() {
+            r.agent = agent;
         }
-        if let Some(Value::String(t)) = fields.remove("tool") {
-            r.tool = Some(t);
-        }
-        let decision = fields.remove("decision").and_then(|d| serde_json::from_value::<Decision>(d).ok());
-        let rule = fields.remove("rule").and_then(|v| v.as_str().map(str::to_owned));
-        let reason = fields.remove("reason").and_then(|v| v.as_str().map(str::to_owned));
+        r.tool = tool.or(r.tool);
         if let Some(decision) = decision {
             r.decision = Some(DecisionRecord {
                 decision,
@@ -272,20 +287,14 @@ impl portcullis_egress::Recorder for SessionLog {
                 reason: reason.unwrap_or_default(),
             });
         }
-        if let Some(ms) = fields.remove("duration_ms").and_then(|v| v.as_u64()) {
+        if let Some(ms) = duration_ms {
             r.latency_us = Some(ms * 1000);
-        }
-        let mut outcome = Map::new();
-        for key in ["status", "error", "bytes_up", "bytes_down", "address", "outbound_bytes", "ceiling", "message"] {
-            if let Some(v) = fields.remove(key) {
-                outcome.insert(key.to_owned(), v);
-            }
         }
         if !outcome.is_empty() {
             r.outcome = Some(Value::Object(outcome));
         }
-        if !fields.is_empty() {
-            r.input = Some(Value::Object(fields));
+        if !input.is_empty() {
+            r.input = Some(Value::Object(input));
         }
         self.append(r).is_ok()
     }
