@@ -1,6 +1,6 @@
-//! The store's hot paths: redacting a proxy request's record, encoding a record, `append` (redaction, encoding, queueing; the
-//! commit thread writes behind), `commit` as the exec gate calls it (written before it
-//! returns), and `verify` over a 100,000-record store.
+//! The store's hot paths: redacting a proxy request's record, encoding a record, `append`
+//! (redaction, encoding, queueing; the commit thread writes behind), `commit` as the exec gate
+//! calls it (written before it returns), and `verify` over a 100,000-record store.
 //!
 //! Run: `cargo bench -p portcullis-audit --bench store`. `bench/audit.sh` compares the store
 //! with the disk's own limit.
