@@ -64,22 +64,25 @@ fn encode(bencher: Bencher) {
     });
 }
 
-#[divan::bench(sample_count = 20)]
-fn append(bencher: Bencher) {
-    let dir = scratch("append");
+/// Times `op` on one record at a time, on a fresh store in a directory of its own.
+fn on_store(bencher: Bencher, name: &str, op: fn(&Store, Record)) {
+    let dir = scratch(name);
     let store = open(&dir);
-    bencher.counter(ItemsCount::new(1usize)).bench_local(|| store.append(record(7)).unwrap());
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| op(&store, record(7)));
     store.close().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[divan::bench(sample_count = 20)]
+fn append(bencher: Bencher) {
+    on_store(bencher, "append", |store, r| {
+        store.append(r).unwrap();
+    });
+}
+
+#[divan::bench(sample_count = 20)]
 fn commit(bencher: Bencher) {
-    let dir = scratch("commit");
-    let store = open(&dir);
-    bencher.counter(ItemsCount::new(1usize)).bench_local(|| store.commit(record(7)).unwrap());
-    store.close().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    on_store(bencher, "commit", |store, r| store.commit(r).unwrap());
 }
 
 #[divan::bench(sample_count = 10)]

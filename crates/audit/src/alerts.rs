@@ -48,32 +48,36 @@ pub trait Clock: Send + Sync {
 }
 
 /// The system clock, with the local zone from `TZ` or `/etc/localtime` (TZif files; UTC when
-/// neither can be read).
+/// neither can be read). The zone is read the first time local time is asked for: only the
+/// off-hours alert needs it, and a session's start should not pay for a file it may never use.
 #[derive(Debug)]
 pub struct SystemClock {
-    transitions: Vec<(i64, i32)>,
+    zone: Option<std::path::PathBuf>,
+    transitions: std::sync::OnceLock<Vec<(i64, i32)>>,
 }
 
 impl SystemClock {
-    /// Reads the local zone.
+    /// The clock, with the local zone's file found (not yet read).
     pub fn new() -> Self {
         let tz = std::env::var("TZ").ok().map(|t| t.trim_start_matches(':').to_owned());
-        let path = match tz.as_deref() {
+        let zone = match tz.as_deref() {
             Some("" | "UTC" | "UTC0" | "GMT" | "GMT0") => None,
             Some(name) if name.starts_with('/') => Some(std::path::PathBuf::from(name)),
             Some(name) => Some(Path::new("/usr/share/zoneinfo").join(name)),
             None => Some(std::path::PathBuf::from("/etc/localtime")),
         };
-        let transitions = path.and_then(|p| std::fs::read(p).ok()).and_then(|b| tzif_offsets(&b)).unwrap_or_default();
-        SystemClock { transitions }
+        SystemClock { zone, transitions: std::sync::OnceLock::new() }
     }
 
     /// The zone's UTC offset, in seconds, at `secs` since the epoch.
     fn offset(&self, secs: i64) -> i32 {
-        let i = self.transitions.partition_point(|(t, _)| *t <= secs);
+        let transitions = self.transitions.get_or_init(|| {
+            self.zone.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| tzif_offsets(&b)).unwrap_or_default()
+        });
+        let i = transitions.partition_point(|(t, _)| *t <= secs);
         match i {
-            0 => self.transitions.first().map_or(0, |(_, o)| *o),
-            i => self.transitions[i - 1].1,
+            0 => transitions.first().map_or(0, |(_, o)| *o),
+            i => transitions[i - 1].1,
         }
     }
 }
@@ -571,9 +575,18 @@ mod tests {
         file.extend(7200i32.to_be_bytes());
         file.extend([1, 0]);
         file.extend(b"X\0Y\0");
-        let clock = SystemClock { transitions: tzif_offsets(&file).unwrap() };
+        let clock = SystemClock { zone: None, transitions: tzif_offsets(&file).unwrap().into() };
         assert_eq!(clock.offset(0), 3600);
         assert_eq!(clock.offset(2_000_000), 7200);
         assert_eq!(clock.local_minutes(2_000_000_000), ((2_000_000 + 7200) % 86_400 / 60) as u16);
+        // The zone's file is read when local time is first asked for.
+        let path = std::env::temp_dir().join(format!("portcullis-tzif-{}", std::process::id()));
+        let lazy = SystemClock { zone: Some(path.clone()), transitions: std::sync::OnceLock::new() };
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(lazy.offset(2_000_000), 7200);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(lazy.offset(0), 3600, "read once, kept");
+        let missing = SystemClock { zone: Some(path), transitions: std::sync::OnceLock::new() };
+        assert_eq!(missing.offset(2_000_000), 0, "UTC when the zone cannot be read");
     }
 }
