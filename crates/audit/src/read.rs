@@ -70,6 +70,15 @@ impl Filter {
         true
     }
 
+    /// The record on `line` when it is kept: the cheap test on the raw line first, so that most
+    /// lines a narrow filter leaves out are never parsed.
+    pub fn select(&self, line: &[u8]) -> Option<Stored> {
+        if !self.may_match(line) {
+            return None;
+        }
+        parse(line).filter(|s| self.matches(s))
+    }
+
     /// True when `record` is kept.
     pub fn matches(&self, stored: &Stored) -> bool {
         let r = &stored.record;
@@ -105,12 +114,7 @@ pub fn exec_program(stored: &Stored) -> Option<String> {
 pub fn query(dir: &Path, filter: &Filter) -> std::io::Result<Vec<Stored>> {
     let mut out = Vec::new();
     each_line(dir, |line| {
-        if filter.may_match(line)
-            && let Some(s) = parse(line)
-            && filter.matches(&s)
-        {
-            out.push(s);
-        }
+        out.extend(filter.select(line));
         ControlFlow::Continue(())
     })?;
     Ok(out)

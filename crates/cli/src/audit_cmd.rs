@@ -369,7 +369,7 @@ fn query(dir: &std::path::Path, q: &QueryArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut count = 0usize;
     let mut writing = Writing::default();
-    read::each_line(dir, |line| match read::parse(line).filter(|r| filter.may_match(line) && filter.matches(r)) {
+    read::each_line(dir, |line| match filter.select(line) {
         Some(r) => {
             count += 1;
             writing.step(print_record(&mut out, &r, q.json, colour))
@@ -465,7 +465,7 @@ fn export(dir: &std::path::Path, format: &str, session: Option<&str>, since: Opt
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut writing = Writing::default();
     read::each_line(dir, |line| {
-        let Some(r) = read::parse(line).filter(|r| filter.may_match(line) && filter.matches(r)) else {
+        let Some(r) = filter.select(line) else {
             return ControlFlow::Continue(());
         };
         let written = if ocsf {

@@ -276,9 +276,7 @@ impl portcullis_egress::Recorder for SessionLog {
             other => (Kind::Lifecycle, other.to_owned()),
         };
         let mut r = Trail::record(self, kind, &event);
-        if agent.is_some() {
-            r.agent = agent;
-        }
+        r.agent = agent.or(r.agent);
         r.tool = tool.or(r.tool);
         if let Some(decision) = decision {
             r.decision = Some(DecisionRecord {
