@@ -12,8 +12,8 @@ n=${1:-1000000}
 batch=${2:-1000}
 dir=${3:-$(mktemp -d /var/tmp/portcullis-audit-bench.XXXXXX)}
 cc -O2 -o "$dir/raw_append" bench/raw_append.c
-cargo build -q --release -p portcullis-audit --example audit_bench
-bin=target/release/examples/audit_bench
+. bench/lib.sh
+bin=$(release_binary -p portcullis-audit --example audit_bench)
 for round in 1 2 3; do
     rm -rf "$dir/store" "$dir/raw.jsonl" && mkdir -p "$dir/store"
     raw=$("$dir/raw_append" "$dir/raw.jsonl" "$n" 200 "$batch")

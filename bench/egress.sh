@@ -13,8 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 for tool in wrk dnsperf squid tinyproxy nginx dnsmasq; do
   command -v "$tool" >/dev/null || { echo "bench/egress.sh: $tool is missing (apt-get install -y wrk dnsperf squid tinyproxy nginx-light dnsmasq-base)" >&2; exit 2; }
 done
-cargo build --release -q -p portcullis --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/portcullis"
+. "$root/bench/lib.sh"
+bin=$(release_binary -p portcullis --manifest-path "$root/Cargo.toml")
 work=$(mktemp -d /tmp/portcullis-egress.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

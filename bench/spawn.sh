@@ -8,8 +8,8 @@ set -euo pipefail
 rounds=${1:-200}
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v bwrap >/dev/null || { echo "bench/spawn.sh: bubblewrap is not installed (apt-get install -y bubblewrap)" >&2; exit 2; }
-cargo build --release -q -p portcullis --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/portcullis"
+. "$root/bench/lib.sh"
+bin=$(release_binary -p portcullis --manifest-path "$root/Cargo.toml")
 
 base=$(mktemp -d /tmp/portcullis-spawn.XXXXXX)
 trap 'rm -rf "$base"' EXIT
