@@ -272,13 +272,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let cap = limits.tool_calls;
     let gate = ExecGate { command: &argv, profile, decider: &decider, cap, trail: &*log, tally: &tally };
     let (running, exit, relay, served) = std::thread::scope(|scope| -> Result<_> {
-        // The monitor's thread is started while the init works; it gets the listener below.
-        let (give_listener, listener) = std::sync::mpsc::sync_channel::<std::os::fd::OwnedFd>(1);
+        // The monitor's thread is started while the init works; it gets the monitor below.
+        let (give_monitor, monitor) = std::sync::mpsc::sync_channel::<Monitor>(1);
         if spec.monitor_exec {
             let gate = &gate;
             scope.spawn(move || {
-                let Ok(listener) = listener.recv() else { return };
-                if let Err(e) = Monitor::new(listener).run(|req| gate.decide(req)) {
+                let Ok(monitor) = monitor.recv() else { return };
+                if let Err(e) = monitor.run(|req| gate.decide(req)) {
                     eprintln!("portcullis: the exec monitor stopped: {e}");
                 }
             });
@@ -287,10 +287,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         // No audit, no action: a record that cannot be stored ends the session.
         let killer = running.killer().context("cannot hold the session's init")?;
         log.on_failure(move || killer.kill());
-        if let Some(listener) = running.take_listener() {
-            give_listener.send(listener).context("cannot start the exec monitor")?;
+        if let Some(monitor) = running.take_monitor() {
+            give_monitor.send(monitor).context("cannot start the exec monitor")?;
         }
-        drop(give_listener);
+        drop(give_monitor);
         if let (Some(sockets), Some(served)) = (running.take_egress(), &served) {
             served.serve(Some(sockets.proxy), Some((sockets.dns_udp, sockets.dns_tcp)));
         }

@@ -40,32 +40,50 @@ pub struct ExecRequest {
     pub unreadable: Option<String>,
 }
 
+/// The exec that starts the agent, as the agent reported it before making it.
+///
+/// The agent's process shares the init's memory until that exec (see
+/// `sys::process::spawn_sharing_memory`), and the init is not dumpable, so a supervisor without
+/// `CAP_SYS_PTRACE` cannot read the call's arguments from it. It need not: until that exec
+/// completes the process runs only Portcullis' own code, which makes exactly this one exec, and
+/// nothing else is under the filter yet, so the listener's first notification is this call.
+#[derive(Clone, Debug)]
+pub(crate) struct FirstExec {
+    pub(crate) path: String,
+    pub(crate) argv: Vec<String>,
+    pub(crate) cwd: String,
+}
+
 /// The monitor, owning the listener.
 #[derive(Debug)]
 pub struct Monitor {
     listener: OwnedFd,
+    first: Option<FirstExec>,
 }
 
 impl Monitor {
-    /// A monitor on `listener` (from [`crate::session::Running::take_listener`]).
-    pub fn new(listener: OwnedFd) -> Self {
-        Monitor { listener }
+    /// A monitor on `listener`, whose first notification is `first` when given.
+    pub(crate) fn new(listener: OwnedFd, first: Option<FirstExec>) -> Self {
+        Monitor { listener, first }
     }
 
     /// Answers execs until no process is left in the sandbox. `decide` returns true to let an
     /// exec run; it sees every exec, including unreadable ones (which it should deny).
-    pub fn run(self, mut decide: impl FnMut(&ExecRequest) -> bool) -> io::Result<()> {
+    pub fn run(mut self, mut decide: impl FnMut(&ExecRequest) -> bool) -> io::Result<()> {
         let fd = self.listener.as_fd();
         while let Some(n) = notify::receive(fd)? {
-            let request = read_request(&n);
+            let (request, reported) = match self.first.take() {
+                Some(f) => (ExecRequest { pid: n.pid, path: f.path, argv: f.argv, cwd: f.cwd, unreadable: None }, true),
+                None => (read_request(&n), false),
+            };
             // The process died or was interrupted while we read: nothing to answer.
             if !notify::still_pending(fd, n.id) {
                 continue;
             }
             // A shell looking for a program tries each PATH entry; a miss is not an exec. It is
             // answered ENOENT here, so a file that appears after the check still does not run
-            // unchecked.
-            if request.unreadable.is_none() && !exists_inside(n.pid, &request.path) {
+            // unchecked. (The agent's first exec is of a file it found.)
+            if !reported && request.unreadable.is_none() && !exists_inside(n.pid, &request.path) {
                 match notify::answer(fd, n.id, Some(libc::ENOENT)) {
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                     other => other?,

@@ -6,10 +6,10 @@
 //!   clone3(NEW*) ──────────────▶ starts a helper making the network namespace; waits for "go"
 //!   uid/gid maps, "go" ────────▶ root plan (mounts, /proc, masks),
 //!   (caller: cgroup v1, files)   hostname, not dumpable; enters the network namespace
-//!   "cgroup" (+ v1 files) ─────▶ joins the cgroup (v1); fork ───────▶ setsid,
+//!   "cgroup" (+ v1 files) ─────▶ joins the cgroup (v1); vfork ──────▶ setsid,
 //!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
-//!   ◀────────────────────────────────────────── "ready" + listener ─ exec (trapped: the monitor's
+//!   ◀──────────────────────── "ready" + listener + program and cwd ─ exec (trapped: the monitor's
 //!   exec monitor, wait loop     reaps, forwards signals, exits        first record)
 //!                               with the agent's status
 //! ```
@@ -18,9 +18,14 @@
 //! (the cgroup, the session's files) runs while the init builds the agent's root, on another
 //! core. For the same reason the network namespace (the costliest of the six, about 0.6 ms) is
 //! made by a helper of the init's, which shares its memory, while the init builds the root.
+//! And the agent's process shares the init's memory until its exec (`CLONE_VM | CLONE_VFORK`,
+//! as `posix_spawn` does) instead of a copy of it: copying the page tables of a process that is
+//! itself a copy of the supervisor, and the faults that follow, cost about 0.5 ms. Since the
+//! init is not dumpable, that process reports its exec's program and working directory itself
+//! (the monitor's `FirstExec`).
 //!
 //! On cgroup v2 the init is born in the session's cgroup (`CLONE_INTO_CGROUP`). On v1 it moves
-//! its own single thread there, before it forks the agent, through `tasks` files the supervisor
+//! its own single thread there, before it starts the agent, through `tasks` files the supervisor
 //! opened: moving another process would take the kernel's global migration lock and wait for an
 //! RCU grace period (5–25 ms, more than the rest of a session's start).
 //!
@@ -33,7 +38,6 @@ use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,7 @@ use rustix::net::{
 
 use crate::cgroup::Cgroup;
 use crate::landlock::LandlockRules;
+use crate::monitor::{FirstExec, Monitor};
 use crate::mounts::{RootOptions, RootPlan};
 use crate::rlimit::Resource;
 use crate::sys::{self, process};
@@ -156,7 +161,9 @@ fn sup(step: &'static str) -> impl FnOnce(io::Error) -> StartError {
 #[derive(Debug)]
 pub struct Running {
     child: process::Child,
-    listener: Option<OwnedFd>,
+    /// The command as given (program and arguments), for the exec monitor's first record.
+    command: Vec<String>,
+    monitor: Option<Monitor>,
     upper: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
     egress: Option<EgressSockets>,
@@ -178,6 +185,8 @@ const GO: &[u8] = b"go";
 const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
 const FAILED: &[u8] = b"failed:";
+/// The longest program path or working directory the agent reports (the kernel's own limit).
+const MAX_PATH: usize = libc::PATH_MAX as usize;
 
 /// Starts `spec`: the init is born (in `born_in`, a cgroup v2 cgroup, when given) and builds
 /// the agent's root while the caller goes on; [`Starting::finish`] completes the start.
@@ -226,7 +235,9 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     // its helper are under way while this process writes the maps and goes on.
     std::thread::yield_now();
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
-    let running = Running { child, listener: None, upper: None, terminal: None, egress: None, winsize: None, signals };
+    let command = std::iter::once(&spec.program).chain(&spec.args).map(|a| a.to_string_lossy().into_owned()).collect();
+    let running =
+        Running { child, command, monitor: None, upper: None, terminal: None, egress: None, winsize: None, signals };
     let proc_dir = format!("/proc/{}", running.child.pid);
     let ids = spec.ids;
     let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
@@ -283,14 +294,20 @@ impl Starting {
 }
 
 fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartError> {
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; READY.len() + 4 + 2 * (MAX_PATH + 1)];
     let (len, fds) = recv_with_fds(ours, &mut buf).map_err(sup("read the init's report"))?;
     let text = &buf[..len];
     if let Some(rest) = text.strip_prefix(READY) {
-        // "ready" then one byte per descriptor kind: listener, upper layer, terminal, egress.
+        // "ready", one byte per descriptor kind (listener, upper layer, terminal, egress), then
+        // the first exec's program and working directory, each ended by a NUL.
         let mut fds = fds.into_iter();
         if rest.first() == Some(&b'1') {
-            running.listener = fds.next();
+            let mut parts = rest.get(4..).unwrap_or_default().split(|&b| b == 0).map(String::from_utf8_lossy);
+            let (Some(path), Some(cwd)) = (parts.next(), parts.next()) else {
+                return Err(StartError::Inside("the agent's report names no program".into()));
+            };
+            let first = FirstExec { path: path.into_owned(), argv: running.command.clone(), cwd: cwd.into_owned() };
+            running.monitor = fds.next().map(|listener| Monitor::new(listener, Some(first)));
         }
         if rest.get(1) == Some(&b'1') {
             running.upper = fds.next();
@@ -439,24 +456,28 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         }
         _ => process::exit_now(125),
     }
-    let agent = match process::clone_into(0, None) {
-        Err(e) => fail(&sock, "fork the agent", &e),
-        Ok(None) => agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref(), egress.as_ref()),
-        Ok(Some(agent)) => agent,
+    let agent = match process::spawn_sharing_memory(&mut || {
+        agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref(), egress.as_ref())
+    }) {
+        Err(e) => fail(&sock, "start the agent", &e),
+        Ok(pid) => pid,
     };
     drop(upper);
     drop(terminal);
     drop(egress);
     drop(tree);
     drop(sock);
-    init_loop(agent.pid)
+    init_loop(agent)
 }
 
 /// Waits for the agent, reaping every other child, forwarding signals; exits with the agent's
 /// status.
+///
+/// It allocates nothing: the agent ran in this process's memory until its exec, and had it been
+/// killed inside the allocator, the allocator's state would be torn.
 fn init_loop(agent: i32) -> ! {
-    let mut waited = process::FORWARDED.to_vec();
-    waited.push(libc::SIGCHLD);
+    let mut waited = [libc::SIGCHLD; process::FORWARDED.len() + 1];
+    waited[..process::FORWARDED.len()].copy_from_slice(process::FORWARDED);
     let agent_pid = rustix::process::Pid::from_raw(agent);
     loop {
         let sig = match process::wait_signal(&waited) {
@@ -498,12 +519,6 @@ fn agent_main(
     terminal: Option<&(OwnedFd, OwnedFd)>,
     egress: Option<&[OwnedFd; 3]>,
 ) -> ! {
-    // The init is not dumpable and this copy of its memory inherited that; the supervisor must
-    // read the first exec's arguments (an unprivileged supervisor has no CAP_SYS_PTRACE over a
-    // memory image made outside the agent's user namespace).
-    if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable) {
-        fail(sock, "make the agent readable by the exec monitor", &e);
-    }
     // SECURITY: a new session has no controlling terminal to inject keystrokes into; with a
     // terminal, it gets the sandbox's own.
     if let Err(e) = rustix::process::setsid() {
@@ -549,11 +564,30 @@ fn agent_main(
             Err(e) => fail(sock, "install the seccomp filter", &e),
         },
     };
+    // The first exec is this one: the supervisor learns its program and working directory
+    // here, since it cannot read them from this process's memory (the init's, not dumpable).
+    let program = find_program(spec);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let program = if program.is_absolute() { program } else { cwd.join(program) };
+    let argv = std::iter::once(&spec.program).chain(&spec.args).map(OsString::as_os_str);
+    let env = spec.env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()));
+    let exec = match process::ExecImage::new(&program, argv, env) {
+        Ok(image) => image,
+        Err(e) => fail(sock, "prepare the exec", &e),
+    };
     let mut header = READY.to_vec();
     header.push(if listener.is_some() { b'1' } else { b'0' });
     header.push(if upper.is_some() { b'1' } else { b'0' });
     header.push(if terminal.is_some() { b'1' } else { b'0' });
     header.push(if egress.is_some() { b'1' } else { b'0' });
+    for part in [program.as_os_str(), cwd.as_os_str()] {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(part);
+        if bytes.len() > MAX_PATH || bytes.contains(&0) {
+            fail(sock, "report the program's path", &format!("`{}` is not a path", part.to_string_lossy()));
+        }
+        header.extend_from_slice(bytes);
+        header.push(0);
+    }
     let fds: Vec<BorrowedFd<'_>> = listener
         .iter()
         .map(AsFd::as_fd)
@@ -572,12 +606,13 @@ fn agent_main(
     if let Err(e) = process::reset_signals() {
         fail(sock, "reset signals", &e);
     }
-    let err = std::process::Command::new(find_program(spec))
-        .arg0(&spec.program)
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .exec();
+    // One exec, of the program reported above: no search along PATH (done already) and no
+    // second try through /bin/sh for a file without a `#!` line, as execvp would make.
+    let err = if rustix::fs::access(&program, rustix::fs::Access::EXISTS).is_err() {
+        io::Error::from_raw_os_error(libc::ENOENT)
+    } else {
+        exec.run()
+    };
     eprintln!("portcullis: cannot run `{}` in the sandbox: {err}", spec.program.to_string_lossy());
     process::exit_now(if err.kind() == io::ErrorKind::NotFound { 127 } else { 126 })
 }
@@ -624,9 +659,9 @@ impl Running {
         self.child.pid
     }
 
-    /// The exec monitor's listener, once (`None` without the monitor).
-    pub fn take_listener(&mut self) -> Option<OwnedFd> {
-        self.listener.take()
+    /// The exec monitor, once (`None` without one): run it on a thread of its own.
+    pub fn take_monitor(&mut self) -> Option<Monitor> {
+        self.monitor.take()
     }
 
     /// The overlay's upper layer (the session's changes), while the session lives and after.

@@ -386,6 +386,7 @@ print(os.path.exists('/proc/%d' % sup))
 attempt(lambda: os.kill(sup, 0))
 attempt(lambda: libc.ptrace(16, sup, 0, 0))
 attempt(lambda: libc.ptrace(16, 1, 0, 0))
+attempt(lambda: open('/proc/1/mem', 'rb'))
 print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == sorted(set([1, os.getppid(), os.getpid()])))
 "
     );
@@ -403,8 +404,11 @@ print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == sorted(set([
     assert_eq!(lines[1], "No such process", "{s:?}");
     assert_ne!(lines[2], "ok", "{s:?}");
     assert_eq!(lines[3], "Operation not permitted", "{s:?}");
+    // Nor is the init's memory (Landlock scopes ptrace to the agent's own domain; the init is
+    // not dumpable besides).
+    assert_eq!(lines[4], "Permission denied", "{s:?}");
     // Only the init, the shell and the agent itself.
-    assert_eq!(lines[4], "True", "{s:?}");
+    assert_eq!(lines[5], "True", "{s:?}");
 });
 
 both!(unshare_mount_and_bpf_fail, |user| {
@@ -500,6 +504,39 @@ both!(every_exec_is_recorded_with_argv, |user| {
     for want in [vec!["ls"], vec!["id"], vec!["cat", "f"]] {
         assert!(execs.iter().any(|e| *e == want), "{want:?} not in {execs:?}");
     }
+    // The command itself comes first, whole, with its program and working directory (the agent
+    // reports them: its memory before that exec is the init's, which nobody may read).
+    let first = case.events(&s).into_iter().find(|e| e["kind"] == "exec").unwrap();
+    assert_eq!(first["input"]["argv"], serde_json::json!(["/bin/sh", "-c", "ls; id; cat f"]), "{first}");
+    assert_eq!(first["input"]["path"], "/bin/sh", "{first}");
+    assert_eq!(first["input"]["cwd"], case.work.to_str().unwrap(), "{first}");
+    assert_eq!(first["decision"]["rules"][0], "builtin.run_command", "{first}");
+});
+
+both!(the_command_is_executed_once_as_given, |user| {
+    let case = Case::new(user);
+    // Found on PATH: the record names the file that ran.
+    let s = case.run(&[], &["true"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let execs: Vec<Value> = case.events(&s).into_iter().filter(|e| e["kind"] == "exec").collect();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    let found =
+        ["/usr/local/bin", "/usr/bin", "/bin"].iter().map(|d| format!("{d}/true")).find(|p| Path::new(p).exists());
+    assert_eq!(execs[0]["input"]["path"].as_str(), found.as_deref(), "{execs:?}");
+    // Missing: 127, no exec made, so none recorded.
+    let s = case.run(&[], &["no-such-program"]);
+    assert_eq!(s.code, 127, "{s:?}");
+    assert!(s.stderr.contains("cannot run `no-such-program` in the sandbox: No such file or directory"), "{s:?}");
+    assert!(case.events(&s).iter().all(|e| e["kind"] != "exec"), "{s:?}");
+    // A file without a `#!` line is not handed to /bin/sh behind the policy's back: 126.
+    case.script("plain", "echo ran\n");
+    std::fs::set_permissions(case.work.join("plain"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = case.run(&[], &["./plain"]);
+    assert_eq!((s.code, s.stdout.as_str()), (126, ""), "{s:?}");
+    assert!(s.stderr.contains("Exec format error"), "{s:?}");
+    let execs: Vec<Value> = case.events(&s).into_iter().filter(|e| e["kind"] == "exec").collect();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    assert_eq!(execs[0]["input"]["path"], format!("{}/./plain", case.work.display()), "{execs:?}");
 });
 
 both!(an_exec_the_policy_denies_fails_with_eacces_and_is_recorded, |user| {

@@ -1,8 +1,11 @@
 //! Process creation and signals for the session: `clone3` into new namespaces, the init's
 //! signal mask and wait, and signals to a whole namespace.
 
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// `CLONE_PIDFD`: the kernel returns a pidfd for the child.
 const CLONE_PIDFD: u64 = 0x1000;
@@ -47,6 +50,109 @@ pub(crate) fn clone_into(flags: u64, cgroup: Option<&OwnedFd>) -> io::Result<Opt
             let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
             Ok(Some(Child { pid: i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?, pidfd }))
         }
+    }
+}
+
+/// Runs `child` in a new process that shares this process's memory until it execs or exits
+/// (`clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does), on a stack of its own; returns the
+/// child's pid once it has done either. `SIGCHLD` is its exit signal.
+///
+/// Nothing of this process's memory is copied: a `fork` copies the page tables and then takes a
+/// fault for every page either side writes, which for the init (itself a copy of the
+/// supervisor) is most of what starting the agent cost.
+///
+/// The caller must be single-threaded: this thread is suspended while the child runs, and the
+/// child uses the allocator and the standard library as this thread would (it shares its
+/// thread-local storage too). The child must not change what is shared with the caller and
+/// would outlive the exec: memory the caller reads afterwards, and the memory image's own
+/// flags (`PR_SET_DUMPABLE` is one). Its descriptor table, signal handlers, credentials, limits
+/// and session are its own (none of `CLONE_FILES`, `CLONE_SIGHAND`, `CLONE_THREAD`).
+pub(crate) fn spawn_sharing_memory(child: &mut dyn FnMut() -> i32) -> io::Result<libc::pid_t> {
+    /// The child's stack, below a guard page: enough for the walls and `Command::exec`.
+    const STACK: usize = 512 * 1024;
+    const GUARD: usize = 4096;
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut dyn FnMut` below, which outlives the child: the caller is
+        // suspended until the child has exec'd or exited.
+        let child = unsafe { &mut *arg.cast::<&mut dyn FnMut() -> i32>() };
+        child()
+    }
+    // SAFETY: a fresh private anonymous mapping; no memory of ours is involved.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `base` is the start of the mapping just made, and GUARD is within it.
+    let guarded = unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } == 0;
+    let result = if guarded {
+        let mut child = child;
+        // The stack grows down from the mapping's end (page-aligned, so 16-byte aligned).
+        let top = base.cast::<u8>().wrapping_add(STACK + GUARD).cast::<libc::c_void>();
+        let arg = (&raw mut child).cast::<libc::c_void>();
+        // SAFETY: the child runs `trampoline` on its own stack (`top`), with `arg` valid while
+        // this thread is suspended (CLONE_VFORK: until the child execs or exits). The caller is
+        // single-threaded, as documented, so the child's use of the shared allocator and
+        // thread-local storage cannot meet another thread's.
+        let pid = unsafe { libc::clone(trampoline, top, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, arg) };
+        if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(pid) }
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: the mapping is ours and the child no longer runs on it (it exec'd or exited).
+    unsafe { libc::munmap(base, STACK + GUARD) };
+    result
+}
+
+/// An `execve` prepared in full before it is made: the path, the arguments and the
+/// environment as C strings, and the pointer arrays the kernel reads.
+pub(crate) struct ExecImage {
+    path: CString,
+    /// Owns what `argv` and `envp` point at.
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl ExecImage {
+    /// `argv` in order (`argv[0]` first) and `env` as `NAME=value` strings. A NUL byte in any
+    /// of them is an error, since the kernel would cut the string there.
+    pub(crate) fn new<'a>(
+        path: &Path,
+        argv: impl Iterator<Item = &'a OsStr>,
+        env: impl Iterator<Item = (&'a OsStr, &'a OsStr)>,
+    ) -> io::Result<Self> {
+        let c = |bytes: Vec<u8>| {
+            CString::new(bytes).map_err(|_| io::Error::other("a NUL byte in the command or its environment"))
+        };
+        let path = c(path.as_os_str().as_bytes().to_vec())?;
+        let mut strings = Vec::new();
+        for arg in argv {
+            strings.push(c(arg.as_bytes().to_vec())?);
+        }
+        let args = strings.len();
+        for (name, value) in env {
+            strings.push(c([name.as_bytes(), b"=", value.as_bytes()].concat())?);
+        }
+        let pointers = |list: &[CString]| list.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect();
+        let (argv, envp) = (pointers(&strings[..args]), pointers(&strings[args..]));
+        Ok(ExecImage { path, _strings: strings, argv, envp })
+    }
+
+    /// Makes the `execve`; returns only its error.
+    pub(crate) fn run(&self) -> io::Error {
+        // SAFETY: the path and every pointer in `argv` and `envp` point at NUL-terminated
+        // strings owned by `self`, and both arrays end with a null pointer.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        io::Error::last_os_error()
     }
 }
 
