@@ -109,11 +109,24 @@ pub fn wait_for_termination() -> std::io::Result<i32> {
 }
 
 /// Reads a small file the kernel generates (`/proc`, cgroup files) in one `read` where it fits:
-/// such files report a size of 0, so `std::fs::read_to_string` starts with a 32-byte probe
-/// and doubles, making a dozen system calls for a few kilobytes.
+/// such files report a size of 0, so `std::fs::read_to_string` asks for the size (a `statx`),
+/// then starts with a 32-byte probe and doubles, making a dozen system calls for a few kilobytes.
 pub(crate) fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
-    let mut text = String::with_capacity(16 * 1024);
-    std::fs::File::open(path)?.read_to_string(&mut text)?;
-    Ok(text)
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if len == bytes.len() {
+            bytes.resize(2 * len, 0);
+        }
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

@@ -182,17 +182,13 @@ fn landlock() -> Result<(u32, String), String> {
 }
 
 fn seccomp() -> Result<String, String> {
-    let status =
-        crate::read_kernel_file("/proc/self/status").map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
-    if !status.lines().any(|l| l.starts_with("Seccomp:")) {
-        return Err("not built into this kernel".into());
-    }
-    let actions = crate::read_kernel_file("/proc/sys/kernel/seccomp/actions_avail")
-        .map_err(|e| format!("cannot read seccomp actions: {e}"))?;
-    if actions.split_whitespace().any(|a| a == "user_notif") {
-        Ok("filters with user notification".into())
-    } else {
-        Err(format!("user notification is not available (actions: {})", actions.trim()))
+    match crate::sys::seccomp_user_notif_available() {
+        Ok(true) => Ok("filters with user notification".into()),
+        Ok(false) => Err("user notification is not available (a kernel before 5.0?)".into()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOSYS) => {
+            Err("not built into this kernel".into())
+        }
+        Err(e) => Err(format!("the probe failed: {e}")),
     }
 }
 

@@ -29,6 +29,21 @@ pub(crate) fn landlock_abi() -> io::Result<i64> {
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
+/// Whether seccomp offers user notification (`SECCOMP_GET_ACTION_AVAIL`): `Ok(false)` when the
+/// kernel has seccomp without it, an error (`EINVAL`, `ENOSYS`) when it has no seccomp at all.
+pub(crate) fn seccomp_user_notif_available() -> io::Result<bool> {
+    const SECCOMP_GET_ACTION_AVAIL: libc::c_ulong = 2;
+    const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
+    let action = SECCOMP_RET_USER_NOTIF;
+    // SAFETY: the kernel reads one u32 at the pointer, which outlives the call.
+    let ret = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &raw const action) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) { Ok(false) } else { Err(err) }
+}
+
 /// Starts `/bin/true` in new user, mount, PID, network, IPC and UTS namespaces, to learn
 /// whether this user may create them here.
 pub(crate) fn try_namespaces() -> io::Result<()> {

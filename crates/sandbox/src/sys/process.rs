@@ -264,18 +264,16 @@ pub(crate) fn become_ids(id: u32) -> io::Result<()> {
 /// inheritable, permitted and effective sets, with the securebits that keep uid 0 from
 /// regaining them.
 pub(crate) fn drop_capabilities(id: u32) -> io::Result<()> {
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(63);
-    for cap in 0..=last {
+    // Capabilities are numbered from 0 up to the kernel's last without gaps: drop until the
+    // kernel says EINVAL (past its last), which spares reading `cap_last_cap`.
+    for cap in 0..=63u32 {
         // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } != 0 {
             let err = io::Error::last_os_error();
-            // EINVAL: a capability this kernel does not know; nothing to drop.
-            if err.raw_os_error() != Some(libc::EINVAL) {
-                return Err(err);
+            if err.raw_os_error() == Some(libc::EINVAL) && cap > 0 {
+                break;
             }
+            return Err(err);
         }
     }
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integer arguments only.
