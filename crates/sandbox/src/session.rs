@@ -438,6 +438,15 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     } else {
         None
     };
+    // The agent's Landlock ruleset, built here in the root the agent will see, while the helper
+    // may still be making the network namespace; the agent only enforces it.
+    let landlock = match &spec.landlock {
+        Some((rules, abi)) => match rules.prepare(*abi) {
+            Ok(prepared) => Some(prepared),
+            Err(e) => fail(&sock, "build the Landlock rules", &crate::landlock::describe(&e)),
+        },
+        None => None,
+    };
     let egress = match netns.enter() {
         Ok(sockets) => sockets,
         Err(e) => fail(
@@ -457,7 +466,8 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         _ => process::exit_now(125),
     }
     let agent = match process::spawn_sharing_memory(&mut || {
-        agent_main(spec, filter, &sock, upper.as_ref(), terminal.as_ref(), egress.as_ref())
+        let walls = AgentWalls { filter, landlock: landlock.as_ref() };
+        agent_main(spec, &walls, &sock, upper.as_ref(), terminal.as_ref(), egress.as_ref())
     }) {
         Err(e) => fail(&sock, "start the agent", &e),
         Ok(pid) => pid,
@@ -465,6 +475,7 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     drop(upper);
     drop(terminal);
     drop(egress);
+    drop(landlock);
     drop(tree);
     drop(sock);
     init_loop(agent)
@@ -511,9 +522,15 @@ fn open_terminal() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The agent's last steps before exec: the walls that apply to it alone. Never returns.
+/// The walls the init prepared for the agent to put up.
+struct AgentWalls<'a> {
+    filter: Option<&'a sys::Filter>,
+    landlock: Option<&'a crate::landlock::Prepared>,
+}
+
 fn agent_main(
     spec: &Spec,
-    filter: Option<&sys::Filter>,
+    walls: &AgentWalls<'_>,
     sock: &OwnedFd,
     upper: Option<&OwnedFd>,
     terminal: Option<&(OwnedFd, OwnedFd)>,
@@ -544,16 +561,12 @@ fn agent_main(
     if let Err(e) = rustix::thread::set_no_new_privs(true) {
         fail(sock, "set no_new_privs", &e);
     }
-    if let Some((rules, abi)) = &spec.landlock {
-        let prepared = match rules.prepare(*abi) {
-            Ok(p) => p,
-            Err(e) => fail(sock, "build the Landlock rules", &crate::landlock::describe(&e)),
-        };
-        if let Err(e) = sys::landlock_restrict(&prepared.fd) {
-            fail(sock, "enforce Landlock", &e);
-        }
+    if let Some(prepared) = walls.landlock
+        && let Err(e) = sys::landlock_restrict(&prepared.fd)
+    {
+        fail(sock, "enforce Landlock", &e);
     }
-    let listener = match filter {
+    let listener = match walls.filter {
         None => None,
         Some(f) if spec.monitor_exec => match f.install_with_listener() {
             Ok(fd) => Some(fd),
