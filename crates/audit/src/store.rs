@@ -153,7 +153,8 @@ pub fn parse_prefix(line: &[u8]) -> Option<Prefix<'_>> {
 /// The store.
 pub struct Store {
     shared: Arc<Shared>,
-    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The commit thread; it ends with the closing checkpoint, whose result it returns.
+    committer: Mutex<Option<std::thread::JoinHandle<Result<(), AuditError>>>>,
     repaired: Option<Repair>,
 }
 
@@ -319,17 +320,29 @@ impl Store {
         self.shared.sync(&mut w)
     }
 
-    /// Stops the commit thread and ends with a checkpoint. The store takes nothing more.
+    /// Ends with a checkpoint over everything queued, signed and synced, and stops the commit
+    /// thread. The store takes nothing more.
     pub fn close(&self) -> Result<(), AuditError> {
+        self.close_with(|| ()).1
+    }
+
+    /// As [`Store::close`], running `meanwhile` on this thread while the commit thread writes the
+    /// closing checkpoint and waits for the disk; returns what `meanwhile` returned and how the
+    /// close went.
+    pub fn close_with<T>(&self, meanwhile: impl FnOnce() -> T) -> (T, Result<(), AuditError>) {
         {
             let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.closing = true;
         }
         self.shared.wake.notify_all();
-        if let Some(t) = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
-        }
-        self.checkpoint()
+        let committer = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let value = meanwhile();
+        let closed = match committer.map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            // No commit thread (closed before), or it panicked: checkpoint here.
+            Some(Err(_)) | None => self.checkpoint(),
+        };
+        (value, closed)
     }
 
     /// The first write failure, if the store has had one.
@@ -517,7 +530,7 @@ impl Shared {
     /// record, and checkpoints records left unsigned for the checkpoint interval. Idle, it sleeps
     /// until a record comes or a checkpoint falls due; a session that records nothing costs no
     /// wake-ups.
-    fn commit_loop(&self) {
+    fn commit_loop(&self) -> Result<(), AuditError> {
         loop {
             // Records issued after `seen` wake the thread; records written before it (by a
             // `commit`) show as unsynced.
@@ -550,20 +563,14 @@ impl Shared {
             }
             let closing = q.closing;
             drop(q);
-            if closing {
-                // `close` writes the rest with its checkpoint, and syncs once.
-                return;
-            }
             let mut w = self.lock_writer();
+            if closing {
+                // The rest, with the closing checkpoint, synced once (for `close`).
+                return self.flush(&mut w, Some("checkpoint")).and_then(|()| self.sync(&mut w));
+            }
             let due =
                 w.tail.checkpointed < w.tail.seq && w.last_checkpoint.elapsed() >= self.options.checkpoint_interval;
-            let mut result = self.flush(&mut w, due.then_some("checkpoint"));
-            if result.is_ok() {
-                result = self.sync(&mut w);
-            }
-            if result.is_err() {
-                return;
-            }
+            self.flush(&mut w, due.then_some("checkpoint")).and_then(|()| self.sync(&mut w))?;
         }
     }
 }

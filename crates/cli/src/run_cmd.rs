@@ -373,20 +373,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     log.finish_alerts(Duration::from_secs(10));
     summary["problems"] = json!(problems);
-    // The end record goes out with the store's closing checkpoint, signed and synced while the
-    // cgroup is removed and the alert baseline saved.
+    // The end record goes out with the store's closing checkpoint, which the commit thread
+    // signs, writes and syncs while this one removes the cgroup and saves the alert baseline.
     let mut end = log.record(Kind::Lifecycle, "session_end");
     end.data = object(summary.clone());
     let ended = log.append(end).and_then(|()| {
-        std::thread::scope(|scope| {
-            let closed = scope.spawn(|| log.store().close().map_err(|e| e.to_string()));
+        let (saved, closed) = log.store().close_with(|| {
             let saved = log.alerter().map(|a| a.updated_baseline().save(&baseline_path));
             drop(cgroup);
-            if let Some(Err(e)) = saved {
-                problems.push(format!("cannot save the alert baseline `{}`: {e}", baseline_path.display()));
-            }
-            closed.join().unwrap_or_else(|_| Err("the closing thread panicked".into()))
-        })
+            saved
+        });
+        if let Some(Err(e)) = saved {
+            problems.push(format!("cannot save the alert baseline `{}`: {e}", baseline_path.display()));
+        }
+        closed.map_err(|e| e.to_string())
     });
     if let Err(e) = ended {
         problems.push(format!("cannot record the end of the session: {e}"));

@@ -36,6 +36,26 @@ fn records_chain_across_sessions_checkpoints_and_segments() {
 }
 
 #[test]
+fn close_with_runs_the_callers_work_while_the_commit_thread_writes_the_closing_checkpoint() {
+    let root = scratch("close-with");
+    let store = open(&root, Options::default());
+    for i in 0..50 {
+        store.append(exec("s", i)).unwrap();
+    }
+    let (value, closed) = store.close_with(|| 42);
+    assert_eq!(value, 42);
+    closed.unwrap();
+    let report = verify(&root);
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.signed_through, report.last_seq, "close ends with a checkpoint over every record");
+    let execs = read::query(&root.join("audit"), &Filter { kinds: vec![Kind::Exec], ..Filter::default() }).unwrap();
+    assert_eq!(execs.len(), 50);
+    // With the commit thread gone, a second close checkpoints here (nothing new to cover).
+    store.close().unwrap();
+    assert_eq!(verify(&root).last_seq, report.last_seq);
+}
+
+#[test]
 fn two_writers_share_one_chain() {
     let root = scratch("writers");
     // Small segments: the writers seal them under each other's feet.
