@@ -212,7 +212,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let starting = session::start(&spec, born_in.as_ref());
     // From here on, while the init builds the agent's root.
     // Only an overlay's changes are kept (for `diff` and `apply`).
-    let dir = if ephemeral { Some(sessions::create_dir(&state, &id)?) } else { None };
+    // Its own directory is made when the session ends, with what it saves; the place for it is
+    // checked now.
+    let sessions_root = if ephemeral { Some(sessions::sessions_root(&state)?) } else { None };
     let store =
         portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
             .context("the session cannot be recorded, so it does not start")?;
@@ -345,6 +347,16 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
              session was ended"
         ));
     }
+    let dir = match &sessions_root {
+        Some(root) => match sessions::create_dir(root, &id) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                problems.push(format!("{e:#}; the overlay's changes are lost"));
+                None
+            }
+        },
+        None => None,
+    };
     let changed: Vec<Change> = match (running.upper(), &dir) {
         (Some(upper), Some(dir)) => changes::collect(&upper, &workdir, &dir.join("changes")).unwrap_or_else(|e| {
             problems.push(format!(

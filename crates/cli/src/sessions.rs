@@ -94,11 +94,16 @@ pub(crate) fn make_state_root(state: &Path) -> Result<PathBuf> {
     Ok(state.to_path_buf())
 }
 
-/// Creates the session's directory, mode 0700.
-pub(crate) fn create_dir(state: &Path, id: &str) -> Result<PathBuf> {
+/// The directory sessions' own directories go in (`STATE/sessions`), made if missing.
+pub(crate) fn sessions_root(state: &Path) -> Result<PathBuf> {
     let sessions = state.join("sessions");
     make_dir(&sessions, 0o700, true, "the state directory")?;
-    let dir = sessions.join(id);
+    Ok(sessions)
+}
+
+/// Creates a session's directory in `root` (from [`sessions_root`]), mode 0700.
+pub(crate) fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
+    let dir = root.join(id);
     make_dir(&dir, 0o700, false, "the session directory")?;
     Ok(dir)
 }

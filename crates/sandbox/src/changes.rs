@@ -73,11 +73,11 @@ pub fn is_protected(rel: &Path) -> bool {
     PROTECTED.iter().any(|p| rel.starts_with(p))
 }
 
-/// Walks `upper` (the overlay's upper layer), copying what it holds under `saved` and comparing
-/// against `lower` (the real workdir). Returns the changes, sorted by path.
+/// Walks `upper` (the overlay's upper layer), copying what it holds under `saved` (made when
+/// there is something to save) and comparing against `lower` (the real workdir). Returns the
+/// changes, sorted by path.
 pub fn collect(upper: &Path, lower: &Path, saved: &Path) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
-    fs::create_dir_all(saved)?;
     walk(upper, lower, saved, Path::new(""), &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
@@ -123,18 +123,26 @@ fn walk(upper: &Path, lower: &Path, saved: &Path, rel: &Path, out: &mut Vec<Chan
             }
             walk(upper, lower, saved, &rel_path, out)?;
         } else if ft.is_symlink() {
+            made(saved, rel)?;
             let target = fs::read_link(entry.path())?;
             let dest = saved.join(&rel_path);
             let _ = fs::remove_file(&dest);
             std::os::unix::fs::symlink(&target, &dest)?;
             out.push(Change { path: rel_path, kind, entry: EntryType::Symlink });
         } else if ft.is_file() {
+            made(saved, rel)?;
             fs::copy(entry.path(), saved.join(&rel_path))?;
             out.push(Change { path: rel_path, kind, entry: EntryType::File });
         }
         // Devices, sockets and fifos the agent made stay in the sandbox.
     }
     Ok(())
+}
+
+/// Makes `saved` before the first entry is saved at its top (`rel` empty); deeper entries
+/// are saved in directories the walk made. A session that changed nothing writes nothing.
+fn made(saved: &Path, rel: &Path) -> io::Result<()> {
+    if rel.as_os_str().is_empty() { fs::create_dir_all(saved) } else { Ok(()) }
 }
 
 /// Why changes cannot be applied.
@@ -306,6 +314,21 @@ mod tests {
             assert_eq!(fs::metadata(lower.join("notes.txt")).unwrap().uid(), 4242);
         }
         assert_eq!(fs::read_to_string(lower.join("link")).unwrap(), "hello");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn nothing_changed_saves_nothing_and_a_top_level_file_alone_is_saved() {
+        let root = tmp("lazy");
+        let (upper, lower, saved) = (root.join("upper"), root.join("lower"), root.join("saved"));
+        fs::create_dir_all(&upper).unwrap();
+        fs::create_dir_all(&lower).unwrap();
+        assert!(collect(&upper, &lower, &saved).unwrap().is_empty());
+        assert!(!saved.exists(), "a session that changed nothing writes nothing");
+        fs::write(upper.join("only.txt"), "x").unwrap();
+        let changes = collect(&upper, &lower, &saved).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(fs::read_to_string(saved.join("only.txt")).unwrap(), "x");
         fs::remove_dir_all(&root).unwrap();
     }
 
