@@ -151,6 +151,39 @@ pub fn parse_bytes(line: &[u8]) -> Parsed {
     }
 }
 
+/// The command an exec runs, from its words as the program received them: no shell reads
+/// them, so they are taken literally (no quoting, expansion or globbing), then unwrapped like a
+/// command line's (`sudo`, `env`, `sh -c SCRIPT`, ...). The same result as parsing the words
+/// single-quoted, without the parser: a quoted command name is not on the fast path, and the
+/// exec monitor asks this for every exec.
+pub(crate) fn parse_argv(argv: &[Vec<u8>]) -> Parsed {
+    let mut walker = Walker { fast: true, ..Walker::default() };
+    let mut not_utf8 = false;
+    let words: Vec<Word> = argv
+        .iter()
+        .map(|a| {
+            Word::literal(String::from_utf8(a.clone()).unwrap_or_else(|e| {
+                not_utf8 = true;
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }))
+        })
+        .collect();
+    if !words.is_empty() {
+        let command = Command {
+            argv: words,
+            assignments: Vec::new(),
+            redirects: Vec::new(),
+            pipeline: None,
+            parent: None,
+            nested: false,
+        };
+        let index = walker.push(command);
+        walker.unwrap(index, 0);
+    }
+    let incomplete = if not_utf8 { Some(Incomplete::NotUtf8) } else { walker.incomplete };
+    Parsed { commands: walker.commands, incomplete, functions: walker.functions }
+}
+
 /// Parses a command line into its simple commands.
 pub fn parse(line: &str) -> Parsed {
     parse_with(line, true)
