@@ -477,8 +477,20 @@ fn marks(text: &str) -> u8 {
         ];
         let (patterns, ids): (Vec<&str>, Vec<u8>) =
             groups.iter().flat_map(|(g, list)| list.iter().map(move |p| (*p, *g))).unzip();
-        aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(patterns).ok().map(|ac| (ac, ids))
+        aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+            .build(patterns)
+            .ok()
+            .map(|ac| (ac, ids))
     });
+    // The markers are lower case; the text is folded to match them (rarely needed).
+    let folded;
+    let text = if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        folded = text.to_ascii_lowercase();
+        folded.as_str()
+    } else {
+        text
+    };
     match built {
         Some((ac, ids)) => ac.find_overlapping_iter(text).fold(0, |m, hit| m | ids[hit.pattern().as_usize()]),
         // The automaton is built from constants; if it ever failed, every group counts as seen.
