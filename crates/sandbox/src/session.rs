@@ -307,7 +307,10 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
                 return Err(StartError::Inside("the agent's report names no program".into()));
             };
             let first = FirstExec { path: path.into_owned(), argv: running.command.clone(), cwd: cwd.into_owned() };
-            running.monitor = fds.next().map(|listener| Monitor::new(listener, Some(first)));
+            let Some(listener) = fds.next() else {
+                return Err(StartError::Inside("the exec monitor's listener did not arrive".into()));
+            };
+            running.monitor = Some(Monitor::new(listener, Some(first)));
         }
         if rest.get(1) == Some(&b'1') {
             running.upper = fds.next();
@@ -472,6 +475,12 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         Err(e) => fail(&sock, "start the agent", &e),
         Ok(pid) => pid,
     };
+    // SECURITY: the agent's change of identity reset the dumpable flag of the memory it shared
+    // with this process (to `fs.suid_dumpable`, which a host may set to 1): set it again. The
+    // agent's own program runs in a memory image of its own.
+    if rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable).is_err() {
+        process::exit_now(125);
+    }
     drop(upper);
     drop(terminal);
     drop(egress);
