@@ -68,48 +68,71 @@ pub(crate) fn clone_into(flags: u64, cgroup: Option<&OwnedFd>) -> io::Result<Opt
 /// flags (`PR_SET_DUMPABLE` is one). Its descriptor table, signal handlers, credentials, limits
 /// and session are its own (none of `CLONE_FILES`, `CLONE_SIGHAND`, `CLONE_THREAD`).
 pub(crate) fn spawn_sharing_memory(child: &mut dyn FnMut() -> i32) -> io::Result<libc::pid_t> {
-    /// The child's stack, below a guard page: enough for the walls and `Command::exec`.
-    const STACK: usize = 512 * 1024;
-    const GUARD: usize = 4096;
     extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the `&mut dyn FnMut` below, which outlives the child: the caller is
         // suspended until the child has exec'd or exited.
         let child = unsafe { &mut *arg.cast::<&mut dyn FnMut() -> i32>() };
         child()
     }
-    // SAFETY: a fresh private anonymous mapping; no memory of ours is involved.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
+    // Enough for the walls and the exec.
+    let stack = ChildStack::new(512 * 1024)?;
+    let mut child = child;
+    let arg = (&raw mut child).cast::<libc::c_void>();
+    // SAFETY: the child runs `trampoline` on its own stack, with `arg` valid while this thread
+    // is suspended (CLONE_VFORK: until the child execs or exits), and the stack is unmapped only
+    // after that. The caller is single-threaded, as documented, so the child's use of the shared
+    // allocator and thread-local storage cannot meet another thread's.
+    let pid = unsafe { libc::clone(trampoline, stack.top(), libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, arg) };
+    if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(pid) }
+}
+
+/// A stack for a child cloned with `CLONE_VM`, above a guard page (an overflow faults instead
+/// of writing over the memory it shares); unmapped when dropped, which must not happen while
+/// the child still runs on it.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const GUARD: usize = 4096;
+
+    fn new(size: usize) -> io::Result<Self> {
+        let len = size + Self::GUARD;
+        // SAFETY: a fresh private anonymous mapping; no memory of ours is involved.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: `base` is the start of the mapping just made, and GUARD is within it.
+        if unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
     }
-    // SAFETY: `base` is the start of the mapping just made, and GUARD is within it.
-    let guarded = unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } == 0;
-    let result = if guarded {
-        let mut child = child;
-        // The stack grows down from the mapping's end (page-aligned, so 16-byte aligned).
-        let top = base.cast::<u8>().wrapping_add(STACK + GUARD).cast::<libc::c_void>();
-        let arg = (&raw mut child).cast::<libc::c_void>();
-        // SAFETY: the child runs `trampoline` on its own stack (`top`), with `arg` valid while
-        // this thread is suspended (CLONE_VFORK: until the child execs or exits). The caller is
-        // single-threaded, as documented, so the child's use of the shared allocator and
-        // thread-local storage cannot meet another thread's.
-        let pid = unsafe { libc::clone(trampoline, top, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, arg) };
-        if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(pid) }
-    } else {
-        Err(io::Error::last_os_error())
-    };
-    // SAFETY: the mapping is ours and the child no longer runs on it (it exec'd or exited).
-    unsafe { libc::munmap(base, STACK + GUARD) };
-    result
+
+    /// Where the stack starts: it grows down from the mapping's end (page-aligned, so 16-byte
+    /// aligned).
+    fn top(&self) -> *mut libc::c_void {
+        self.base.cast::<u8>().wrapping_add(self.len).cast()
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, and its owner keeps it until no child runs on it.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 /// An `execve` prepared in full before it is made: the path, the arguments and the
@@ -335,7 +358,7 @@ pub(crate) struct NetnsMaker {
     pid: libc::pid_t,
     shared: Box<NetnsShared>,
     /// The helper's stack; it must outlive the helper.
-    _stack: Vec<u8>,
+    _stack: ChildStack,
     waited: bool,
 }
 
@@ -436,20 +459,13 @@ pub(crate) fn start_network_namespace(egress: bool) -> io::Result<NetnsMaker> {
         result: std::sync::atomic::AtomicI32::new(i32::MIN),
         sockets: [(); 3].map(|()| std::sync::atomic::AtomicI32::new(-1)),
     });
-    let mut stack = vec![0u8; HELPER_STACK];
-    // The stack grows down from a 16-byte aligned top.
-    let top = (stack.as_mut_ptr() as usize + HELPER_STACK) & !15;
+    let stack = ChildStack::new(HELPER_STACK)?;
     let arg = (&raw const *shared).cast_mut().cast::<libc::c_void>();
     // SAFETY: the helper runs `make_network_namespace` on `stack`, which with `shared` lives in
     // the returned `NetnsMaker` until the helper is reaped (`enter` or drop); the helper makes
     // system calls only, so sharing memory with this process is sound.
     let pid = unsafe {
-        libc::clone(
-            make_network_namespace,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
-            arg,
-        )
+        libc::clone(make_network_namespace, stack.top(), libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD, arg)
     };
     if pid < 0 {
         return Err(io::Error::last_os_error());
