@@ -367,7 +367,6 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }),
         _ => Vec::new(),
     };
-    drop(running);
     if let Some(dir) = &dir
         && let Err(e) = sessions::save(dir, &workdir, &changed)
     {
@@ -392,9 +391,17 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let ended = log.append(end).and_then(|()| {
         let (saved, closed) = log.store().close_with(|| {
             let saved = log.alerter().map(|a| a.updated_baseline().save(&baseline_path));
+            // The init reported the agent's end and may still be tearing its namespaces down:
+            // its cgroup can go once it is gone.
+            let reaped = running.reap();
+            drop(running);
             drop(cgroup);
-            saved
+            (saved, reaped)
         });
+        let (saved, reaped) = saved;
+        if let Err(e) = reaped {
+            problems.push(format!("cannot wait for the session's init: {e}"));
+        }
         if let Some(Err(e)) = saved {
             problems.push(format!("cannot save the alert baseline `{}`: {e}", baseline_path.display()));
         }

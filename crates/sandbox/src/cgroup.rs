@@ -180,22 +180,21 @@ impl Cgroup {
 
     /// True when the memory limit killed something.
     pub fn oom_killed(&self) -> bool {
-        self.dirs.iter().any(|d| {
-            let events = crate::read_kernel_file(d.join("memory.events"))
-                .or_else(|_| crate::read_kernel_file(d.join("memory.oom_control")))
-                .unwrap_or_default();
-            events.lines().any(|l| (l.starts_with("oom_kill ") || l.starts_with("oom_kill\t")) && !l.ends_with(" 0"))
-        })
+        let file = if self.backend == CgroupBackend::V1 { "memory.oom_control" } else { "memory.events" };
+        self.read_first(file)
+            .lines()
+            .any(|l| (l.starts_with("oom_kill ") || l.starts_with("oom_kill\t")) && !l.ends_with(" 0"))
     }
 
     /// True when a fork failed at the pids limit.
     pub fn pids_limit_hit(&self) -> bool {
-        self.dirs.iter().any(|d| {
-            crate::read_kernel_file(d.join("pids.events"))
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.strip_prefix("max ").is_some_and(|n| n.trim() != "0"))
-        })
+        self.read_first("pids.events").lines().any(|l| l.strip_prefix("max ").is_some_and(|n| n.trim() != "0"))
+    }
+
+    /// `file` from the first of the cgroup's directories that has it (on v1 a controller's
+    /// files are in its own hierarchy's directory only); empty when none has.
+    fn read_first(&self, file: &str) -> String {
+        self.dirs.iter().find_map(|d| crate::read_kernel_file(d.join(file)).ok()).unwrap_or_default()
     }
 
     /// Kills every process in the cgroup with SIGKILL, repeating until it is empty.

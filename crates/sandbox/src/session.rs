@@ -10,8 +10,10 @@
 //!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
 //!   ◀──────────────────────── "ready" + listener + program and cwd ─ exec (trapped: the monitor's
-//!   exec monitor, wait loop     reaps, forwards signals, exits        first record)
-//!                               with the agent's status
+//!   exec monitor, wait loop     reaps, forwards signals; once the     first record)
+//!   ◀──────────────────────── "exited" + status ─ agent is gone, kills and reaps the rest,
+//!   end record, closing         reports, exits (the kernel tears the
+//!   (the init's exit meanwhile) namespaces down)
 //! ```
 //!
 //! Starting is split in two ([`start`], then [`Starting::finish`]) so the caller's own set-up
@@ -33,6 +35,14 @@
 //! copy of the supervisor's one thread and allocates. [`start`] checks this. The init and the
 //! agent die with the supervisor (`PR_SET_PDEATHSIG`), and when the init exits the kernel kills
 //! everything left in the PID namespace, so no process outlives the session.
+//!
+//! A session ends in two steps. The init reports the agent's status once the agent has exited
+//! and every other process in the namespace has been killed and reaped, then exits; the kernel
+//! then tears down the namespaces the init held (its mounts above all) and its copy of the
+//! supervisor's memory, about 0.25 ms. [`Running::wait`] returns at the report, so the
+//! supervisor writes the session's end while that teardown runs on another core;
+//! [`Running::reap`] waits for the init itself, which must be gone before its cgroup can be
+//! removed. An init that dies without a report (killed) is waited for as before.
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -170,6 +180,9 @@ pub struct Running {
     /// A second handle on the terminal's master side, for window-size changes.
     winsize: Option<OwnedFd>,
     signals: OwnedFd,
+    /// The setup socket, kept for the init's report of the agent's exit (`None` until the start
+    /// is finished, and once the init has hung up).
+    report: Option<OwnedFd>,
 }
 
 /// How a session ended.
@@ -184,6 +197,9 @@ pub struct Exit {
 const GO: &[u8] = b"go";
 const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
+/// The init's report that the agent and every other process in the namespace are gone,
+/// followed by the agent's status (a little-endian `i32`).
+const EXITED: &[u8] = b"exited";
 const FAILED: &[u8] = b"failed:";
 /// The longest program path or working directory the agent reports (the kernel's own limit).
 const MAX_PATH: usize = libc::PATH_MAX as usize;
@@ -236,8 +252,17 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     std::thread::yield_now();
     let signals = process::signalfd(process::FORWARDED).map_err(sup("create a signalfd"))?;
     let command = std::iter::once(&spec.program).chain(&spec.args).map(|a| a.to_string_lossy().into_owned()).collect();
-    let running =
-        Running { child, command, monitor: None, upper: None, terminal: None, egress: None, winsize: None, signals };
+    let running = Running {
+        child,
+        command,
+        monitor: None,
+        upper: None,
+        terminal: None,
+        egress: None,
+        winsize: None,
+        signals,
+        report: None,
+    };
     let proc_dir = format!("/proc/{}", running.child.pid);
     let ids = spec.ids;
     let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
@@ -289,7 +314,9 @@ impl Starting {
         let fds: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
         send_with_fds(&self.sock, IN_CGROUP, &fds).map_err(sup("start the init"))?;
         drop(files);
-        finish_start(self.running, &self.sock)
+        let mut running = finish_start(self.running, &self.sock)?;
+        running.report = Some(self.sock);
+        Ok(running)
     }
 }
 
@@ -486,16 +513,16 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     drop(egress);
     drop(landlock);
     drop(tree);
-    drop(sock);
-    init_loop(agent)
+    init_loop(agent, &sock)
 }
 
-/// Waits for the agent, reaping every other child, forwarding signals; exits with the agent's
-/// status.
+/// Waits for the agent, reaping every other child, forwarding signals. Once the agent has
+/// exited, kills and reaps what is left in the namespace, reports the agent's status on `sock`
+/// and exits with it.
 ///
 /// It allocates nothing: the agent ran in this process's memory until its exec, and had it been
 /// killed inside the allocator, the allocator's state would be torn.
-fn init_loop(agent: i32) -> ! {
+fn init_loop(agent: i32, sock: &OwnedFd) -> ! {
     let mut waited = [libc::SIGCHLD; process::FORWARDED.len() + 1];
     waited[..process::FORWARDED.len()].copy_from_slice(process::FORWARDED);
     let agent_pid = rustix::process::Pid::from_raw(agent);
@@ -509,7 +536,7 @@ fn init_loop(agent: i32) -> ! {
                 if Some(pid) == agent_pid {
                     let code =
                         status.exit_status().or_else(|| status.terminating_signal().map(|s| 128 + s)).unwrap_or(125);
-                    process::exit_now(code);
+                    end_namespace(code, sock);
                 }
             }
         } else if sig == libc::SIGTERM || sig == libc::SIGHUP {
@@ -519,6 +546,21 @@ fn init_loop(agent: i32) -> ! {
             let _ = rustix::process::kill_process_group(pid, signal);
         }
     }
+}
+
+/// The init's last step: SIGKILL to every other process in the namespace, each reaped (orphans
+/// are re-parented to the init, so no children left means no processes left), then the report
+/// and the exit. Exiting alone would kill them too, but the supervisor could then learn of the
+/// end only after the kernel's teardown of the namespaces.
+fn end_namespace(code: i32, sock: &OwnedFd) -> ! {
+    process::signal_namespace(libc::SIGKILL);
+    while let Ok(_) | Err(rustix::io::Errno::INTR) = rustix::process::wait(rustix::process::WaitOptions::empty()) {}
+    let mut report = [0u8; EXITED.len() + 4];
+    report[..EXITED.len()].copy_from_slice(EXITED);
+    report[EXITED.len()..].copy_from_slice(&code.to_le_bytes());
+    // A supervisor that is gone has nothing to learn.
+    let _ = rustix::net::send(sock, &report, SendFlags::empty());
+    process::exit_now(code)
 }
 
 /// A new pseudo-terminal in the sandbox's `devpts`: (master, slave).
@@ -714,7 +756,11 @@ impl Running {
 
     /// Waits for the session to end, forwarding the supervisor's signals to the init. When
     /// `wall_clock` runs out, the whole namespace gets SIGTERM, then SIGKILL after `grace`.
-    pub fn wait(&self, wall_clock: Option<Duration>, grace: Duration) -> io::Result<Exit> {
+    ///
+    /// Returns when the init reports that the agent and every other process in the namespace
+    /// are gone, or when the init has exited without a report (killed); [`Running::reap`] then
+    /// waits for the init itself.
+    pub fn wait(&mut self, wall_clock: Option<Duration>, grace: Duration) -> io::Result<Exit> {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         let started = Instant::now();
         let mut deadline = wall_clock.map(|w| started + w);
@@ -724,17 +770,30 @@ impl Running {
                 let left = d.saturating_duration_since(Instant::now());
                 Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) }
             });
-            let mut fds = [PollFd::new(&self.child.pidfd, PollFlags::IN), PollFd::new(&self.signals, PollFlags::IN)];
-            match poll(&mut fds, timeout.as_ref()) {
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-                Ok(_) => {}
+            let (exited, signalled, reported) = {
+                let mut fds = [
+                    PollFd::new(&self.child.pidfd, PollFlags::IN),
+                    PollFd::new(&self.signals, PollFlags::IN),
+                    // Without the socket, a second entry for the signals, never ready.
+                    PollFd::new(self.report.as_ref().unwrap_or(&self.signals), PollFlags::IN),
+                ];
+                let watched = if self.report.is_some() { 3 } else { 2 };
+                match poll(&mut fds[..watched], timeout.as_ref()) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                let ready = |i: usize| i < watched && !fds[i].revents().is_empty();
+                (ready(0), ready(1), ready(2))
+            };
+            if reported && let Some(code) = self.read_report() {
+                return Ok(Exit { code, timed_out });
             }
-            if !fds[0].revents().is_empty() {
+            if exited {
                 let exit = self.wait_exit()?;
                 return Ok(Exit { timed_out, ..exit });
             }
-            if !fds[1].revents().is_empty() {
+            if signalled {
                 while let Some(sig) = process::read_signalfd(&self.signals) {
                     match (&self.winsize, rustix::process::Signal::from_named_raw(sig)) {
                         // The user's window changed: resize the agent's terminal.
@@ -754,6 +813,36 @@ impl Running {
                     deadline = Some(Instant::now() + grace);
                 }
             }
+        }
+    }
+
+    /// The agent's status from the init's report, once one has arrived. Anything else on the
+    /// socket (the init hung up, killed or failing) retires it: the init's exit decides then.
+    fn read_report(&mut self) -> Option<i32> {
+        let sock = self.report.take()?;
+        let mut buf = [0u8; EXITED.len() + 4];
+        match rustix::net::recv(&sock, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n == buf.len() && buf.starts_with(EXITED) => {
+                let mut code = [0u8; 4];
+                code.copy_from_slice(&buf[EXITED.len()..]);
+                Some(i32::from_le_bytes(code))
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {
+                self.report = Some(sock);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits for the init to be gone after [`Running::wait`]: the teardown of its namespaces
+    /// may still be running when the report arrives. Its cgroup can be removed after this.
+    pub fn reap(&self) -> io::Result<()> {
+        match self.wait_exit() {
+            Ok(_) => Ok(()),
+            // Already reaped by `wait`.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

@@ -480,13 +480,21 @@ both!(the_wall_clock_kills_the_whole_tree, |user| {
     let s = case.sh(&["--policy", &policy], &script);
     assert!(s.limits_hit().contains("wall clock"), "{s:?}");
     std::thread::sleep(Duration::from_millis(200));
-    let survivors: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&marker))
-        .collect();
-    assert!(survivors.is_empty(), "{survivors:?}");
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+});
+
+// The init never reports the agent's end here: it is killed after the grace, and the session
+// still ends with every process gone and the status of a kill.
+both!(an_agent_that_ignores_sigterm_is_killed_after_the_grace, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[limits]\nwall_clock = \"1s\"\n");
+    let marker = format!("{}.{}", 7500 + std::process::id() % 1000, if user == User::Root { 1 } else { 2 });
+    // Ignored signals stay ignored in children: neither the shell nor its sleep ends on SIGTERM.
+    let s = case.sh(&["--policy", &policy], &format!("trap '' TERM\nsleep {marker} &\nwait\n"));
+    assert_eq!(s.code, 137, "{s:?}");
+    assert_eq!(s.summary["exit_code"], 137, "{s:?}");
+    assert!(s.limits_hit().contains("wall clock"), "{s:?}");
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
 });
 
 // ---------------------------------------------------------------- exec monitor
