@@ -2,6 +2,11 @@
 //! the system directories bound read-only, the workdir bound read-write, an empty home (so every
 //! credential file, including one created later, is out of sight), a private size-capped `/tmp`
 //! and a minimal `/dev`. The plan is computed before the fork; the child only makes system calls.
+//!
+//! New filesystems are made only where a size cap or a kernel view needs one (the scratch space,
+//! the root, `/tmp`, `/dev/shm`, `devpts`, `/proc`, the overlay): the home and `/dev` are
+//! directories of the root's own tmpfs, or of `/tmp`'s when the home lies there, made read-only.
+//! Each tmpfs costs its superblock's set-up and teardown on every start and exit.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +23,7 @@ pub struct RootOptions {
     pub base: PathBuf,
     /// The workdir, bound read-write at the same path.
     pub workdir: PathBuf,
-    /// The home directory, replaced by an empty tmpfs.
+    /// The home directory, shown empty and read-only.
     pub home: PathBuf,
     /// Size of the private `/tmp`, in bytes.
     pub tmp_size: u64,
@@ -49,6 +54,13 @@ pub struct RootOptions {
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
 /// Device nodes bound from the host.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Symlinks in `/dev` into the sandbox's `/proc` (made only with one).
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
 
 /// One step of the plan.
 #[derive(Debug)]
@@ -189,8 +201,9 @@ impl RootPlan {
             libc::MS_NOSUID | libc::MS_NODEV,
             &format!("mode=1777,size={}", opts.tmp_size),
         ));
+        // `/dev` is a directory of the root's tmpfs (read-only at the end): its nodes are binds
+        // of the host's, which keep their own mounts' flags.
         mkdir_all(&mut ops, Path::new("/dev"))?;
-        ops.push(fresh("tmpfs", staged(Path::new("/dev"))?, libc::MS_NOSUID, "mode=0755,size=64k"));
         for dev in DEVICES {
             let host = Path::new("/dev").join(dev);
             if host.exists() {
@@ -227,11 +240,21 @@ impl RootPlan {
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 "",
             ));
+            // What shells and scripts expect: process substitution opens `/dev/fd/N`.
+            for (link, target) in DEV_LINKS {
+                ops.push(Op::Symlink { target: c(Path::new(target))?, link: staged(Path::new(link))? });
+            }
         }
-        // Home as an empty tmpfs, so a workdir inside it is bound on top; read-only once the
-        // mount points in it are made.
+        // Home as a new, empty directory bound on itself, so a workdir inside it is bound on
+        // top; that mount is made read-only once the mount points in it are made.
         mkdir_all(&mut ops, &opts.home)?;
-        ops.push(fresh("tmpfs", staged(&opts.home)?, libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=64k"));
+        ops.push(Op::Mount {
+            source: Some(staged(&opts.home)?),
+            target: staged(&opts.home)?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
         for (extras, read_only) in [(&opts.read_only, true), (&opts.writable, false)] {
             for extra in extras.iter().filter(|e| e.is_dir()) {
                 mkdir_all(&mut ops, extra)?;
@@ -264,11 +287,12 @@ impl RootPlan {
                 ops.push(Op::Keep(c(&upper)?));
             }
         }
+        // The bind's own flag: the filesystem under it (the root's, or `/tmp`'s) stays as it is.
         ops.push(Op::Mount {
             source: None,
             target: staged(&opts.home)?,
             fstype: None,
-            flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
             data: None,
         });
         for path in opts.protected.iter().filter(|p| p.starts_with(&opts.workdir) && p.exists()) {

@@ -363,6 +363,17 @@ both!(a_symlink_in_the_workdir_cannot_write_the_real_bashrc, |user| {
     assert_eq!(std::fs::read_to_string(&bashrc).unwrap(), "# real\n");
 });
 
+// What scripts expect of `/dev`: process substitution opens `/dev/fd/N`, and `/dev/stderr`
+// can be written (here a pipe of the agent's own: one the supervisor inherited belongs to a
+// host user, and the agent's uid may not reopen it). `/dev` itself is read-only.
+both!(dev_fd_and_dev_stderr_work_as_scripts_expect, |user| {
+    let case = Case::new(user);
+    let script = "cat <(echo from-dev-fd)\n{ echo to-stderr > /dev/stderr; } 2>&1 | cat\n: > /dev/x";
+    let s = case.run(&[], &["/bin/bash", "-c", script]);
+    assert_eq!(s.lines(), ["from-dev-fd", "to-stderr"], "{s:?}");
+    assert!(s.stderr.contains("/dev/x: Read-only file system"), "{s:?}");
+});
+
 // ---------------------------------------------------------------- network and processes
 
 both!(only_loopback_and_no_route_out, |user| {

@@ -100,10 +100,14 @@ fn writes_to_etc_home_and_var_tmp_fail() {
     assert_eq!(python(&f, &try_to("open('/etc/portcullis-escape', 'w')")), "Read-only file system");
     assert_eq!(python(&f, &try_to("open('/var/tmp/escape', 'w')")), "No such file or directory");
     assert_eq!(python(&f, &try_to("open('/escape', 'w')")), "Read-only file system");
-    // Home is a fresh, empty tmpfs: a write there never reaches the real home.
+    // Home is a new, empty, read-only directory: a write there fails and never reaches the
+    // real home. (The fixture's home lies under `/tmp`, whose own tmpfs stays writable.)
     let bashrc = f.home.join(".bashrc");
-    python(&f, &try_to(&format!("open({}, 'w').write('evil')", q(&bashrc))));
+    assert_eq!(python(&f, &try_to(&format!("open({}, 'w').write('evil')", q(&bashrc)))), "Read-only file system");
     assert!(!bashrc.exists());
+    assert_eq!(python(&f, &format!("import os\nprint(os.listdir({}))", q(&f.home))), "[]");
+    assert_eq!(python(&f, &try_to("open('/tmp/scratch', 'w').write('x')")), "ok");
+    assert_eq!(python(&f, &try_to("os.mkdir('/dev/escape')")), "Read-only file system");
 }
 
 #[test]
