@@ -194,6 +194,8 @@ pub struct Exit {
     pub timed_out: bool,
 }
 
+/// The init's command line and name, as the agent sees them.
+const INIT_NAME: &str = "portcullis-init";
 const GO: &[u8] = b"go";
 const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
@@ -431,6 +433,10 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         Ok(n) => n,
         Err(e) => fail(&sock, "create the network namespace", &e),
     };
+    // What the agent's `ps` shows as PID 1, instead of the supervisor's command line.
+    if let Err(e) = process::rename(INIT_NAME) {
+        fail(&sock, "rename the init", &e);
+    }
     let mut buf = [0u8; 8];
     let tree = match recv_with_fds(&sock, &mut buf) {
         Ok((len, fds)) if &buf[..len] == GO => fds.into_iter().next(),

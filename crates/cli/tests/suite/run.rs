@@ -640,6 +640,16 @@ both!(the_agent_dies_with_the_supervisor, |user| {
     assert_eq!(processes_with(&marker), Vec::<String>::new());
 });
 
+// PID 1 inside is the init, a copy of the supervisor: it must not show the supervisor's
+// command line (the binary's host path, the policy file's path).
+both!(pid_1_shows_its_own_name_not_the_supervisors_command_line, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[limits]\nwall_clock = \"1m\"\n");
+    let s =
+        case.run(&["--policy", &policy], &["/bin/sh", "-c", "tr -d '\\0' < /proc/1/cmdline; echo; cat /proc/1/comm"]);
+    assert_eq!(s.lines(), ["portcullis-init", "portcullis-init"], "{s:?}");
+});
+
 both!(signals_reach_the_agent_and_its_status_is_passed_on, |user| {
     let case = Case::new(user);
     let marker = format!("{}.{}", 9000 + std::process::id() % 1000, if user == User::Root { 5 } else { 6 });

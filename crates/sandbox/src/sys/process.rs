@@ -262,6 +262,38 @@ pub(crate) fn read_signalfd(fd: &OwnedFd) -> Option<libc::c_int> {
     (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as libc::c_int)
 }
 
+/// Shows `name` as this process's command line (`/proc/PID/cmdline`, what `ps` prints) and as
+/// its command name: the argument area the kernel set up at exec is overwritten in place, the
+/// rest of it filled with NULs (`name` is cut to fit a shorter area). For the init, a copy of the supervisor, whose arguments would
+/// otherwise show the supervisor's command line (the binary's host path, the policy's path)
+/// to everything in the sandbox.
+pub(crate) fn rename(name: &str) -> io::Result<()> {
+    let stat = crate::read_kernel_file("/proc/self/stat")?;
+    // The fields after the command name's closing parenthesis start with the 3rd; the
+    // argument area's bounds are the 48th and 49th.
+    let bounds = stat
+        .rfind(')')
+        .and_then(|i| {
+            let mut fields = stat[i + 1..].split_ascii_whitespace().skip(48 - 3);
+            Some((fields.next()?.parse::<usize>().ok()?, fields.next()?.parse::<usize>().ok()?))
+        })
+        .filter(|(start, end)| start < end)
+        .ok_or_else(|| io::Error::other("no argument area to rename the process in"))?;
+    let (start, end) = bounds;
+    let shown = &name.as_bytes()[..name.len().min(end - start - 1)];
+    // SAFETY: [start, end) is this process's own argument area, mapped and writable since its
+    // exec; nothing in this process reads its arguments after the start (std's copy of argv
+    // points here, and only the supervisor uses it, in its own memory). `shown` is shorter
+    // than the area, so the area keeps a NUL at its end.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area.fill(0);
+        area[..shown.len()].copy_from_slice(shown);
+    }
+    rustix::thread::set_name(&std::ffi::CString::new(name).map_err(io::Error::other)?)?;
+    Ok(())
+}
+
 /// `kill(-1, sig)` from a namespace's init: every other process in the namespace.
 pub(crate) fn signal_namespace(sig: libc::c_int) {
     // SAFETY: kill takes integers only.
