@@ -86,6 +86,9 @@ const GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    // For `apply`: what changed in the workdir after this, outside the sandbox, is not
+    // overwritten unasked.
+    let started_at = std::time::SystemTime::now();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let workdir = cwd.join(args.workdir.as_deref().unwrap_or(Path::new(".")));
     let workdir = workdir.canonicalize().with_context(|| format!("cannot open the workdir `{}`", workdir.display()))?;
@@ -368,7 +371,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         _ => Vec::new(),
     };
     if let Some(dir) = &dir
-        && let Err(e) = sessions::save(dir, &workdir, &changed)
+        && let Err(e) = sessions::save(dir, &workdir, &changed, started_at)
     {
         problems.push(format!("cannot save the session's state in `{}`: {e}", dir.display()));
     }

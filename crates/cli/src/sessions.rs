@@ -142,7 +142,9 @@ pub(crate) struct DiffArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Copies the changed files into the real workdir and removes the deleted ones. Paths \
 that would pass through a symlink in the workdir are refused, and so (without --force) is a new \
-symlink that points out of it.
+symlink that points out of it. Nothing is applied when a file the session changed was also changed in the \
+workdir since the session started (outside the sandbox): `apply` lists those files, and --overwrite replaces \
+them with the session's version.
 
 Examples:
   portcullis apply
@@ -150,9 +152,13 @@ Examples:
 pub(crate) struct ApplyArgs {
     /// The session id (default: the latest session with changes).
     session: Option<String>,
-    /// Apply new symlinks even when they point outside the workdir.
+    /// Apply new symlinks even when they point outside the workdir, and changes to git hooks,
+    /// git config and auto-run files.
     #[arg(long)]
     force: bool,
+    /// Replace files that also changed in the workdir since the session started.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 struct Saved {
@@ -160,6 +166,8 @@ struct Saved {
     dir: PathBuf,
     workdir: PathBuf,
     changes: Vec<Change>,
+    /// When the session started (`None` in a session saved without it).
+    started: Option<SystemTime>,
 }
 
 fn load(session: Option<&str>) -> Result<Saved> {
@@ -173,16 +181,25 @@ fn load(session: Option<&str>) -> Result<Saved> {
             (id.to_owned(), saved)
         }
         None => {
-            let mut ids: Vec<String> = std::fs::read_dir(&sessions)
+            // The session that ended last (its state is written at its end: ids, to the second,
+            // do not order two sessions of the same second) among those that changed something.
+            let mut ended: Vec<(SystemTime, String)> = std::fs::read_dir(&sessions)
                 .with_context(|| format!("no sessions in `{}`", sessions.display()))?
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    let at = e.path().join("session.json").symlink_metadata().ok()?.modified().ok()?;
+                    Some((at, e.file_name().into_string().ok()?))
+                })
                 .collect();
-            ids.sort();
-            // The newest session that ended with its changes saved.
-            ids.into_iter()
+            ended.sort();
+            ended
+                .into_iter()
                 .rev()
-                .find_map(|id| Some((id.clone(), read_saved(&sessions.join(&id)).ok()?)))
-                .with_context(|| format!("no finished session in `{}`", sessions.display()))?
+                .find_map(|(_, id)| {
+                    let saved = read_saved(&sessions.join(&id)).ok()?;
+                    saved["changed"].as_array().is_some_and(|c| !c.is_empty()).then_some((id, saved))
+                })
+                .with_context(|| format!("no finished session with changes in `{}`", sessions.display()))?
         }
     };
     let workdir = saved["workdir"]
@@ -191,12 +208,15 @@ fn load(session: Option<&str>) -> Result<Saved> {
         .with_context(|| format!("session `{id}` has no workdir in its saved state"))?;
     let changes: Vec<Change> = serde_json::from_value(saved["changed"].clone())
         .with_context(|| format!("cannot read the changes of session `{id}`"))?;
-    Ok(Saved { dir: sessions.join(&id), id, workdir, changes })
+    let started = saved["started_ns"].as_u64().map(|ns| UNIX_EPOCH + std::time::Duration::from_nanos(ns));
+    Ok(Saved { dir: sessions.join(&id), id, workdir, changes, started })
 }
 
 /// Writes `session.json` in the session's directory: what `diff` and `apply` read.
-pub(crate) fn save(dir: &Path, workdir: &Path, changed: &[Change]) -> std::io::Result<()> {
-    let text = serde_json::to_vec(&json!({"workdir": workdir, "changed": changed})).map_err(std::io::Error::other)?;
+pub(crate) fn save(dir: &Path, workdir: &Path, changed: &[Change], started: SystemTime) -> std::io::Result<()> {
+    let started_ns = started.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let text = serde_json::to_vec(&json!({"workdir": workdir, "changed": changed, "started_ns": started_ns}))
+        .map_err(std::io::Error::other)?;
     std::fs::write(dir.join("session.json"), text)
 }
 
@@ -265,6 +285,28 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     let marker = saved.dir.join("applied");
     if marker.exists() {
         bail!("session {} was already applied", saved.id);
+    }
+    if !args.overwrite {
+        let Some(started) = saved.started else {
+            bail!(
+                "session {} was saved without its start time, so changes made in the workdir since then cannot be \
+                 told apart; nothing was applied (--overwrite applies it anyway)",
+                saved.id
+            );
+        };
+        let clashes = changes::changed_since(&saved.changes, &saved.workdir, started);
+        if !clashes.is_empty() {
+            let list: Vec<String> = clashes.iter().map(|p| format!("  {}", p.display())).collect();
+            bail!(
+                "{} of the session's changes would overwrite files changed in `{}` since session {} started:\n{}\n\
+                 nothing was applied; `portcullis diff {}` shows the session's version, and --overwrite replaces them",
+                clashes.len(),
+                saved.workdir.display(),
+                saved.id,
+                list.join("\n"),
+                saved.id
+            );
+        }
     }
     let n = changes::apply(&saved.changes, &saved.dir.join("changes"), &saved.workdir, args.force)
         .with_context(|| format!("cannot apply session {}", saved.id))?;

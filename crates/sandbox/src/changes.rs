@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +172,39 @@ pub enum ApplyError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The paths among `changes` that changed in the workdir itself since `since` (the session's
+/// start), which applying would overwrite: a file or symlink whose status changed after then
+/// (its ctime; the overlay never writes the workdir, so only something outside the sandbox
+/// did), one the session modified that is gone, or a path the session added that now exists
+/// (except a directory added on both sides). Directories are not compared: files made in them
+/// on the host change their times without any conflict.
+///
+/// File times may come from the kernel's coarse clock, up to a tick (1–10 ms) behind a precise
+/// reading of `since`, so a write within that tick after `since` can look older. Such a write
+/// lands while the sandbox is still being built or its agent is starting, and the session saw
+/// the file as it left it (the overlay's lower layer is the live workdir): only an agent that
+/// copied the file within that same tick could overwrite it unnoticed.
+pub fn changed_since(changes: &[Change], workdir: &Path, since: SystemTime) -> Vec<PathBuf> {
+    changes
+        .iter()
+        .filter(|change| {
+            let Ok(meta) = fs::symlink_metadata(workdir.join(&change.path)) else {
+                return change.kind == ChangeKind::Modified;
+            };
+            if change.kind == ChangeKind::Added {
+                return !(meta.is_dir() && change.entry == EntryType::Dir);
+            }
+            let ctime = UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(meta.ctime()).unwrap_or(0),
+                    u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+                );
+            !meta.is_dir() && ctime > since
+        })
+        .map(|change| change.path.clone())
+        .collect()
 }
 
 /// Copies `changes` from `saved` into `workdir`. Refuses, before writing anything, a path that

@@ -89,6 +89,16 @@ impl Case {
 
     /// `portcullis run --json ARGS -- CMD…` as the case's user, in the workdir, with the
     /// dangerous flag for the unprivileged user (see the module's note).
+    /// Runs `portcullis ARGS` (not `run`) as the case's user, on its state.
+    pub(super) fn subcommand(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args).current_dir(&self.work).env("PORTCULLIS_STATE_DIR", &self.state).env("HOME", &self.home);
+        if self.user == User::Unprivileged && is_root() {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        cmd.output().unwrap()
+    }
+
     pub(super) fn command(&self, args: &[&str], command: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("run").arg("--json").args(args);
@@ -333,15 +343,52 @@ both!(workdir_writes_land_in_the_overlay_until_apply, |user| {
         .collect();
     assert!(changed.contains(&"modified f".to_owned()) && changed.contains(&"added g".to_owned()), "{changed:?}");
     let id = s.summary["session"].as_str().unwrap().to_owned();
-    let mut apply = Command::new(&case.bin);
-    apply.args(["apply", &id]).env("PORTCULLIS_STATE_DIR", &case.state).env("HOME", &case.home);
-    if user == User::Unprivileged && is_root() {
-        apply.uid(NOBODY).gid(NOBODY);
-    }
-    let out = apply.output().unwrap();
+    let out = case.subcommand(&["apply", &id]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(case.work.join("f")).unwrap(), "changed\n");
     assert_eq!(std::fs::read_to_string(case.work.join("g")).unwrap(), "new\n");
+});
+
+// Edits made in the real workdir after the session started (an editor, another tool) are not
+// overwritten unasked: nothing is applied, and the clashing paths are named.
+both!(apply_refuses_to_overwrite_what_changed_in_the_workdir_meanwhile, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "echo agent > f\necho new > g\necho fresh > h\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    // File times lag a precise clock by up to a tick.
+    std::thread::sleep(Duration::from_millis(20));
+    for (name, text) in [("f", "host edit\n"), ("g", "host file\n")] {
+        let path = case.work.join(name);
+        std::fs::write(&path, text).unwrap();
+        if user == User::Unprivileged && is_root() {
+            std::os::unix::fs::lchown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let out = case.subcommand(&["apply", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("\n  f\n") && err.contains("\n  g\n") && !err.contains("\n  h\n"), "{err}");
+    assert_eq!(std::fs::read_to_string(case.work.join("f")).unwrap(), "host edit\n");
+    assert!(!case.work.join("h").exists(), "nothing may be applied");
+    let out = case.subcommand(&["apply", "--overwrite", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(case.work.join("f")).unwrap(), "agent\n");
+    assert_eq!(std::fs::read_to_string(case.work.join("g")).unwrap(), "new\n");
+    assert_eq!(std::fs::read_to_string(case.work.join("h")).unwrap(), "fresh\n");
+});
+
+// Without an id, `diff` and `apply` take the session that ended last among those with changes.
+both!(diff_without_an_id_shows_the_last_session_with_changes, |user| {
+    let case = Case::new(user);
+    let first = case.sh(&[], "echo one > one\n");
+    let second = case.sh(&[], "echo two > two\n");
+    let unchanged = case.sh(&[], "true\n");
+    assert!([&first, &second, &unchanged].iter().all(|s| s.code == 0));
+    let out = case.subcommand(&["diff", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["session"], second.summary["session"], "{shown}");
 });
 
 both!(no_ephemeral_writes_through, |user| {
