@@ -177,9 +177,11 @@ pub enum ApplyError {
 /// The paths among `changes` that changed in the workdir itself since `since` (the session's
 /// start), which applying would overwrite: a file or symlink whose status changed after then
 /// (its ctime; the overlay never writes the workdir, so only something outside the sandbox
-/// did), one the session modified that is gone, or a path the session added that now exists
-/// (except a directory added on both sides). Directories are not compared: files made in them
-/// on the host change their times without any conflict.
+/// did), one the session modified that is gone, a path the session added that now exists
+/// (except a directory added on both sides), and a directory that applying would remove (the
+/// session deleted it, or made a file of it) with anything in it changed. A directory the
+/// session kept as one is not compared itself: files made in it on the host change its times,
+/// and each of the session's changes in it is compared on its own.
 ///
 /// File times may come from the kernel's coarse clock, up to a tick (1–10 ms) behind a precise
 /// reading of `since`, so a write within that tick after `since` can look older. Such a write
@@ -190,21 +192,37 @@ pub fn changed_since(changes: &[Change], workdir: &Path, since: SystemTime) -> V
     changes
         .iter()
         .filter(|change| {
-            let Ok(meta) = fs::symlink_metadata(workdir.join(&change.path)) else {
+            let path = workdir.join(&change.path);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
                 return change.kind == ChangeKind::Modified;
             };
-            if change.kind == ChangeKind::Added {
-                return !(meta.is_dir() && change.entry == EntryType::Dir);
+            let both_dirs = meta.is_dir() && change.entry == EntryType::Dir;
+            match change.kind {
+                ChangeKind::Added => !both_dirs,
+                _ if both_dirs => false,
+                _ if meta.is_dir() => tree_changed_since(&path, since),
+                _ => ctime(&meta) > since,
             }
-            let ctime = UNIX_EPOCH
-                + Duration::new(
-                    u64::try_from(meta.ctime()).unwrap_or(0),
-                    u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-                );
-            !meta.is_dir() && ctime > since
         })
         .map(|change| change.path.clone())
         .collect()
+}
+
+/// True when `dir` or anything under it changed after `since`, or cannot be read to tell.
+fn tree_changed_since(dir: &Path, since: SystemTime) -> bool {
+    let Ok(meta) = fs::symlink_metadata(dir) else { return true };
+    if ctime(&meta) > since {
+        return true;
+    }
+    if !meta.is_dir() {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return true };
+    entries.into_iter().any(|entry| entry.map_or(true, |e| tree_changed_since(&e.path(), since)))
+}
+
+fn ctime(meta: &fs::Metadata) -> SystemTime {
+    UNIX_EPOCH + Duration::new(u64::try_from(meta.ctime()).unwrap_or(0), u32::try_from(meta.ctime_nsec()).unwrap_or(0))
 }
 
 /// Copies `changes` from `saved` into `workdir`. Refuses, before writing anything, a path that
@@ -312,6 +330,46 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn changes_made_in_the_workdir_after_the_start_are_found_where_apply_would_overwrite_them() {
+        let work = tmp("since");
+        for d in ["kept", "gone", "touched", "both"] {
+            fs::create_dir_all(work.join(d)).unwrap();
+        }
+        fs::write(work.join("kept/old.txt"), "old").unwrap();
+        fs::write(work.join("gone/old.txt"), "old").unwrap();
+        fs::write(work.join("touched/deep.txt"), "old").unwrap();
+        fs::write(work.join("edited.txt"), "old").unwrap();
+        fs::write(work.join("quiet.txt"), "old").unwrap();
+        // File times lag a precise clock by up to a tick.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let since = SystemTime::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // After the start, on the host: a file edited in place, one deep in a directory the
+        // session deleted, one made in a directory the session kept, and a file where the
+        // session added one.
+        fs::write(work.join("edited.txt"), "host").unwrap();
+        fs::write(work.join("touched/deep.txt"), "host").unwrap();
+        fs::write(work.join("kept/new.txt"), "host").unwrap();
+        fs::write(work.join("added.txt"), "host").unwrap();
+        let change = |path: &str, kind, entry| Change { path: PathBuf::from(path), kind, entry };
+        let changes = [
+            change("edited.txt", ChangeKind::Modified, EntryType::File),
+            change("quiet.txt", ChangeKind::Modified, EntryType::File),
+            change("touched", ChangeKind::Deleted, EntryType::None),
+            change("gone", ChangeKind::Deleted, EntryType::None),
+            change("kept", ChangeKind::Modified, EntryType::Dir),
+            change("kept/old.txt", ChangeKind::Modified, EntryType::File),
+            change("added.txt", ChangeKind::Added, EntryType::File),
+            change("both", ChangeKind::Added, EntryType::Dir),
+            change("vanished.txt", ChangeKind::Modified, EntryType::File),
+            change("absent.txt", ChangeKind::Deleted, EntryType::None),
+        ];
+        let found: Vec<String> =
+            changed_since(&changes, &work, since).iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(found, ["edited.txt", "touched", "added.txt", "vanished.txt"]);
     }
 
     #[test]

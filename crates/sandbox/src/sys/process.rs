@@ -264,9 +264,9 @@ pub(crate) fn read_signalfd(fd: &OwnedFd) -> Option<libc::c_int> {
 
 /// Shows `name` as this process's command line (`/proc/PID/cmdline`, what `ps` prints) and as
 /// its command name: the argument area the kernel set up at exec is overwritten in place, the
-/// rest of it filled with NULs (`name` is cut to fit a shorter area). For the init, a copy of the supervisor, whose arguments would
-/// otherwise show the supervisor's command line (the binary's host path, the policy's path)
-/// to everything in the sandbox.
+/// rest of it filled with NULs (`name` is cut to fit a shorter area). For the init, a copy of
+/// the supervisor, whose arguments would otherwise show the supervisor's command line (the
+/// binary's host path, the policy's path) to everything in the sandbox.
 pub(crate) fn rename(name: &str) -> io::Result<()> {
     let stat = crate::read_kernel_file("/proc/self/stat")?;
     // The fields after the command name's closing parenthesis start with the 3rd; the
