@@ -131,7 +131,8 @@ fn decide(policy: &Policy, agent: Option<&str>, command: &[String], calls: &[Sto
                     cwd: text("cwd"),
                     unreadable: None,
                 };
-                gate.decide(&request);
+                // The decision is read back from the record it wrote.
+                let _ = gate.decide(&request);
                 trail.take().pop().and_then(|r| r.decision).map_or(Decision::Deny, |d| d.decision)
             }
             _ => {

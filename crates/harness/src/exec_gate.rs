@@ -45,8 +45,8 @@ pub struct ExecGate<'a, T: Trail> {
 }
 
 impl<T: Trail> ExecGate<'_, T> {
-    /// Decides `req`: true lets it run.
-    pub fn decide(&self, req: &ExecRequest) -> bool {
+    /// Decides `req`: `Ok` lets it run; `Err` carries why it may not.
+    pub fn decide(&self, req: &ExecRequest) -> Result<(), String> {
         let started = Instant::now();
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         tally.execs += 1;
@@ -82,15 +82,18 @@ impl<T: Trail> ExecGate<'_, T> {
         if let Err(e) = recorded {
             // Fail closed: an exec that cannot be recorded does not run.
             tally.sink_error.get_or_insert_with(|| e.clone());
-            tally.denials.push((command, format!("the audit store cannot be written: {e}")));
-            return false;
+            let reason = format!("the audit store cannot be written: {e}");
+            tally.denials.push((command, reason.clone()));
+            return Err(reason);
         }
-        let allowed = decision == Decision::Allow;
+        if decision == Decision::Allow {
+            return Ok(());
+        }
         // A shell retries a refused exec along its PATH; one refusal is reported once.
-        if !allowed && tally.denials.last().is_none_or(|(c, _)| *c != command) {
-            tally.denials.push((command, reason));
+        if tally.denials.last().is_none_or(|(c, _)| *c != command) {
+            tally.denials.push((command, reason.clone()));
         }
-        allowed
+        Err(reason)
     }
 }
 
@@ -145,14 +148,14 @@ mod tests {
             trail: &trail,
             tally: &tally,
         };
-        assert!(gate.decide(&exec(&["agent"])), "the command run was given");
-        assert!(gate.decide(&exec(&["ls"])));
-        assert!(!gate.decide(&exec(&["id"])));
-        assert!(!gate.decide(&exec(&["id"])), "a retry is refused again");
-        assert!(!gate.decide(&exec(&["ls"])), "the fifth exec is past the cap of four");
+        assert!(gate.decide(&exec(&["agent"])).is_ok(), "the command run was given");
+        assert!(gate.decide(&exec(&["ls"])).is_ok());
+        assert!(gate.decide(&exec(&["id"])).is_err());
+        assert!(gate.decide(&exec(&["id"])).is_err(), "a retry is refused again");
+        assert!(gate.decide(&exec(&["ls"])).is_err(), "the fifth exec is past the cap of four");
         let mut unreadable = exec(&["ls"]);
         unreadable.unreadable = Some("gone".into());
-        assert!(!gate.decide(&unreadable));
+        assert!(gate.decide(&unreadable).is_err());
         let t = tally.lock().unwrap();
         assert_eq!(t.execs, 6);
         assert!(t.cap_hit);
@@ -182,7 +185,7 @@ mod tests {
             trail: &trail,
             tally: &tally,
         };
-        assert!(!gate.decide(&exec(&["ls"])));
+        assert!(gate.decide(&exec(&["ls"])).is_err());
         assert_eq!(tally.lock().unwrap().sink_error.as_deref(), Some("disk full"));
     }
 }

@@ -1,6 +1,8 @@
 //! The exec monitor: the supervisor's side of the seccomp user notification on `execve` and
 //! `execveat`. Every exec in the sandbox stops until the monitor has read its path, argv and
-//! working directory and answered: run it, or fail it with `EACCES`.
+//! working directory and answered: run it, or fail it with `EACCES`. A refused exec's caller is
+//! first told why, on its own standard error (see [`tell`]): a shell would only print
+//! "Permission denied", and a model reading that output could not tell a rule from a bug.
 //!
 //! # Time of check
 //!
@@ -67,10 +69,12 @@ impl Monitor {
         Monitor { listener, first }
     }
 
-    /// Answers execs until no process is left in the sandbox. `decide` returns true to let an
-    /// exec run; it sees every exec, including unreadable ones (which it should deny).
-    pub fn run(mut self, mut decide: impl FnMut(&ExecRequest) -> bool) -> io::Result<()> {
+    /// Answers execs until no process is left in the sandbox. `decide` returns `Ok` to let an
+    /// exec run, or why it may not; it sees every exec, including unreadable ones (which it
+    /// should deny).
+    pub fn run(mut self, mut decide: impl FnMut(&ExecRequest) -> Result<(), String>) -> io::Result<()> {
         let fd = self.listener.as_fd();
+        let mut told: Option<(u32, Vec<String>)> = None;
         while let Some(n) = notify::receive(fd)? {
             let (request, reported) = match self.first.take() {
                 Some(f) => (ExecRequest { pid: n.pid, path: f.path, argv: f.argv, cwd: f.cwd, unreadable: None }, true),
@@ -90,8 +94,18 @@ impl Monitor {
                 }
                 continue;
             }
-            let allow = decide(&request) && request.unreadable.is_none();
-            match notify::answer(fd, n.id, if allow { None } else { Some(libc::EACCES) }) {
+            let verdict = match (decide(&request), &request.unreadable) {
+                (Ok(()), Some(why)) => Err(format!("the exec could not be read: {why}")),
+                (verdict, _) => verdict,
+            };
+            if let Err(why) = &verdict
+                && told.as_ref() != Some(&(n.pid, request.argv.clone()))
+            {
+                tell(fd, &n, &request.argv, why);
+                // A shell tries each PATH entry: one message a refused command.
+                told = Some((n.pid, request.argv.clone()));
+            }
+            match notify::answer(fd, n.id, verdict.is_err().then_some(libc::EACCES)) {
                 // ENOENT: the caller went away after the check.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 other => other?,
@@ -99,6 +113,46 @@ impl Monitor {
         }
         Ok(())
     }
+}
+
+/// Writes why an exec is refused to the caller's standard error, before the call fails.
+///
+/// The descriptor is the caller's own, duplicated with `pidfd_getfd` (never reopened by path,
+/// which would check the supervisor's rights instead of the caller's): the line goes where the
+/// caller's own writes go, and not at all if it could not write there. The pidfd is taken while
+/// the call is still pending, so it names the trapped process, not a reuse of its pid. Nothing
+/// is written when the stream would block (a full pipe), so the monitor never waits on it.
+fn tell(listener: std::os::fd::BorrowedFd<'_>, n: &notify::Notification, argv: &[String], why: &str) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+    let Some(pid) = i32::try_from(n.pid).ok().and_then(Pid::from_raw) else { return };
+    let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else { return };
+    if !notify::still_pending(listener, n.id) {
+        return;
+    }
+    let Ok(stderr) = pidfd_getfd(&pidfd, 2, PidfdGetfdFlags::empty()) else { return };
+    let mut ready = [PollFd::new(&stderr, PollFlags::OUT)];
+    if poll(&mut ready, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })).is_err()
+        || !ready[0].revents().contains(PollFlags::OUT)
+    {
+        return;
+    }
+    let line = format!("portcullis: `{}` was not run: {}\n", one_line(&argv.join(" "), 200), one_line(why, 400));
+    let _ = rustix::io::write(&stderr, line.as_bytes());
+}
+
+/// `text` on one line, cut to about `max` bytes (at a character boundary).
+fn one_line(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
 }
 
 /// True when `path` names something in the caller's root (resolved as the caller would, with
@@ -188,4 +242,16 @@ fn read_string(mem: &File, addr: u64, budget: &mut usize) -> io::Result<String> 
     }
     *budget = budget.saturating_sub(out.len());
     Ok(std::ffi::OsString::from_vec(out).to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_message_stays_on_one_line_and_is_cut_at_a_character() {
+        assert_eq!(one_line("a\nb\tc\u{1b}[2J", 100), "a b c [2J");
+        assert_eq!(one_line("ééé", 3), "é…");
+        assert_eq!(one_line("short", 100), "short");
+    }
 }

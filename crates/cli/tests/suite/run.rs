@@ -621,6 +621,20 @@ both!(an_exec_the_policy_denies_fails_with_eacces_and_is_recorded, |user| {
     assert_eq!(denied[0]["decision"]["rules"][0], "tools.deny[0]", "{denied:?}");
 });
 
+// The caller of a refused exec reads why on its own standard error, once though the shell
+// tries each PATH entry, before its "Permission denied".
+both!(a_refused_exec_tells_its_caller_why, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[tools]\ndeny = [{ rule = \"Bash(id *)\", note = \"no ids here\" }]\n");
+    let s = case.sh(&["--policy", &policy], "id -u\necho after\n");
+    assert_eq!(s.lines(), ["after"], "{s:?}");
+    let told: Vec<&str> = s.stderr.lines().filter(|l| l.starts_with("portcullis: `id -u` was not run: ")).collect();
+    assert_eq!(told.len(), 1, "{s:?}");
+    assert!(told[0].contains("Bash(id *)"), "{s:?}");
+    let (at_told, at_denied) = (s.stderr.find(told[0]).unwrap(), s.stderr.find("Permission denied").unwrap());
+    assert!(at_told < at_denied, "{s:?}");
+});
+
 // ---------------------------------------------------------------- refusal
 
 both!(missing_landlock_is_refused_unless_the_dangerous_flag_is_given, |user| {
