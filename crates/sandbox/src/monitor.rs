@@ -99,7 +99,7 @@ impl Monitor {
                 (verdict, _) => verdict,
             };
             if let Err(why) = &verdict
-                && told.as_ref() != Some(&(n.pid, request.argv.clone()))
+                && told.as_ref().is_none_or(|(pid, argv)| *pid != n.pid || *argv != request.argv)
             {
                 tell(fd, &n, &request.argv, why);
                 // A shell tries each PATH entry: one message a refused command.
