@@ -614,6 +614,14 @@ fn scrub_env(pass: &[String], home: &Path, workdir: &Path, id: &str) -> Vec<(OsS
         env.retain(|(key, _)| key != k);
         env.push((k.into(), v));
     }
+    // Home is read-only and empty: caches go to the session's private `/tmp` instead, for the
+    // tools that follow XDG (pip, go's build cache, …) and for npm, which has a variable of its
+    // own. Values the policy passes are kept.
+    for (k, v) in [("XDG_CACHE_HOME", "/tmp/.cache"), ("npm_config_cache", "/tmp/.npm")] {
+        if !env.iter().any(|(key, _)| key == k) {
+            env.push((k.into(), v.into()));
+        }
+    }
     // The proxy, for every client that reads the usual variables (curl reads only the
     // lower-case `http_proxy`; npm its own `npm_config_*`). One that ignores them has no route.
     let http = format!("http://127.0.0.1:{PROXY_PORT}");

@@ -421,6 +421,28 @@ both!(dev_fd_and_dev_stderr_work_as_scripts_expect, |user| {
     assert!(s.stderr.contains("/dev/x: Read-only file system"), "{s:?}");
 });
 
+// What the agent starts with: the policy's allow-list and what the sandbox sets, nothing else
+// of the supervisor's environment (a loader variable, a cloud key, anything unlisted).
+both!(the_environment_is_scrubbed_to_the_allow_list, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[environment]\npass = [\"KEEP_*\"]\n");
+    let mut cmd = case.command(&["--policy", &policy], &["/usr/bin/env"]);
+    cmd.env("KEEP_ME", "kept").env("LD_PRELOAD", "/tmp/evil.so").env("AWS_SECRET_ACCESS_KEY", "s3cr3t");
+    cmd.env("DROP_ME", "dropped");
+    let s = Session::from(cmd.output().unwrap());
+    assert_eq!(s.code, 0, "{s:?}");
+    let vars: std::collections::BTreeMap<&str, &str> = s.lines().iter().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(vars.get("KEEP_ME"), Some(&"kept"), "{vars:?}");
+    for gone in ["LD_PRELOAD", "AWS_SECRET_ACCESS_KEY", "DROP_ME", "PORTCULLIS_STATE_DIR"] {
+        assert!(!vars.contains_key(gone), "{gone} reached the agent: {vars:?}");
+    }
+    assert_eq!(vars.get("HOME").copied(), case.home.to_str());
+    assert_eq!(vars.get("TMPDIR"), Some(&"/tmp"));
+    assert_eq!(vars.get("XDG_CACHE_HOME"), Some(&"/tmp/.cache"));
+    assert_eq!(vars.get("npm_config_cache"), Some(&"/tmp/.npm"));
+    assert_eq!(vars.get("https_proxy"), Some(&"http://127.0.0.1:3128"));
+});
+
 // ---------------------------------------------------------------- network and processes
 
 both!(only_loopback_and_no_route_out, |user| {
