@@ -622,6 +622,14 @@ fn scrub_env(pass: &[String], home: &Path, workdir: &Path, id: &str) -> Vec<(OsS
             env.push((k.into(), v.into()));
         }
     }
+    // Commits made in the session are the user's: their git identity, out of sight with the
+    // rest of the home, is passed as the variables git reads. `git config --global` writes
+    // to the session's `/tmp`.
+    for (k, v) in git_identity(home).into_iter().chain([("GIT_CONFIG_GLOBAL", "/tmp/.gitconfig".to_owned())]) {
+        if !env.iter().any(|(key, _)| key == k) {
+            env.push((k.into(), v.into()));
+        }
+    }
     // The proxy, for every client that reads the usual variables (curl reads only the
     // lower-case `http_proxy`; npm its own `npm_config_*`). One that ignores them has no route.
     let http = format!("http://127.0.0.1:{PROXY_PORT}");
@@ -643,6 +651,54 @@ fn scrub_env(pass: &[String], home: &Path, workdir: &Path, id: &str) -> Vec<(OsS
         env.push((k.into(), v.into()));
     }
     env
+}
+
+/// The `name` and `email` of the `[user]` section of the user's global git config
+/// (`~/.gitconfig`, else `$XDG_CONFIG_HOME/git/config`), as the author and committer variables
+/// git reads. Nothing else of that file reaches the sandbox (it may hold credential helpers or
+/// tokens in URLs), and its includes are not followed.
+fn git_identity(home: &Path) -> Vec<(&'static str, String)> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME").map_or_else(|| home.join(".config"), PathBuf::from);
+    let text = [home.join(".gitconfig"), xdg.join("git/config")]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let (name, email) = user_section(&text);
+    let mut vars = Vec::new();
+    if let Some(name) = name {
+        vars.extend([("GIT_AUTHOR_NAME", name.clone()), ("GIT_COMMITTER_NAME", name)]);
+    }
+    if let Some(email) = email {
+        vars.extend([("GIT_AUTHOR_EMAIL", email.clone()), ("GIT_COMMITTER_EMAIL", email)]);
+    }
+    vars
+}
+
+/// `name` and `email` from a git config's `[user]` section: `key = value` lines, a value in
+/// double quotes or cut at a `#` or `;` comment. The last of each wins, as in git.
+fn user_section(text: &str) -> (Option<String>, Option<String>) {
+    let (mut name, mut email, mut in_user) = (None, None, false);
+    for line in text.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[') {
+            in_user = header.split(']').next().is_some_and(|h| h.trim().eq_ignore_ascii_case("user"));
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=').filter(|_| in_user) else { continue };
+        let value = value.trim();
+        let value = match value.strip_prefix('"').and_then(|v| v.split_once('"')) {
+            Some((quoted, _)) => quoted,
+            None => value.split(['#', ';']).next().unwrap_or_default().trim(),
+        };
+        if value.is_empty() || value.chars().any(char::is_control) {
+            continue;
+        }
+        match key.trim().to_ascii_lowercase().as_str() {
+            "name" => name = Some(value.to_owned()),
+            "email" => email = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    (name, email)
 }
 
 fn enforced_list(
@@ -760,5 +816,19 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     );
     for p in summary["problems"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         eprintln!("  PROBLEM: {p}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_section;
+
+    #[test]
+    fn the_git_identity_is_read_from_the_user_section_alone() {
+        let config = "[core]\n\tname = not-this\n[user]\n\tname = \"Ada Lovelace\" # quoted\n\temail = ada@example.org ; comment\n\
+                      [url \"https://token@example.org/\"]\n\temail = not@this\n";
+        assert_eq!(user_section(config), (Some("Ada Lovelace".into()), Some("ada@example.org".into())));
+        assert_eq!(user_section("[user]\nname=\n[User]\nemail = b@c\n"), (None, Some("b@c".into())));
+        assert_eq!(user_section(""), (None, None));
     }
 }

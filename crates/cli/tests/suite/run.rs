@@ -443,6 +443,21 @@ both!(the_environment_is_scrubbed_to_the_allow_list, |user| {
     assert_eq!(vars.get("https_proxy"), Some(&"http://127.0.0.1:3128"));
 });
 
+// The home is out of sight, but a commit made in the session is the user's: their git identity
+// (only that, from their global config) is passed in; `git config --global` works in `/tmp`.
+both!(a_commit_in_the_session_carries_the_users_git_identity, |user| {
+    let case = Case::new(user);
+    std::fs::write(
+        case.home.join(".gitconfig"),
+        "[user]\n\tname = Ada Lovelace\n\temail = ada@example.org\n[credential]\n\thelper = store\n",
+    )
+    .unwrap();
+    let script = "git init -q repo && cd repo && echo x > f && git add f && git commit -qm first && \
+                  git log --format='%an <%ae> %cn' && git config --global init.defaultBranch main && git config --global --list";
+    let s = case.sh(&[], script);
+    assert_eq!(s.lines(), ["Ada Lovelace <ada@example.org> Ada Lovelace", "init.defaultbranch=main"], "{s:?}");
+});
+
 // ---------------------------------------------------------------- network and processes
 
 both!(only_loopback_and_no_route_out, |user| {
