@@ -614,18 +614,18 @@ fn scrub_env(pass: &[String], home: &Path, workdir: &Path, id: &str) -> Vec<(OsS
         env.retain(|(key, _)| key != k);
         env.push((k.into(), v));
     }
-    // Home is read-only and empty: caches go to the session's private `/tmp` instead, for the
-    // tools that follow XDG (pip, go's build cache, …) and for npm, which has a variable of its
-    // own. Values the policy passes are kept.
-    for (k, v) in [("XDG_CACHE_HOME", "/tmp/.cache"), ("npm_config_cache", "/tmp/.npm")] {
-        if !env.iter().any(|(key, _)| key == k) {
-            env.push((k.into(), v.into()));
-        }
-    }
-    // Commits made in the session are the user's: their git identity, out of sight with the
-    // rest of the home, is passed as the variables git reads. `git config --global` writes
-    // to the session's `/tmp`.
-    for (k, v) in git_identity(home).into_iter().chain([("GIT_CONFIG_GLOBAL", "/tmp/.gitconfig".to_owned())]) {
+    // Defaults, kept when the policy passes a value. Home is read-only and empty: caches go to
+    // the session's private `/tmp`, for the tools that follow XDG (pip, go's build cache, …)
+    // and for npm, which has a variable of its own, and so does `git config --global`. Commits
+    // made in the session are the user's: their git identity, out of sight with the rest of the
+    // home, is passed as the variables git reads.
+    let defaults = [
+        ("XDG_CACHE_HOME", "/tmp/.cache"),
+        ("npm_config_cache", "/tmp/.npm"),
+        ("GIT_CONFIG_GLOBAL", "/tmp/.gitconfig"),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    for (k, v) in defaults.into_iter().chain(git_identity(home)) {
         if !env.iter().any(|(key, _)| key == k) {
             env.push((k.into(), v.into()));
         }

@@ -780,7 +780,7 @@ impl Running {
                 let mut fds = [
                     PollFd::new(&self.child.pidfd, PollFlags::IN),
                     PollFd::new(&self.signals, PollFlags::IN),
-                    // Without the socket, a second entry for the signals, never ready.
+                    // Without the socket, a placeholder left out of the poll below.
                     PollFd::new(self.report.as_ref().unwrap_or(&self.signals), PollFlags::IN),
                 ];
                 let watched = if self.report.is_some() { 3 } else { 2 };
