@@ -350,17 +350,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
              session was ended"
         ));
     }
-    let dir = match &sessions_root {
-        Some(root) => match sessions::create_dir(root, &id) {
+    // A session that changed nothing keeps no directory: it has nothing for `diff` or `apply`,
+    // and the directory would be made on every start's critical path.
+    let upper = running.upper().filter(|u| !changes::untouched(u));
+    let dir = match (&sessions_root, &upper) {
+        (Some(root), Some(_)) => match sessions::create_dir(root, &id) {
             Ok(dir) => Some(dir),
             Err(e) => {
                 problems.push(format!("{e:#}; the overlay's changes are lost"));
                 None
             }
         },
-        None => None,
+        _ => None,
     };
-    let changed: Vec<Change> = match (running.upper(), &dir) {
+    let changed: Vec<Change> = match (upper, &dir) {
         (Some(upper), Some(dir)) => changes::collect(&upper, &workdir, &dir.join("changes")).unwrap_or_else(|e| {
             problems.push(format!(
                 "cannot save the session's changes to `{}`: {e}; the overlay's changes are lost",

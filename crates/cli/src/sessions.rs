@@ -1,7 +1,8 @@
 //! Sessions on disk: the state directory, session ids, and `portcullis diff` / `apply`.
 //!
 //! ```text
-//! STATE/sessions/ID/session.json   written at the session's end: the workdir and the changes
+//! STATE/sessions/ID/session.json   written at the end of a session that changed something in
+//!                                  its workdir's overlay: the workdir and the changes
 //!                  /changes/       the changed files themselves
 //! STATE/audit/                     the audit store (every session's records; see `audit`)
 //! ```
@@ -177,7 +178,15 @@ fn load(session: Option<&str>) -> Result<Saved> {
             if id.contains('/') || id.starts_with('.') {
                 bail!("`{id}` is not a session id");
             }
-            let saved = read_saved(&sessions.join(id)).with_context(|| format!("no finished session `{id}`"))?;
+            let dir = sessions.join(id);
+            if !dir.exists() {
+                bail!(
+                    "no saved changes for session `{id}` in `{}`: a session keeps them only when it changed \
+                     something in its workdir's overlay (not with --no-ephemeral)",
+                    sessions.display()
+                );
+            }
+            let saved = read_saved(&dir).with_context(|| format!("session `{id}` has not finished"))?;
             (id.to_owned(), saved)
         }
         None => {

@@ -74,6 +74,13 @@ pub fn is_protected(rel: &Path) -> bool {
     PROTECTED.iter().any(|p| rel.starts_with(p))
 }
 
+/// True when the overlay's upper layer holds nothing: the session changed nothing in the
+/// workdir (no file written, made, removed or re-moded; each leaves an entry there). A layer that
+/// cannot be read is not called untouched, so that [`collect`] reports the error.
+pub fn untouched(upper: &Path) -> bool {
+    fs::read_dir(upper).is_ok_and(|mut entries| entries.next().is_none())
+}
+
 /// Walks `upper` (the overlay's upper layer), copying what it holds under `saved` (made when
 /// there is something to save) and comparing against `lower` (the real workdir). Returns the
 /// changes, sorted by path.

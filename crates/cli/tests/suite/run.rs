@@ -389,6 +389,13 @@ both!(diff_without_an_id_shows_the_last_session_with_changes, |user| {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["session"], second.summary["session"], "{shown}");
+    // A session that changed nothing keeps no directory, and `diff` says why it has none.
+    let id = unchanged.summary["session"].as_str().unwrap();
+    assert!(!case.state.join("sessions").join(id).exists());
+    assert!(case.state.join("sessions").join(second.summary["session"].as_str().unwrap()).exists());
+    let out = case.subcommand(&["diff", id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("changed something"), "{err}");
 });
 
 both!(no_ephemeral_writes_through, |user| {
