@@ -5,7 +5,8 @@
 //! supervisor (outside)           init (PID 1 inside)                agent
 //!   clone3(NEW*) ──────────────▶ starts a helper making the network namespace; waits for "go"
 //!   uid/gid maps, "go" ────────▶ root plan (mounts, /proc, masks),
-//!   (caller: cgroup v1, files)   hostname, not dumpable; enters the network namespace
+//!   (caller: cgroup v1, files)   hostname, not dumpable; enters the network namespace,
+//!                                detaches the host's root (see `RootPlan`)
 //!   "cgroup" (+ v1 files) ─────▶ joins the cgroup (v1); vfork ──────▶ setsid,
 //!                                                                    rlimits, caps dropped,
 //!                                                                    no_new_privs, Landlock, seccomp
@@ -491,6 +492,10 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
             &e,
         ),
     };
+    // The host's root is detached only now that the helper is done (see `RootPlan`).
+    if let Err(e) = sys::run_root_plan(&plan.finish, None, &mut |_| ()) {
+        fail(&sock, "build the agent's root (detach the host's root)", &e);
+    }
     // Nothing runs as the agent before the init is in the session's cgroup.
     let mut cgroup_buf = [0u8; 16];
     match recv_with_fds(&sock, &mut cgroup_buf) {

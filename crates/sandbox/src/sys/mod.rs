@@ -162,6 +162,7 @@ impl ChildWalls {
         // The new root needs the mount namespace entered above.
         if let Some(root) = &self.root {
             run_root_plan(&root.ops, None, &mut |_| ())?;
+            run_root_plan(&root.finish, None, &mut |_| ())?;
         }
         // SECURITY: a new session has no controlling terminal to inject keystrokes into.
         // SAFETY: setsid takes no arguments.
@@ -239,6 +240,11 @@ pub(crate) fn default_sigpipe() {
     }
 }
 
+/// [`crate::mounts::OLD_ROOT`]: relative to the new root for `pivot_root` (the host's root is
+/// still `/` when it runs), absolute once the new root is `/`.
+const OLD_ROOT_REL: &std::ffi::CStr = c".old-root";
+const OLD_ROOT_ABS: &std::ffi::CStr = c"/.old-root";
+
 /// Runs a root plan: mkdirs, binds, tmpfs mounts and `pivot_root`, with pre-built paths only.
 /// Directories the plan keeps open are handed to `keep` (which must not allocate when the plan
 /// runs between fork and exec).
@@ -293,13 +299,17 @@ pub(crate) fn run_root_plan(
             Op::PivotRoot { new_root } => {
                 // SAFETY: `new_root` is a NUL-terminated string we own.
                 check(unsafe { libc::chdir(new_root.as_ptr()) })?;
-                // pivot_root(".", ".") stacks the old root under the new one; detach it at once.
-                // SAFETY: both arguments are the static string ".".
-                check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } as libc::c_int)?;
-                // SAFETY: "." is a static string.
-                check(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
+                // SAFETY: both arguments are NUL-terminated static strings.
+                let moved = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), OLD_ROOT_REL.as_ptr()) };
+                check(moved as libc::c_int)?;
                 // SAFETY: "/" is a static string.
                 check(unsafe { libc::chdir(c"/".as_ptr()) })?;
+            }
+            Op::DetachOldRoot => {
+                // SAFETY: OLD_ROOT_ABS is a NUL-terminated static string.
+                check(unsafe { libc::umount2(OLD_ROOT_ABS.as_ptr(), libc::MNT_DETACH) })?;
+                // SAFETY: as above.
+                check(unsafe { libc::rmdir(OLD_ROOT_ABS.as_ptr()) })?;
             }
             Op::Chdir(path) => {
                 // SAFETY: `path` is a NUL-terminated string we own.

@@ -131,6 +131,17 @@ fn filling_tmp_hits_enospc_at_the_cap() {
     assert_eq!(out, "No space left on device");
 }
 
+// The host's root is detached in the plan's second part: nothing of it, nor the directory it
+// was moved to, is left in the root.
+#[test]
+fn the_root_holds_only_what_the_plan_made() {
+    let f = fixture("root");
+    let out = python(&f, "import os\nprint(sorted(n for n in os.listdir('/') if n.startswith('.')))");
+    assert_eq!(out, "[]");
+    let out = python(&f, &try_to("os.stat('/var/lib')"));
+    assert_eq!(out, "No such file or directory");
+}
+
 #[test]
 fn dev_has_only_the_minimal_nodes() {
     let f = fixture("dev");
