@@ -40,7 +40,10 @@ pub struct RootOptions {
     /// Extra host trees bound read-write at the same path (outside the workdir).
     pub writable: Vec<PathBuf>,
     /// The workdir comes as a detached, idmapped tree from the supervisor (see
-    /// [`crate::session`]) instead of a bind of the host path.
+    /// [`crate::session`]) instead of a bind of the host path, and so do the `read_only` and
+    /// `writable` trees (not idmapped). For a supervisor that is root: the init, which runs as
+    /// an unprivileged host uid, may not reach them (a path under root's 0700 home), while the
+    /// supervisor copies them whole.
     pub idmapped_workdir: bool,
     /// Paths inside the workdir made read-only on top of it (git hooks and config: what would
     /// run on the host later). Only existing paths can be covered.
@@ -92,8 +95,11 @@ pub(crate) enum Op {
     Chdir(CString),
     /// Open a directory and keep the descriptor (the overlay's upper layer, for the supervisor).
     Keep(CString),
-    /// Attach the detached (idmapped) workdir tree the supervisor passed.
-    AttachTree(CString),
+    /// Attach the detached tree the supervisor passed for `RootPlan::trees[tree]`.
+    AttachTree {
+        tree: usize,
+        target: CString,
+    },
 }
 
 /// A root plan that cannot be made.
@@ -102,6 +108,9 @@ pub enum PlanError {
     /// A path contains a NUL byte or is not absolute.
     #[error("`{0}` cannot be used as a mount path")]
     BadPath(PathBuf),
+    /// The policy shows more host trees than one session can pass.
+    #[error("more than {0} read-only and writable paths")]
+    TooManyTrees(usize),
     /// The flags of a host mount cannot be read.
     #[error("cannot read the mount flags of `{path}`")]
     Flags {
@@ -129,7 +138,22 @@ pub(crate) const OLD_ROOT: &str = "/.old-root";
 pub struct RootPlan {
     pub(crate) ops: Vec<Op>,
     pub(crate) finish: Vec<Op>,
+    /// The host trees the supervisor copies (`open_tree`) and passes, in order.
+    pub(crate) trees: Vec<Tree>,
 }
+
+/// A host tree the supervisor copies for the plan (see `RootOptions::idmapped_workdir`).
+#[derive(Debug)]
+pub(crate) struct Tree {
+    pub(crate) host: CString,
+    /// Made read-only, every mount in it.
+    pub(crate) read_only: bool,
+    /// Files appear owned as the sandbox's user namespace maps their owners (the workdir's).
+    pub(crate) idmapped: bool,
+}
+
+/// The most trees a plan may pass (the workdir and the policy's extra paths).
+pub(crate) const MAX_TREES: usize = 32;
 
 fn c(path: &Path) -> Result<CString, PlanError> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| PlanError::BadPath(path.to_path_buf()))
@@ -270,15 +294,28 @@ impl RootPlan {
             flags: libc::MS_BIND,
             data: None,
         });
+        let mut trees = Vec::new();
+        let mut attach = |ops: &mut Vec<Op>, host: &Path, target: CString, read_only: bool, idmapped: bool| {
+            trees.push(Tree { host: c(host)?, read_only, idmapped });
+            if trees.len() > MAX_TREES {
+                return Err(PlanError::TooManyTrees(MAX_TREES - 1));
+            }
+            ops.push(Op::AttachTree { tree: trees.len() - 1, target });
+            Ok(())
+        };
         for (extras, read_only) in [(&opts.read_only, true), (&opts.writable, false)] {
             for extra in extras.iter().filter(|e| e.is_dir()) {
                 mkdir_all(&mut ops, extra)?;
-                bind(&mut ops, extra, staged(extra)?, read_only)?;
+                if opts.idmapped_workdir {
+                    attach(&mut ops, extra, staged(extra)?, read_only, false)?;
+                } else {
+                    bind(&mut ops, extra, staged(extra)?, read_only)?;
+                }
             }
         }
         mkdir_all(&mut ops, &opts.workdir)?;
         match opts.ephemeral {
-            None if opts.idmapped_workdir => ops.push(Op::AttachTree(staged(&opts.workdir)?)),
+            None if opts.idmapped_workdir => attach(&mut ops, &opts.workdir, staged(&opts.workdir)?, false, true)?,
             None => bind(&mut ops, &opts.workdir, staged(&opts.workdir)?, false)?,
             Some(_) => {
                 let (upper, work) = (scratch.join("upper"), scratch.join("work"));
@@ -287,7 +324,7 @@ impl RootPlan {
                 let lower = if opts.idmapped_workdir {
                     let lower = scratch.join("lower");
                     ops.push(Op::Mkdir(c(&lower)?));
-                    ops.push(Op::AttachTree(c(&lower)?));
+                    attach(&mut ops, &opts.workdir, c(&lower)?, false, true)?;
                     lower
                 } else {
                     opts.workdir.clone()
@@ -379,7 +416,7 @@ impl RootPlan {
             data: None,
         });
         finish.push(Op::Chdir(c(&opts.workdir)?));
-        Ok(RootPlan { ops, finish })
+        Ok(RootPlan { ops, finish, trees })
     }
 }
 

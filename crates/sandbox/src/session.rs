@@ -238,8 +238,6 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
         })?),
         None => None,
     };
-    let workdir_c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(spec.root.workdir.as_os_str()))
-        .map_err(|_| StartError::Plan(crate::mounts::PlanError::BadPath(spec.root.workdir.clone())))?;
     let child = match process::clone_into(flags, into.as_ref()).map_err(StartError::Namespaces)? {
         None => {
             drop(ours);
@@ -280,16 +278,22 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     }
     // The workdir seen through the agent's map, so files owned by the workdir's owner are the
     // agent's own (root only: idmapped mounts need CAP_SYS_ADMIN on the host).
-    let tree = if spec.root.idmapped_workdir {
-        let tree = sys::idmap::clone_tree(&workdir_c).map_err(sup("copy the workdir's mount"))?;
-        let userns = std::fs::File::open(format!("{proc_dir}/ns/user")).map_err(sup("open the user namespace"))?;
-        sys::idmap::set_idmap(&tree, &OwnedFd::from(userns))
-            .map_err(sup("idmap the workdir (its filesystem may not support idmapped mounts)"))?;
-        Some(tree)
+    // The trees the plan attaches, copied here (root only: see `RootOptions::idmapped_workdir`).
+    let userns = if plan.trees.iter().any(|t| t.idmapped) {
+        let file = std::fs::File::open(format!("{proc_dir}/ns/user")).map_err(sup("open the user namespace"))?;
+        Some(OwnedFd::from(file))
     } else {
         None
     };
-    let fds: Vec<BorrowedFd<'_>> = tree.iter().map(AsFd::as_fd).collect();
+    let mut trees = Vec::with_capacity(plan.trees.len());
+    for t in &plan.trees {
+        let tree = sys::idmap::clone_tree(&t.host).map_err(sup("copy a mount the sandbox shows"))?;
+        sys::idmap::set_attributes(&tree, t.read_only, userns.as_ref().filter(|_| t.idmapped)).map_err(sup(
+            "set a shown mount's attributes (an idmapped workdir needs a filesystem that supports idmapped mounts)",
+        ))?;
+        trees.push(tree);
+    }
+    let fds: Vec<BorrowedFd<'_>> = trees.iter().map(AsFd::as_fd).collect();
     send_with_fds(&ours, GO, &fds).map_err(sup("start the init"))?;
     Ok(Starting { running, sock: ours })
 }
@@ -369,9 +373,9 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
     Err(StartError::Inside(message))
 }
 
-/// Most descriptors one setup message carries (listener, upper layer, terminal, three egress
-/// sockets).
-const MAX_FDS: usize = 6;
+/// Most descriptors one setup message carries: the trees with "go"; the listener, upper layer,
+/// terminal and three egress sockets with "ready".
+const MAX_FDS: usize = crate::mounts::MAX_TREES;
 
 /// Sends `bytes` with `fds` attached (`SCM_RIGHTS`) as one message.
 fn send_with_fds(sock: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
@@ -439,8 +443,8 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         fail(&sock, "rename the init", &e);
     }
     let mut buf = [0u8; 8];
-    let tree = match recv_with_fds(&sock, &mut buf) {
-        Ok((len, fds)) if &buf[..len] == GO => fds.into_iter().next(),
+    let trees = match recv_with_fds(&sock, &mut buf) {
+        Ok((len, fds)) if &buf[..len] == GO => fds,
         _ => process::exit_now(125),
     };
     // The maps are written: become the range's first id (root inside), keeping every
@@ -456,7 +460,7 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         process::exit_now(125);
     }
     let mut upper = None;
-    if let Err(e) = sys::run_root_plan(&plan.ops, tree.as_ref(), &mut |fd| upper = Some(fd)) {
+    if let Err(e) = sys::run_root_plan(&plan.ops, &trees, &mut |fd| upper = Some(fd)) {
         fail(&sock, "build the agent's root (mounts)", &e);
     }
     if let Err(e) = rustix::system::sethostname(spec.hostname.as_bytes()) {
@@ -493,7 +497,7 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         ),
     };
     // The host's root is detached only now that the helper is done (see `RootPlan`).
-    if let Err(e) = sys::run_root_plan(&plan.finish, None, &mut |_| ()) {
+    if let Err(e) = sys::run_root_plan(&plan.finish, &[], &mut |_| ()) {
         fail(&sock, "build the agent's root (detach the host's root)", &e);
     }
     // Nothing runs as the agent before the init is in the session's cgroup.
@@ -523,7 +527,7 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     drop(terminal);
     drop(egress);
     drop(landlock);
-    drop(tree);
+    drop(trees);
     init_loop(agent, &sock)
 }
 

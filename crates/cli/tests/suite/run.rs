@@ -398,6 +398,32 @@ both!(diff_without_an_id_shows_the_last_session_with_changes, |user| {
     assert!(!out.status.success() && err.contains("changed something"), "{err}");
 });
 
+// A tool under the home (as `~/.cargo` is), shown read-only by the policy: it runs, and it
+// cannot be changed. The home is private (0700): as root, the init runs as an unprivileged host
+// uid that could not reach it, so the supervisor passes the tree itself.
+both!(a_read_only_path_under_a_private_home_runs_and_stays_unchanged, |user| {
+    let case = Case::new(user);
+    let tool = case.home.join(".tool/bin");
+    std::fs::create_dir_all(&tool).unwrap();
+    std::fs::write(tool.join("hello"), "#!/bin/sh\necho hello from the tool\n").unwrap();
+    std::fs::set_permissions(tool.join("hello"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if user == User::Unprivileged && is_root() {
+        for p in [case.home.join(".tool"), tool.clone(), tool.join("hello")] {
+            std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&case.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let policy =
+        case.policy(&format!("[filesystem]\nread_only = [{:?}]\n", case.home.join(".tool").display().to_string()));
+    let hello = tool.join("hello");
+    let s = case.sh(
+        &["--policy", &policy],
+        &format!("{0}\n(echo changed > {0}) 2>/dev/null && echo written || echo refused\n", hello.display()),
+    );
+    assert_eq!(s.lines(), ["hello from the tool", "refused"], "{s:?}");
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), "#!/bin/sh\necho hello from the tool\n");
+});
+
 both!(no_ephemeral_writes_through, |user| {
     let case = Case::new(user);
     let s = case.sh(&["--no-ephemeral"], "echo through > f\n");

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
@@ -30,11 +31,19 @@ pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, {MOUNT_ATTR_IDMAP, userns})`: files
-/// in `tree` appear owned as `userns` maps their on-disk owners.
-pub(crate) fn set_idmap(tree: &OwnedFd, userns: &OwnedFd) -> io::Result<()> {
-    let attr =
-        MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, ...)` on every mount in `tree`:
+/// read-only, and with `idmap`, files appear owned as that user namespace maps their on-disk
+/// owners. Nothing to set is no call.
+pub(crate) fn set_attributes(tree: &OwnedFd, read_only: bool, idmap: Option<&OwnedFd>) -> io::Result<()> {
+    let mut attr_set = if read_only { MOUNT_ATTR_RDONLY } else { 0 };
+    if idmap.is_some() {
+        attr_set |= MOUNT_ATTR_IDMAP;
+    }
+    if attr_set == 0 {
+        return Ok(());
+    }
+    let userns_fd = idmap.map_or(0, |u| u.as_raw_fd() as u64);
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd };
     let flags = libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE;
     // SAFETY: `attr` is a mount_attr of the size passed, only read by the kernel; the path is a
     // static empty string.

@@ -161,8 +161,8 @@ impl ChildWalls {
         }
         // The new root needs the mount namespace entered above.
         if let Some(root) = &self.root {
-            run_root_plan(&root.ops, None, &mut |_| ())?;
-            run_root_plan(&root.finish, None, &mut |_| ())?;
+            run_root_plan(&root.ops, &[], &mut |_| ())?;
+            run_root_plan(&root.finish, &[], &mut |_| ())?;
         }
         // SECURITY: a new session has no controlling terminal to inject keystrokes into.
         // SAFETY: setsid takes no arguments.
@@ -248,10 +248,10 @@ const OLD_ROOT_ABS: &std::ffi::CStr = c"/.old-root";
 /// Runs a root plan: mkdirs, binds, tmpfs mounts and `pivot_root`, with pre-built paths only.
 /// Directories the plan keeps open are handed to `keep` (which must not allocate when the plan
 /// runs between fork and exec).
-/// `tree` is the detached workdir tree the plan attaches (idmapped), when it has one.
+/// `trees` are the detached trees the plan attaches (`RootPlan::trees`, copied by the supervisor).
 pub(crate) fn run_root_plan(
     ops: &[crate::mounts::Op],
-    tree: Option<&OwnedFd>,
+    trees: &[OwnedFd],
     keep: &mut dyn FnMut(OwnedFd),
 ) -> io::Result<()> {
     use crate::mounts::Op;
@@ -315,8 +315,8 @@ pub(crate) fn run_root_plan(
                 // SAFETY: `path` is a NUL-terminated string we own.
                 check(unsafe { libc::chdir(path.as_ptr()) })?;
             }
-            Op::AttachTree(target) => {
-                let tree = tree.ok_or_else(|| io::Error::other("no workdir tree was passed to attach"))?;
+            Op::AttachTree { tree, target } => {
+                let tree = trees.get(*tree).ok_or_else(|| io::Error::other("a host tree to attach was not passed"))?;
                 idmap::attach_tree(tree, target)?;
             }
             Op::Keep(path) => {
