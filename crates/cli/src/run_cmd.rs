@@ -1,7 +1,7 @@
 //! `portcullis run`: the agent's whole process tree in a sandbox, every exec checked and
 //! recorded, and a summary at the end.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -315,6 +315,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let egress = served.map(crate::egress_cmd::Served::stop);
     let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The command was not found inside (nothing was executed): say so when the host has it
+    // where the sandbox does not look.
+    if exit.code == 127 && tally.execs == 0 && !args.quiet {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        if let Some(hint) = hidden_program_hint(program, &path, &home, &workdir, &[&read_only, &writable]) {
+            eprintln!("portcullis: {hint}");
+        }
+    }
     let mut limits_hit: Vec<String> = Vec::new();
     if exit.timed_out {
         limits_hit.push(format!("wall clock ({})", fmt_duration(limits.wall_clock.unwrap_or_default())));
@@ -437,6 +445,43 @@ const AGENT_SLOTS: u32 = 1 << 10;
 
 /// The runtime that will serve the sandbox's egress sockets: the proxy and the resolver under
 /// the session's policy and agent, recording to the session's log.
+/// Where `program` lies on this host when that is under the home directory, which the sandbox
+/// shows empty (outside the workdir and the policy's `shown` paths): the hint for a command
+/// that was not found inside, naming the policy line that shows it.
+fn hidden_program_hint(
+    program: &OsStr,
+    path: &OsStr,
+    home: &Path,
+    workdir: &Path,
+    shown: &[&[PathBuf]],
+) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let program = Path::new(program);
+    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let found = if program.components().count() > 1 || program.is_absolute() {
+        Some(program.to_path_buf()).filter(|p| p.is_absolute() && executable(p))
+    } else {
+        std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| p.is_absolute() && executable(p))
+    }?;
+    let rel = found.strip_prefix(home).ok()?;
+    if found.starts_with(workdir) || shown.iter().flat_map(|s| s.iter()).any(|s| found.starts_with(s)) {
+        return None;
+    }
+    let top = rel.components().next()?.as_os_str().to_string_lossy().into_owned();
+    let mut dirs = vec![format!("\"~/{top}\"")];
+    // rustup's proxies in ~/.cargo/bin run the toolchains in ~/.rustup.
+    if top == ".cargo" && home.join(".rustup").is_dir() {
+        dirs.push("\"~/.rustup\"".into());
+    }
+    Some(format!(
+        "`{}` is `{}` on this host, under the home directory, which the sandbox shows empty; to show \
+         it read-only, add to the policy:\n  [filesystem]\n  read_only = [{}]",
+        program.display(),
+        found.display(),
+        dirs.join(", ")
+    ))
+}
+
 fn serve_egress(
     policy: &Arc<Policy>,
     agent: Option<&str>,
@@ -824,7 +869,34 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::user_section;
+    use super::{OsStr, Path, PathBuf, hidden_program_hint, user_section};
+
+    #[test]
+    fn a_program_under_the_home_gets_a_hint_naming_the_policy_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("portcullis-hint-{}", std::process::id()));
+        let (home, work) = (base.join("home"), base.join("home/project"));
+        let bin = home.join(".tool/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(bin.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(bin.join("data"), "").unwrap();
+        let path = std::env::join_paths([Path::new("/usr/bin"), &bin]).unwrap();
+        let hint =
+            |program: &str, shown: &[PathBuf]| hidden_program_hint(OsStr::new(program), &path, &home, &work, &[shown]);
+        let text = hint("tool", &[]).unwrap();
+        assert!(text.contains(&format!("`{}`", bin.join("tool").display())), "{text}");
+        assert!(text.contains("read_only = [\"~/.tool\"]"), "{text}");
+        // By its path too; not when the policy shows it, nor for what is not executable, nor
+        // for what is found outside the home.
+        assert!(hint(&bin.join("tool").display().to_string(), &[]).is_some());
+        assert_eq!(hint("tool", &[home.join(".tool")]), None);
+        assert_eq!(hint("data", &[]), None);
+        assert_eq!(hint("sh", &[]), None);
+        assert_eq!(hint("no-such-program", &[]), None);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn the_git_identity_is_read_from_the_user_section_alone() {
