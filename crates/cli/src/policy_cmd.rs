@@ -250,12 +250,16 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode> {
     } else {
         let workdir = Workdir::open_dir(env.workdir(), env.home(), Decider::path_settings(&policy))
             .with_context(|| format!("cannot open the workdir `{}`", env.workdir().display()))?;
-        Some(Decider::new(&policy, Some(workdir)))
+        // Execs are decided as inside `run`'s sandbox.
+        Some((Decider::new(&policy, Some(workdir)), Decider::for_sandbox(&policy)))
     };
     let decide = |profile: &Profile, request: &OwnedRequest| -> serde_json::Value {
         let request = request.as_request();
         match &decider {
-            Some(d) => verdict_json(&d.decide(profile, &request)),
+            Some((_, sandbox)) if matches!(request, portcullis_policy::Request::Exec { .. }) => {
+                verdict_json(&sandbox.decide(profile, &request))
+            }
+            Some((d, _)) => verdict_json(&d.decide(profile, &request)),
             None => {
                 let e = profile.evaluate(&request);
                 json!({ "decision": e.decision, "rules": e.rules.as_slice(), "reason": e.explanation(), "reason_kind": e.reason })

@@ -107,12 +107,13 @@ fn load(dir: &Path, session: &str) -> Result<Recorded> {
 fn decide(policy: &Policy, agent: Option<&str>, command: &[String], calls: &[Stored]) -> Result<Vec<Decision>> {
     let profile = policy.profile(agent)?;
     let decider = Decider::new(policy, None);
+    let exec_decider = Decider::for_sandbox(policy);
     let trail = Collected::default();
     let tally = Mutex::new(Tally::default());
     let gate = ExecGate {
         command,
         profile,
-        decider: &decider,
+        decider: &exec_decider,
         cap: profile.settings().limits.tool_calls,
         trail: &trail,
         tally: &tally,

@@ -271,7 +271,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 
     // Ready before the sockets arrive, while the init works.
     let served = if spec.egress { Some(serve_egress(&policy, args.agent.as_deref(), settings, &log)?) } else { None };
-    let decider = Decider::new(&policy, None);
+    let decider = Decider::for_sandbox(&policy);
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
     let tally = Mutex::new(Tally::default());
     let cap = limits.tool_calls;

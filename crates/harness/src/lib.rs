@@ -65,6 +65,9 @@ impl Verdict<'_> {
     }
 }
 
+/// The shell guards `portcullis run`'s walls make redundant for its execs ([`Decider::for_sandbox`]).
+pub const WALLED_GUARDS: &[&str] = &["write_outside"];
+
 /// Decides requests with a policy and the guards it configures.
 #[derive(Debug)]
 pub struct Decider {
@@ -76,6 +79,23 @@ impl Decider {
     /// Guards configured by `policy`'s `[guards]`; `workdir` enables the path guard.
     pub fn new(policy: &Policy, workdir: Option<Workdir>) -> Self {
         Decider { shell: GuardSettings::from_policy(policy.guards()), workdir }
+    }
+
+    /// For the execs inside `portcullis run`'s sandbox: as [`Decider::new`], except that a
+    /// guard whose concern the sandbox's walls enforce is off unless the policy sets it. That is
+    /// `write_outside`: the mounts and Landlock refuse every write outside the workdir, the
+    /// session's own `/tmp` and the policy's writable paths, while the guard, reading the
+    /// arguments of a tool it does not know, refuses what only reads outside them (gcc's
+    /// linker, `collect2`, is given `/usr/lib/...` paths).
+    pub fn for_sandbox(policy: &Policy) -> Self {
+        let mut decider = Decider::new(policy, None);
+        for id in WALLED_GUARDS {
+            if policy.guards().get(id).is_none() {
+                // The id is one of the shell families; setting it cannot fail.
+                let _ = decider.shell.set(id, None);
+            }
+        }
+        decider
     }
 
     /// The path-guard settings a policy asks for.
@@ -212,5 +232,22 @@ mod tests {
         let v = d.decide(p.root(), &Request::Exec { argv: &argv, cwd: std::path::Path::new("/w") });
         assert_eq!(v.policy.decision, Decision::Allow);
         assert_eq!(v.decision, Decision::Deny);
+    }
+
+    #[test]
+    fn inside_the_sandbox_the_walls_answer_for_writes_outside_unless_the_policy_asks() {
+        let exec = |d: &Decider, p: &Policy, argv: &[&str]| {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            d.decide(p.root(), &Request::Exec { argv: &argv, cwd: std::path::Path::new("/w") }).decision
+        };
+        let linker = ["/usr/lib/gcc/collect2", "-plugin", "/usr/lib/gcc/liblto_plugin.so", "-o", "m", "/tmp/cc1.o"];
+        let p = policy("");
+        assert_eq!(exec(&Decider::new(&p, None), &p, &linker), Decision::Ask, "outside, the guard reads the paths");
+        assert_eq!(exec(&Decider::for_sandbox(&p), &p, &linker), Decision::Allow);
+        // The other guards still decide there.
+        assert_eq!(exec(&Decider::for_sandbox(&p), &p, &["sudo", "id"]), Decision::Deny);
+        // A policy that sets the guard keeps it.
+        let strict = policy("[guards]\nwrite_outside = \"deny\"\n");
+        assert_eq!(exec(&Decider::for_sandbox(&strict), &strict, &linker), Decision::Deny);
     }
 }

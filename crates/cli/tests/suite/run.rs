@@ -431,6 +431,16 @@ both!(a_read_only_path_under_a_private_home_runs_and_stays_unchanged, |user| {
     assert_eq!(std::fs::read_to_string(&hello).unwrap(), "#!/bin/sh\necho hello from the tool\n");
 });
 
+// Everyday builds run under the built-in policy: gcc's linker is given system paths, which the
+// walls keep read-only, and no guard refuses it for that.
+both!(a_c_program_compiles_and_runs_inside, |user| {
+    let case = Case::new(user);
+    case.script("m.c", "#include <stdio.h>\nint main(void) { puts(\"built\"); return 3; }\n");
+    let s = case.sh(&[], "gcc -o m m.c && ./m\necho \"exit $?\"\n");
+    assert_eq!(s.lines(), ["built", "exit 3"], "{s:?}");
+    assert!(s.summary["denials"].as_array().unwrap().is_empty(), "{}", s.summary);
+});
+
 both!(no_ephemeral_writes_through, |user| {
     let case = Case::new(user);
     let s = case.sh(&["--no-ephemeral"], "echo through > f\n");
