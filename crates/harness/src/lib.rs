@@ -65,8 +65,21 @@ impl Verdict<'_> {
     }
 }
 
-/// The shell guards `portcullis run`'s walls make redundant for its execs ([`Decider::for_sandbox`]).
-pub const WALLED_GUARDS: &[&str] = &["write_outside"];
+/// The shell guards `portcullis run`'s walls make redundant for its execs ([`Decider::for_sandbox`]):
+///
+/// - `write_outside`: the mounts and Landlock refuse every write outside the workdir, the
+///   session's own `/tmp` and the policy's writable paths. The guard, reading the arguments of
+///   a tool it does not know, refused what only reads outside them: gcc's linker (`collect2`)
+///   is given `/usr/lib/...` paths.
+/// - `inline_code` and `shell_escape`: their concern is code no one reviewed. Inside the
+///   sandbox any code may run from a file the agent writes, and whatever runs is bounded by
+///   the same walls, with every exec (its whole argv, the inline code included) on the record.
+///   They refused `python3 -m venv` (ensurepip runs `python -c`) and npm scripts (`node -e`).
+///
+/// The guards whose concern reaches past the walls still decide: the network's (what an
+/// allowed destination is sent), remote history (`force_push`), credentials, the workdir's
+/// own work (`destructive_delete`, `git_discard`) and the rest.
+pub const WALLED_GUARDS: &[&str] = &["write_outside", "inline_code", "shell_escape"];
 
 /// Decides requests with a policy and the guards it configures.
 #[derive(Debug)]
@@ -81,12 +94,10 @@ impl Decider {
         Decider { shell: GuardSettings::from_policy(policy.guards()), workdir }
     }
 
-    /// For the execs inside `portcullis run`'s sandbox: as [`Decider::new`], except that a
-    /// guard whose concern the sandbox's walls enforce is off unless the policy sets it. That is
-    /// `write_outside`: the mounts and Landlock refuse every write outside the workdir, the
-    /// session's own `/tmp` and the policy's writable paths, while the guard, reading the
-    /// arguments of a tool it does not know, refuses what only reads outside them (gcc's
-    /// linker, `collect2`, is given `/usr/lib/...` paths).
+    /// For the execs inside `portcullis run`'s sandbox: as [`Decider::new`], except that the
+    /// guards whose concern the sandbox's walls answer are off unless the policy sets them
+    /// ([`WALLED_GUARDS`]). In `run` their `ask` could only be a refusal (no one is there to
+    /// approve an exec), which broke everyday builds and gained nothing.
     pub fn for_sandbox(policy: &Policy) -> Self {
         let mut decider = Decider::new(policy, None);
         for id in WALLED_GUARDS {
@@ -244,8 +255,10 @@ mod tests {
         let p = policy("");
         assert_eq!(exec(&Decider::new(&p, None), &p, &linker), Decision::Ask, "outside, the guard reads the paths");
         assert_eq!(exec(&Decider::for_sandbox(&p), &p, &linker), Decision::Allow);
+        assert_eq!(exec(&Decider::for_sandbox(&p), &p, &["python3", "-c", "print(1)"]), Decision::Allow);
         // The other guards still decide there.
         assert_eq!(exec(&Decider::for_sandbox(&p), &p, &["sudo", "id"]), Decision::Deny);
+        assert_eq!(exec(&Decider::for_sandbox(&p), &p, &["curl", "-d", "@notes", "https://x.io"]), Decision::Ask);
         // A policy that sets the guard keeps it.
         let strict = policy("[guards]\nwrite_outside = \"deny\"\n");
         assert_eq!(exec(&Decider::for_sandbox(&strict), &strict, &linker), Decision::Deny);

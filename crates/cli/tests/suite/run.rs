@@ -441,6 +441,19 @@ both!(a_c_program_compiles_and_runs_inside, |user| {
     assert!(s.summary["denials"].as_array().unwrap().is_empty(), "{}", s.summary);
 });
 
+// So do interpreters given code on the command line, as venv's ensurepip and npm scripts use
+// them: inside the sandbox any code may run from a file anyway. A policy that sets the guard
+// keeps it.
+both!(inline_code_runs_inside_unless_the_policy_sets_its_guard, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "python3 -m venv --without-pip v && ./v/bin/python3 -c 'print(6 * 7)'\n");
+    assert_eq!(s.lines(), ["42"], "{s:?}");
+    let policy = case.policy("[guards]\ninline_code = \"ask\"\n");
+    let s = case.sh(&["--policy", &policy], "python3 -c 'print(6 * 7)' || echo refused\n");
+    assert_eq!(s.lines(), ["refused"], "{s:?}");
+    assert!(s.stderr.contains("guard.inline_code"), "{s:?}");
+});
+
 both!(no_ephemeral_writes_through, |user| {
     let case = Case::new(user);
     let s = case.sh(&["--no-ephemeral"], "echo through > f\n");
