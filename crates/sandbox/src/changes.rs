@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -282,6 +282,12 @@ pub fn apply(changes: &[Change], saved: &Path, workdir: &Path, force: bool) -> R
                         fs::remove_file(&dest).map_err(io)?;
                     }
                     fs::copy(&from, &dest).map_err(io)?;
+                    // SECURITY: never a setuid or setgid file from a session (the walls refuse
+                    // the bits; a degraded session may lack them).
+                    let mode = fs::metadata(&dest).map_err(io)?.permissions().mode();
+                    if mode & 0o6000 != 0 {
+                        fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o1777)).map_err(io)?;
+                    }
                 }
             }
         }
@@ -389,6 +395,10 @@ mod tests {
         fs::write(upper.join("src/main.rs"), "new").unwrap();
         fs::write(upper.join("notes.txt"), "hello").unwrap();
         std::os::unix::fs::symlink("notes.txt", upper.join("link")).unwrap();
+        // A setuid file (the walls refuse the bit; a degraded session may not): applied without it.
+        fs::write(lower.join("src/tool"), "old").unwrap();
+        fs::write(upper.join("src/tool"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(upper.join("src/tool"), fs::Permissions::from_mode(0o6755)).unwrap();
         let changes = collect(&upper, &lower, &saved).unwrap();
         let summary: Vec<(String, ChangeKind)> =
             changes.iter().map(|c| (c.path.display().to_string(), c.kind)).collect();
@@ -397,7 +407,8 @@ mod tests {
             [
                 ("link".into(), ChangeKind::Added),
                 ("notes.txt".into(), ChangeKind::Added),
-                ("src/main.rs".into(), ChangeKind::Modified)
+                ("src/main.rs".into(), ChangeKind::Modified),
+                ("src/tool".into(), ChangeKind::Modified)
             ]
         );
         // The real workdir is untouched until apply.
@@ -406,8 +417,9 @@ mod tests {
         if as_root {
             std::os::unix::fs::chown(&lower, Some(4242), Some(4242)).unwrap();
         }
-        assert_eq!(apply(&changes, &saved, &lower, false).unwrap(), 3);
+        assert_eq!(apply(&changes, &saved, &lower, false).unwrap(), 4);
         assert_eq!(fs::read_to_string(lower.join("src/main.rs")).unwrap(), "new");
+        assert_eq!(fs::metadata(lower.join("src/tool")).unwrap().permissions().mode() & 0o7777, 0o755);
         if as_root {
             // A new file takes its directory's owner, not the applier's.
             assert_eq!(fs::metadata(lower.join("notes.txt")).unwrap().uid(), 4242);

@@ -3,8 +3,10 @@
 //! The filter first checks the architecture (anything but the native one is killed, so no
 //! i386 or x32 entry point reaches the table), then refuses x32 syscall numbers, then walks the
 //! table. Argument checks cover `ioctl(TIOCSTI)`, sockets outside `AF_UNIX`/`AF_INET`/
-//! `AF_INET6` and routing netlink, and `clone` with `CLONE_NEWUSER`. Everything not listed is allowed: the mounts and
-//! Landlock are the walls, the filter removes the kernel interfaces an escape would use.
+//! `AF_INET6` and routing netlink, `clone` with `CLONE_NEWUSER`, and every way to give a file
+//! the setuid or setgid bit (`chmod`, `creat`, `open` with `O_CREAT`, `mknod`). Everything not
+//! listed is allowed: the mounts and Landlock are the walls, the filter removes the kernel
+//! interfaces an escape would use.
 
 use std::fmt;
 
@@ -30,6 +32,8 @@ pub enum ArgCheck {
     NoneOf(u8, &'static [u32]),
     /// The first argument equals the value and the second is not the other value.
     EqualsAndNot(u8, u32, u8, u32),
+    /// The first argument has any of the first bits and the second any of the second.
+    BothAnyBits(u8, u32, u8, u32),
 }
 
 /// One entry of the table.
@@ -52,6 +56,18 @@ const ALLOWED_FAMILIES: &[u32] =
 const NETLINK_ROUTE: u32 = 0;
 // INVARIANT: CLONE_NEWUSER fits in 32 bits (0x10000000).
 const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
+/// The setuid and setgid mode bits.
+const SET_ID: u32 = libc::S_ISUID | libc::S_ISGID;
+/// The `open` flags under which the mode argument is used: `O_CREAT`, and `O_TMPFILE`'s own bit
+/// (`O_TMPFILE` is it plus `O_DIRECTORY`, which alone takes no mode).
+const TAKES_MODE: u32 = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u32;
+
+/// SECURITY: a refusal of the setuid and setgid bits on a file. Started as root, what the agent
+/// writes in the workdir lands on disk with the workdir owner's ids (root's, often): a setuid
+/// copy of a shell there would be a root shell for every other user of the host.
+const fn no_set_id(name: &'static str, nr: i64, check: ArgCheck) -> Entry {
+    Entry { name, nr, check: Some(check), action: Action::Errno(EPERM) }
+}
 
 const fn deny(name: &'static str, nr: i64) -> Entry {
     Entry { name, nr, check: None, action: Action::Errno(EPERM) }
@@ -135,6 +151,21 @@ pub const CONDITIONAL: &[Entry] = &[
     // clone3 passes its flags in memory a filter cannot read; ENOSYS makes libc fall back to
     // clone, whose flags the entry above checks.
     Entry { name: "clone3", nr: libc::SYS_clone3, check: None, action: Action::Errno(libc::ENOSYS) },
+    #[cfg(target_arch = "x86_64")]
+    no_set_id("chmod", libc::SYS_chmod, ArgCheck::AnyBits(1, SET_ID)),
+    no_set_id("fchmod", libc::SYS_fchmod, ArgCheck::AnyBits(1, SET_ID)),
+    no_set_id("fchmodat", libc::SYS_fchmodat, ArgCheck::AnyBits(2, SET_ID)),
+    no_set_id("fchmodat2", libc::SYS_fchmodat2, ArgCheck::AnyBits(2, SET_ID)),
+    #[cfg(target_arch = "x86_64")]
+    no_set_id("creat", libc::SYS_creat, ArgCheck::AnyBits(1, SET_ID)),
+    #[cfg(target_arch = "x86_64")]
+    no_set_id("open", libc::SYS_open, ArgCheck::BothAnyBits(1, TAKES_MODE, 2, SET_ID)),
+    no_set_id("openat", libc::SYS_openat, ArgCheck::BothAnyBits(2, TAKES_MODE, 3, SET_ID)),
+    #[cfg(target_arch = "x86_64")]
+    no_set_id("mknod", libc::SYS_mknod, ArgCheck::AnyBits(1, SET_ID)),
+    no_set_id("mknodat", libc::SYS_mknodat, ArgCheck::AnyBits(2, SET_ID)),
+    // openat2 passes its mode in memory; ENOSYS makes callers fall back to openat.
+    Entry { name: "openat2", nr: libc::SYS_openat2, check: None, action: Action::Errno(libc::ENOSYS) },
 ];
 
 /// The architecture this filter is built for, as the kernel reports it in `seccomp_data.arch`
@@ -297,6 +328,12 @@ fn block(entries: &[Entry]) -> Result<Vec<Insn>, TooLong> {
                 code.push(ld(offset_arg(j)));
                 code.push(Insn { code: BPF_JEQ_K, jt: 1, jf: 0, k: w });
             }
+            ArgCheck::BothAnyBits(i, bits, j, other) => {
+                code.push(ld(offset_arg(i)));
+                code.push(Insn { code: BPF_JSET_K, jt: 0, jf: 3, k: bits });
+                code.push(ld(offset_arg(j)));
+                code.push(Insn { code: BPF_JSET_K, jt: 0, jf: 1, k: other });
+            }
             ArgCheck::NoneOf(i, values) => {
                 code.push(ld(offset_arg(i)));
                 let n = values.len();
@@ -384,6 +421,7 @@ mod tests {
                 Some(ArgCheck::Equals(i, v)) => arg(i) == v,
                 Some(ArgCheck::AnyBits(i, bits)) => arg(i) & bits != 0,
                 Some(ArgCheck::EqualsAndNot(i, v, j, w)) => arg(i) == v && arg(j) != w,
+                Some(ArgCheck::BothAnyBits(i, bits, j, other)) => arg(i) & bits != 0 && arg(j) & other != 0,
                 Some(ArgCheck::NoneOf(i, values)) => !values.contains(&arg(i)),
             };
             if holds {
@@ -396,8 +434,9 @@ mod tests {
     #[test]
     fn the_search_agrees_with_the_table_for_every_number() {
         // Argument values that the checks test, in the first three arguments.
-        let values: Vec<u64> = [0, TIOCSTI, 0x5401, NETLINK_ROUTE, 9, CLONE_NEWUSER, libc::SIGCHLD as u32]
+        let values: Vec<u64> = [0, TIOCSTI, 0x5401, NETLINK_ROUTE, 9, CLONE_NEWUSER, libc::SIGCHLD as u32, 0o4755]
             .into_iter()
+            .chain([(libc::O_CREAT | libc::O_WRONLY) as u32])
             .chain(ALLOWED_FAMILIES.iter().copied())
             .chain([libc::AF_PACKET as u32])
             .map(u64::from)
@@ -416,6 +455,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn no_call_gives_a_file_the_setuid_or_setgid_bit() {
+        let prog = compile(true).unwrap();
+        let call = |nr: i64, args: [u64; 6]| run(&prog, NATIVE_ARCH, nr as u32, args);
+        let (creat, tmpfile, plain) =
+            ((libc::O_CREAT | libc::O_WRONLY) as u64, libc::O_TMPFILE as u64, libc::O_RDONLY as u64);
+        for mode in [0o4755u64, 0o2755, 0o6777] {
+            assert_eq!(call(libc::SYS_chmod, [0, mode, 0, 0, 0, 0]), errno(EPERM), "{mode:o}");
+            assert_eq!(call(libc::SYS_fchmod, [3, mode, 0, 0, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_fchmodat, [3, 0, mode, 0, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_fchmodat2, [3, 0, mode, 0, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_creat, [0, mode, 0, 0, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_open, [0, creat, mode, 0, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_openat, [3, 0, creat, mode, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_openat, [3, 0, tmpfile, mode, 0, 0]), errno(EPERM));
+            assert_eq!(call(libc::SYS_mknodat, [3, 0, u64::from(libc::S_IFREG) | mode, 0, 0, 0]), errno(EPERM));
+            // Without O_CREAT the mode argument is not used, whatever it holds.
+            assert_eq!(call(libc::SYS_openat, [3, 0, plain, mode, 0, 0]), RET_ALLOW);
+        }
+        for mode in [0o755u64, 0o644, 0o1777] {
+            assert_eq!(call(libc::SYS_chmod, [0, mode, 0, 0, 0, 0]), RET_ALLOW, "{mode:o}");
+            assert_eq!(call(libc::SYS_fchmodat, [3, 0, mode, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(call(libc::SYS_openat, [3, 0, creat, mode, 0, 0]), RET_ALLOW);
+        }
+        assert_eq!(call(libc::SYS_openat2, [3, 0, 0, 24, 0, 0]), errno(libc::ENOSYS));
     }
 
     #[test]

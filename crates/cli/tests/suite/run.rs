@@ -454,6 +454,21 @@ both!(inline_code_runs_inside_unless_the_policy_sets_its_guard, |user| {
     assert!(s.stderr.contains("guard.inline_code"), "{s:?}");
 });
 
+// Written through as root, the agent's files land with the workdir owner's ids: a setuid copy
+// of a program there would be root's for every user of the host. No call may set those bits.
+both!(the_agent_cannot_leave_a_setuid_file_in_the_workdir, |user| {
+    let case = Case::new(user);
+    let code = format!(
+        "{PRELUDE}import shutil\nshutil.copy('/bin/true', 'x')\nattempt(lambda: os.chmod('x', 0o4755))\n\
+         attempt(lambda: os.close(os.open('y', os.O_CREAT | os.O_WRONLY, 0o6755)))\n"
+    );
+    let s = case.python(&["--no-ephemeral"], &code);
+    assert_eq!(s.lines(), ["Operation not permitted", "Operation not permitted"], "{s:?}");
+    let mode = std::fs::metadata(case.work.join("x")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o6000, 0, "{mode:o}");
+    assert!(!case.work.join("y").exists());
+});
+
 both!(no_ephemeral_writes_through, |user| {
     let case = Case::new(user);
     let s = case.sh(&["--no-ephemeral"], "echo through > f\n");

@@ -67,6 +67,27 @@ fn packet_sockets_and_non_routing_netlink_are_refused() {
 }
 
 #[test]
+fn setuid_and_setgid_bits_cannot_be_given() {
+    let dir = std::env::temp_dir().join(format!("portcullis-setid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("f");
+    let code = format!(
+        "import os\np = {f:?}\nopen(p, 'w').close()\n\
+         def attempt(fn):\n    try:\n        fn(); print('ok')\n    except OSError as e:\n        print(e.strerror)\n\
+         attempt(lambda: os.chmod(p, 0o4755))\n\
+         attempt(lambda: os.chmod(p, 0o2755))\n\
+         attempt(lambda: os.close(os.open(p + '2', os.O_CREAT | os.O_WRONLY, 0o4755)))\n\
+         attempt(lambda: os.chmod(p, 0o755))\n\
+         print(oct(os.stat(p).st_mode & 0o7777))",
+        f = f.display().to_string()
+    );
+    let (status, out) = python(&code);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(out, [EPERM, EPERM, EPERM, "ok", "0o755"].join("\n"));
+}
+
+#[test]
 fn x32_syscall_numbers_kill_the_process() {
     let (status, _) = python("import ctypes; ctypes.CDLL(None).syscall(0x40000000 + 39)");
     assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
