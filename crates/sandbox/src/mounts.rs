@@ -40,10 +40,10 @@ pub struct RootOptions {
     /// Extra host trees bound read-write at the same path (outside the workdir).
     pub writable: Vec<PathBuf>,
     /// The workdir comes as a detached, idmapped tree from the supervisor (see
-    /// [`crate::session`]) instead of a bind of the host path, and so do the `read_only` and
-    /// `writable` trees (not idmapped). For a supervisor that is root: the init, which runs as
-    /// an unprivileged host uid, may not reach them (a path under root's 0700 home), while the
-    /// supervisor copies them whole.
+    /// [`crate::session`]) instead of a bind of the host path, and so do the `read_only` trees
+    /// (not idmapped) and the `writable` ones (idmapped). For a supervisor that is root: the
+    /// init, which runs as an unprivileged host uid, may not reach them (a path under root's
+    /// 0700 home), while the supervisor copies them whole.
     pub idmapped_workdir: bool,
     /// Paths inside the workdir made read-only on top of it (git hooks and config: what would
     /// run on the host later). Only existing paths can be covered.
@@ -307,7 +307,9 @@ impl RootPlan {
             for extra in extras.iter().filter(|e| e.is_dir()) {
                 mkdir_all(&mut ops, extra)?;
                 if opts.idmapped_workdir {
-                    attach(&mut ops, extra, staged(extra)?, read_only, false)?;
+                    // A writable tree is the agent's as the workdir is (idmapped); in a
+                    // read-only one, what only its owner may read stays unreadable.
+                    attach(&mut ops, extra, staged(extra)?, read_only, !read_only)?;
                 } else {
                     bind(&mut ops, extra, staged(extra)?, read_only)?;
                 }

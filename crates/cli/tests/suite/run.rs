@@ -431,6 +431,32 @@ both!(a_read_only_path_under_a_private_home_runs_and_stays_unchanged, |user| {
     assert_eq!(std::fs::read_to_string(&hello).unwrap(), "#!/bin/sh\necho hello from the tool\n");
 });
 
+// A writable path under the home (an agent's own state, as `~/.claude` is) is the agent's to
+// change, as the workdir is, and written through.
+both!(a_writable_path_under_a_private_home_can_be_changed, |user| {
+    let case = Case::new(user);
+    let state = case.home.join(".agent-state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("settings.json"), "{}\n").unwrap();
+    if user == User::Unprivileged && is_root() {
+        for p in [state.clone(), state.join("settings.json")] {
+            std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&case.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let policy = case.policy(&format!("[filesystem]\nwritable = [\".\", {:?}]\n", state.display().to_string()));
+    let s = case.sh(
+        &["--policy", &policy],
+        &format!("echo '{{\"seen\": 1}}' > {0}/settings.json && touch {0}/new && echo changed\n", state.display()),
+    );
+    assert_eq!(s.lines(), ["changed"], "{s:?}");
+    assert_eq!(std::fs::read_to_string(state.join("settings.json")).unwrap(), "{\"seen\": 1}\n");
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(state.join("new")).unwrap();
+    let owner = std::fs::metadata(&state).unwrap();
+    assert_eq!((made.uid(), made.gid()), (owner.uid(), owner.gid()), "a new file takes the owner's ids on disk");
+});
+
 // Everyday builds run under the built-in policy: gcc's linker is given system paths, which the
 // walls keep read-only, and no guard refuses it for that.
 both!(a_c_program_compiles_and_runs_inside, |user| {
