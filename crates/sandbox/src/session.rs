@@ -162,6 +162,23 @@ pub enum StartError {
     /// The init or the agent reported a failed step.
     #[error("the sandbox could not be set up: {0}")]
     Inside(String),
+    /// A tree the sandbox shows could not be idmapped (started as root).
+    #[error(
+        "cannot idmap `{}`: its filesystem ({fs}) does not support idmapped mounts. Started as root, \
+         the workdir and the policy's writable paths must be on one that does (ext4, xfs, btrfs, \
+         tmpfs, ...; a container's own overlay root does not), or run portcullis as an \
+         unprivileged user",
+        path.display()
+    )]
+    Idmap {
+        /// The host path.
+        path: PathBuf,
+        /// Its filesystem's name, or its magic number.
+        fs: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn sup(step: &'static str) -> impl FnOnce(io::Error) -> StartError {
@@ -288,9 +305,15 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     let mut trees = Vec::with_capacity(plan.trees.len());
     for t in &plan.trees {
         let tree = sys::idmap::clone_tree(&t.host).map_err(sup("copy a mount the sandbox shows"))?;
-        sys::idmap::set_attributes(&tree, t.read_only, userns.as_ref().filter(|_| t.idmapped)).map_err(sup(
-            "set a shown mount's attributes (an idmapped workdir needs a filesystem that supports idmapped mounts)",
-        ))?;
+        let idmap = userns.as_ref().filter(|_| t.idmapped);
+        sys::idmap::set_attributes(&tree, t.read_only, idmap).map_err(|source| match idmap {
+            Some(_) if source.raw_os_error() == Some(libc::EINVAL) => {
+                let path =
+                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(t.host.to_bytes()));
+                StartError::Idmap { fs: filesystem_name(&path), path, source }
+            }
+            _ => StartError::Supervisor { step: "set the attributes of a mount the sandbox shows", source },
+        })?;
         trees.push(tree);
     }
     let fds: Vec<BorrowedFd<'_>> = trees.iter().map(AsFd::as_fd).collect();
@@ -401,6 +424,26 @@ fn recv_with_fds(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owned
         })
         .collect();
     Ok((got.bytes, fds))
+}
+
+/// The name of the filesystem `path` is on, for messages (its magic number if not a common one).
+fn filesystem_name(path: &std::path::Path) -> String {
+    let Ok(st) = rustix::fs::statfs(path) else { return "unknown".into() };
+    let magic = st.f_type as u64;
+    let name = match magic {
+        0x794c_7630 => "overlay",
+        0x6969 => "nfs",
+        0x6573_5546 => "fuse",
+        0x0102_1997 => "9p",
+        0xff53_4d42 | 0xfe53_4d42 => "smb",
+        0x5346_4846 => "wsl's drvfs",
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        0x0102_1994 => "tmpfs",
+        _ => return format!("magic {magic:#x}"),
+    };
+    name.to_owned()
 }
 
 fn thread_count() -> usize {

@@ -1057,6 +1057,36 @@ fn on_cgroup_v2_the_agent_is_born_in_its_sessions_cgroup() {
     }
 }
 
+// ---------------------------------------------------------------- a workdir root cannot idmap
+
+// Started as root, the workdir is idmapped; on a filesystem that cannot be (overlay, as a
+// container's root is), `run` refuses, naming the filesystem and what to do.
+#[test]
+fn as_root_a_workdir_on_overlay_is_refused_with_the_reason() {
+    if !available(User::Root) {
+        return;
+    }
+    let case = Case::new(User::Root);
+    let base = case.work.parent().unwrap().join("ovl");
+    for d in ["lower/proj", "upper", "work", "merged"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    let script = r#"mount -t overlay overlay -o "lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work" "$B/merged" && cd "$B/merged/proj" && exec "$@""#;
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&case.bin)
+        .args(["run", "--", "/bin/true"])
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state)
+        .env("B", &base)
+        .output()
+        .unwrap();
+    let s = Session::from(out);
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.stderr.contains("(overlay) does not support idmapped mounts"), "{s:?}");
+    assert!(s.stderr.contains("unprivileged user"), "{s:?}");
+}
+
 // ---------------------------------------------------------------- a full disk
 
 /// Runs `portcullis run ARGS -- CMD…` with the state directory on a tiny tmpfs (`size`), in a
