@@ -293,9 +293,9 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     ] {
         std::fs::write(format!("{proc_dir}/{file}"), data).map_err(sup("write the user namespace's id maps"))?;
     }
-    // The workdir seen through the agent's map, so files owned by the workdir's owner are the
-    // agent's own (root only: idmapped mounts need CAP_SYS_ADMIN on the host).
-    // The trees the plan attaches, copied here (root only: see `RootOptions::idmapped_workdir`).
+    // The trees the plan attaches, copied here (root only: see `RootOptions::idmapped_workdir`):
+    // the workdir seen through the agent's map, so files owned by the workdir's owner are the
+    // agent's own (idmapped mounts need CAP_SYS_ADMIN on the host), and the policy's paths.
     let userns = if plan.trees.iter().any(|t| t.idmapped) {
         let file = std::fs::File::open(format!("{proc_dir}/ns/user")).map_err(sup("open the user namespace"))?;
         Some(OwnedFd::from(file))
@@ -436,7 +436,6 @@ fn filesystem_name(path: &std::path::Path) -> String {
         0x6573_5546 => "fuse",
         0x0102_1997 => "9p",
         0xff53_4d42 | 0xfe53_4d42 => "smb",
-        0x5346_4846 => "wsl's drvfs",
         0xef53 => "ext4",
         0x5846_5342 => "xfs",
         0x9123_683e => "btrfs",
