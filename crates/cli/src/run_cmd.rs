@@ -15,7 +15,7 @@ use portcullis_harness::audit::{SessionLog, Trail};
 use portcullis_harness::exec_gate::{ExecGate, Tally};
 use portcullis_policy::{Policy, env_name_matches};
 use portcullis_sandbox::cgroup::{Cgroup, CgroupError, CgroupLimits};
-use portcullis_sandbox::changes::{self, Change};
+use portcullis_sandbox::changes::{self, Change, ChangeKind, EntryType};
 use portcullis_sandbox::landlock::LandlockRules;
 use portcullis_sandbox::monitor::Monitor;
 use portcullis_sandbox::mounts::RootOptions;
@@ -798,6 +798,31 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// The summary's lines for `changed` (sorted by path): a directory the session added is one line
+/// with the number of paths under it, as `git status` shows a new directory, so a virtualenv or
+/// a new repository does not fill the list.
+fn change_lines(changed: &[Change]) -> Vec<String> {
+    const HOST: &str = "  (runs on the host: apply needs --force)";
+    let mut lines = Vec::new();
+    let mut rest = changed;
+    while let Some((c, after)) = rest.split_first() {
+        let inside = if c.kind == ChangeKind::Added && c.entry == EntryType::Dir {
+            after.iter().take_while(|d| d.path.starts_with(&c.path)).count()
+        } else {
+            0
+        };
+        let (shown, skipped) = after.split_at(inside);
+        let protected = std::iter::once(c).chain(shown).any(|d| changes::is_protected(&d.path));
+        let note = if protected { HOST } else { "" };
+        lines.push(match inside {
+            0 => format!("{} {}{note}", c.kind.letter(), c.path.display()),
+            n => format!("{} {}/ ({n} inside){note}", c.kind.letter(), c.path.display()),
+        });
+        rest = skipped;
+    }
+    lines
+}
+
 fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     let id = summary["session"].as_str().unwrap_or_default();
     let ms = summary["duration_ms"].as_u64().unwrap_or_default();
@@ -814,12 +839,12 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     }
     if ephemeral {
         eprintln!("  files changed: {} (in the overlay; the workdir is unchanged)", changed.len());
-        for c in changed.iter().take(20) {
-            let note = if changes::is_protected(&c.path) { "  (runs on the host: apply needs --force)" } else { "" };
-            eprintln!("    {} {}{note}", c.kind.letter(), c.path.display());
+        let lines = change_lines(changed);
+        for line in lines.iter().take(20) {
+            eprintln!("    {line}");
         }
-        if changed.len() > 20 {
-            eprintln!("    … and {} more", changed.len() - 20);
+        if lines.len() > 20 {
+            eprintln!("    … and {} more", lines.len() - 20);
         }
         if !changed.is_empty() {
             eprintln!("    `portcullis diff {id}` shows them; `portcullis apply {id}` keeps them");
@@ -869,7 +894,35 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{OsStr, Path, PathBuf, hidden_program_hint, user_section};
+    use super::{Change, ChangeKind, EntryType, OsStr, Path, PathBuf, change_lines, hidden_program_hint, user_section};
+
+    #[test]
+    fn a_new_directory_is_one_line_in_the_summary() {
+        let c = |path: &str, kind, entry| Change { path: PathBuf::from(path), kind, entry };
+        let changed = [
+            c(".git/hooks/pre-commit", ChangeKind::Added, EntryType::File),
+            c("a.txt", ChangeKind::Modified, EntryType::File),
+            c("env", ChangeKind::Added, EntryType::Dir),
+            c("env/bin", ChangeKind::Added, EntryType::Dir),
+            c("env/bin/python", ChangeKind::Added, EntryType::Symlink),
+            c("env2", ChangeKind::Added, EntryType::File),
+            c("old", ChangeKind::Deleted, EntryType::None),
+            c("src", ChangeKind::Modified, EntryType::Dir),
+            c("src/new.rs", ChangeKind::Added, EntryType::File),
+        ];
+        assert_eq!(
+            change_lines(&changed),
+            [
+                "A .git/hooks/pre-commit  (runs on the host: apply needs --force)",
+                "M a.txt",
+                "A env/ (2 inside)",
+                "A env2",
+                "D old",
+                "M src",
+                "A src/new.rs",
+            ]
+        );
+    }
 
     #[test]
     fn a_program_under_the_home_gets_a_hint_naming_the_policy_line() {
