@@ -344,6 +344,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         limits_hit
             .push(format!("outbound bytes ({}; connections were cut)", fmt_limit(settings.network.outbound_bytes)));
     }
+    let disk = running.disk();
+    for d in disk.iter().filter(|d| d.full()) {
+        limits_hit.push(format!("disk ({} full at {}; writes failed)", d.place, fmt_bytes(d.size)));
+    }
     for l in &limits_hit {
         let mut r = log.record(Kind::Limit, "limit_reached");
         r.data = object(json!({"limit": l}));
@@ -392,6 +396,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
         "changed": changed,
         "limits_hit": limits_hit, "degraded": degraded, "audit": log.store().dir(),
+        "disk": disk.iter().map(|d| json!({"place": d.place, "used": d.used, "size": d.size})).collect::<Vec<_>>(),
     });
     if let Some(e) = &egress {
         summary["egress"] = crate::egress_cmd::summary(e);
@@ -783,6 +788,21 @@ fn enforced_list(
     out
 }
 
+/// A size for people: one decimal in the largest unit it reaches (`64.0 MiB`).
+fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn fmt_limit(size: Option<portcullis_policy::ByteSize>) -> String {
     size.map_or("unlimited".into(), |s| s.to_string())
 }
@@ -877,6 +897,18 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
             );
         }
     }
+    let disk: Vec<String> = summary["disk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let size = |k: &str| fmt_bytes(d[k].as_u64().unwrap_or_default());
+            format!("{} {} of {}", d["place"].as_str().unwrap_or_default(), size("used"), size("size"))
+        })
+        .collect();
+    if !disk.is_empty() {
+        eprintln!("  disk: {}", disk.join(", "));
+    }
     let limits: Vec<&str> = summary["limits_hit"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     eprintln!("  limits hit: {}", if limits.is_empty() { "none".into() } else { limits.join("; ") });
     if let Some(d) = summary["degraded"].as_array().filter(|d| !d.is_empty()) {
@@ -894,7 +926,17 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Change, ChangeKind, EntryType, OsStr, Path, PathBuf, change_lines, hidden_program_hint, user_section};
+    use super::{
+        Change, ChangeKind, EntryType, OsStr, Path, PathBuf, change_lines, fmt_bytes, hidden_program_hint, user_section,
+    };
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(fmt_bytes(0), "0 B");
+        assert_eq!(fmt_bytes(4096), "4.0 KiB");
+        assert_eq!(fmt_bytes(64 << 20), "64.0 MiB");
+        assert_eq!(fmt_bytes((2 << 30) + (512 << 20)), "2.5 GiB");
+    }
 
     #[test]
     fn a_new_directory_is_one_line_in_the_summary() {

@@ -152,6 +152,10 @@ pub(crate) struct Tree {
     pub(crate) idmapped: bool,
 }
 
+/// What the scratch tmpfs holds beyond the overlay's upper layer (the mask file, the overlay's
+/// work directory), on top of `RootOptions::ephemeral`.
+pub(crate) const SCRATCH_SLACK: u64 = 1 << 20;
+
 /// The most trees a plan may pass (the workdir and the policy's extra paths).
 pub(crate) const MAX_TREES: usize = 32;
 
@@ -208,7 +212,7 @@ impl RootPlan {
             flags: libc::MS_REC | libc::MS_PRIVATE,
             data: None,
         });
-        let scratch_size = opts.ephemeral.unwrap_or(0).saturating_add(1 << 20);
+        let scratch_size = opts.ephemeral.unwrap_or(0).saturating_add(SCRATCH_SLACK);
         ops.push(fresh(
             "tmpfs",
             c(scratch)?,

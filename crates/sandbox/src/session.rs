@@ -193,6 +193,8 @@ pub struct Running {
     command: Vec<String>,
     monitor: Option<Monitor>,
     upper: Option<OwnedFd>,
+    /// The sandbox's `/tmp`, for its use at the end.
+    tmp: Option<OwnedFd>,
     terminal: Option<OwnedFd>,
     egress: Option<EgressSockets>,
     /// A second handle on the terminal's master side, for window-size changes.
@@ -201,6 +203,28 @@ pub struct Running {
     /// The setup socket, kept for the init's report of the agent's exit (`None` until the start
     /// is finished, and once the init has hung up).
     report: Option<OwnedFd>,
+}
+
+/// How much of one of the session's filesystems is used ([`Running::disk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskUse {
+    /// Which one: `workdir overlay` or `/tmp`.
+    pub place: &'static str,
+    /// Bytes used.
+    pub used: u64,
+    /// Bytes still free.
+    pub free: u64,
+    /// Its size (the cap).
+    pub size: u64,
+}
+
+impl DiskUse {
+    /// Full, or near enough that a write of any size failed: less than 2 MiB or 2% free. (A
+    /// single file stops at the same cap through `RLIMIT_FSIZE`, a little short of the overlay's
+    /// size.)
+    pub fn full(&self) -> bool {
+        self.free < (2 << 20).max(self.size / 50)
+    }
 }
 
 /// How a session ended.
@@ -217,6 +241,8 @@ const INIT_NAME: &str = "portcullis-init";
 const GO: &[u8] = b"go";
 const IN_CGROUP: &[u8] = b"cgroup";
 const READY: &[u8] = b"ready";
+/// The bytes after "ready" that say which descriptors follow.
+const READY_FLAGS: usize = 5;
 /// The init's report that the agent and every other process in the namespace are gone,
 /// followed by the agent's status (a little-endian `i32`).
 const EXITED: &[u8] = b"exited";
@@ -275,6 +301,7 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
         command,
         monitor: None,
         upper: None,
+        tmp: None,
         terminal: None,
         egress: None,
         winsize: None,
@@ -351,15 +378,15 @@ impl Starting {
 }
 
 fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartError> {
-    let mut buf = [0u8; READY.len() + 4 + 2 * (MAX_PATH + 1)];
+    let mut buf = [0u8; READY.len() + READY_FLAGS + 2 * (MAX_PATH + 1)];
     let (len, fds) = recv_with_fds(ours, &mut buf).map_err(sup("read the init's report"))?;
     let text = &buf[..len];
     if let Some(rest) = text.strip_prefix(READY) {
-        // "ready", one byte per descriptor kind (listener, upper layer, terminal, egress), then
+        // "ready", one byte per descriptor kind (listener, upper layer, terminal, egress, /tmp), then
         // the first exec's program and working directory, each ended by a NUL.
         let mut fds = fds.into_iter();
         if rest.first() == Some(&b'1') {
-            let mut parts = rest.get(4..).unwrap_or_default().split(|&b| b == 0).map(String::from_utf8_lossy);
+            let mut parts = rest.get(READY_FLAGS..).unwrap_or_default().split(|&b| b == 0).map(String::from_utf8_lossy);
             let (Some(path), Some(cwd)) = (parts.next(), parts.next()) else {
                 return Err(StartError::Inside("the agent's report names no program".into()));
             };
@@ -381,6 +408,9 @@ fn finish_start(mut running: Running, ours: &OwnedFd) -> Result<Running, StartEr
                 return Err(StartError::Inside("the egress sockets did not arrive".into()));
             };
             running.egress = Some(EgressSockets { proxy: proxy.into(), dns_udp: udp.into(), dns_tcp: tcp.into() });
+        }
+        if rest.get(4) == Some(&b'1') {
+            running.tmp = fds.next();
         }
         return Ok(running);
     }
@@ -542,6 +572,9 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     if let Err(e) = sys::run_root_plan(&plan.finish, &[], &mut |_| ()) {
         fail(&sock, "build the agent's root (detach the host's root)", &e);
     }
+    // For the supervisor: how full `/tmp` ended (the summary's disk use).
+    use rustix::fs::{Mode, OFlags};
+    let tmp = rustix::fs::open("/tmp", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
     // Nothing runs as the agent before the init is in the session's cgroup.
     let mut cgroup_buf = [0u8; 16];
     match recv_with_fds(&sock, &mut cgroup_buf) {
@@ -554,7 +587,9 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
     }
     let agent = match process::spawn_sharing_memory(&mut || {
         let walls = AgentWalls { filter, landlock: landlock.as_ref() };
-        agent_main(spec, &walls, &sock, upper.as_ref(), terminal.as_ref(), egress.as_ref())
+        let kept =
+            Kept { upper: upper.as_ref(), tmp: tmp.as_ref(), terminal: terminal.as_ref(), egress: egress.as_ref() };
+        agent_main(spec, &walls, &sock, &kept)
     }) {
         Err(e) => fail(&sock, "start the agent", &e),
         Ok(pid) => pid,
@@ -566,6 +601,7 @@ fn init_main(spec: &Spec, plan: &RootPlan, filter: Option<&sys::Filter>, sock: O
         process::exit_now(125);
     }
     drop(upper);
+    drop(tmp);
     drop(terminal);
     drop(egress);
     drop(landlock);
@@ -636,14 +672,16 @@ struct AgentWalls<'a> {
     landlock: Option<&'a crate::landlock::Prepared>,
 }
 
-fn agent_main(
-    spec: &Spec,
-    walls: &AgentWalls<'_>,
-    sock: &OwnedFd,
-    upper: Option<&OwnedFd>,
-    terminal: Option<&(OwnedFd, OwnedFd)>,
-    egress: Option<&[OwnedFd; 3]>,
-) -> ! {
+/// What the init holds for the supervisor, sent up with "ready".
+struct Kept<'a> {
+    upper: Option<&'a OwnedFd>,
+    tmp: Option<&'a OwnedFd>,
+    terminal: Option<&'a (OwnedFd, OwnedFd)>,
+    egress: Option<&'a [OwnedFd; 3]>,
+}
+
+fn agent_main(spec: &Spec, walls: &AgentWalls<'_>, sock: &OwnedFd, kept: &Kept<'_>) -> ! {
+    let Kept { upper, tmp, terminal, egress } = *kept;
     // SECURITY: a new session has no controlling terminal to inject keystrokes into; with a
     // terminal, it gets the sandbox's own.
     if let Err(e) = rustix::process::setsid() {
@@ -701,6 +739,7 @@ fn agent_main(
     header.push(if upper.is_some() { b'1' } else { b'0' });
     header.push(if terminal.is_some() { b'1' } else { b'0' });
     header.push(if egress.is_some() { b'1' } else { b'0' });
+    header.push(if tmp.is_some() { b'1' } else { b'0' });
     for part in [program.as_os_str(), cwd.as_os_str()] {
         let bytes = std::os::unix::ffi::OsStrExt::as_bytes(part);
         if bytes.len() > MAX_PATH || bytes.contains(&0) {
@@ -715,6 +754,7 @@ fn agent_main(
         .chain(upper.map(AsFd::as_fd))
         .chain(terminal.map(|(master, _)| master.as_fd()))
         .chain(egress.into_iter().flatten().map(AsFd::as_fd))
+        .chain(tmp.map(AsFd::as_fd))
         .collect();
     if let Err(e) = send_with_fds(sock, &header, &fds) {
         fail(sock, "report to the supervisor", &e);
@@ -788,6 +828,22 @@ impl Running {
     /// The overlay's upper layer (the session's changes), while the session lives and after.
     pub fn upper(&self) -> Option<PathBuf> {
         self.upper.as_ref().map(|fd| PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd))))
+    }
+
+    /// How full the session's own filesystems are: the overlay's (which holds the workdir's
+    /// changes) and `/tmp`'s. Read at the end, they show a disk limit that was hit.
+    pub fn disk(&self) -> Vec<DiskUse> {
+        // The overlay's tmpfs is its cap plus a little for the sandbox's own files.
+        [("workdir overlay", &self.upper, crate::mounts::SCRATCH_SLACK), ("/tmp", &self.tmp, 0)]
+            .into_iter()
+            .filter_map(|(place, fd, slack)| {
+                let st = rustix::fs::fstatfs(fd.as_ref()?).ok()?;
+                let block = st.f_bsize as u64;
+                let total = st.f_blocks * block;
+                let used = total.saturating_sub(st.f_bfree * block);
+                Some(DiskUse { place, used, free: st.f_bavail * block, size: total.saturating_sub(slack) })
+            })
+            .collect()
     }
 
     /// The master side of the agent's terminal, once (`None` without one): hand it to

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::TempDir;
 
@@ -669,6 +669,14 @@ both!(filling_tmp_hits_enospc_at_the_cap, |user| {
     assert_eq!(name, "ENOSPC", "{s:?}");
     let mib: u32 = mib.parse().unwrap();
     assert!((28..=32).contains(&mib), "wrote {mib} MiB into a 32 MiB /tmp");
+    // The summary reports the limit, and how full each of the session's filesystems ended.
+    let hit: Vec<&str> = s.summary["limits_hit"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(hit, ["disk (/tmp full at 32.0 MiB; writes failed)"], "{}", s.summary);
+    let places: Vec<&str> = s.summary["disk"].as_array().unwrap().iter().filter_map(|d| d["place"].as_str()).collect();
+    assert_eq!(places, ["workdir overlay", "/tmp"], "{}", s.summary);
+    // A session that stays within its caps hits none.
+    let s = case.python(&["--policy", &policy], "open('/tmp/small', 'wb').write(b'x' * (1 << 20))\n");
+    assert_eq!(s.summary["limits_hit"], json!([]), "{}", s.summary);
 });
 
 both!(the_wall_clock_kills_the_whole_tree, |user| {
