@@ -65,7 +65,8 @@ pub(crate) struct RunArgs {
     /// Print the session summary to stderr as one JSON object.
     #[arg(long)]
     json: bool,
-    /// Print no start line and no summary.
+    /// Print no start line, no alert lines and no summary (alerts are still recorded and sent
+    /// to the alert command).
     #[arg(short, long)]
     quiet: bool,
     /// Marks the session as the replay of another (set by `audit replay`).
@@ -232,7 +233,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         Box::new(portcullis_audit::alerts::SystemClock::new()),
     );
     let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()).with_alerts(alerter));
-    if spec.terminal {
+    if args.quiet {
+        log.mute_alert_lines();
+    } else if spec.terminal {
         log.hold_alert_lines();
     }
     let starting = starting.map_err(|e| start_failed(&log, &e))?;

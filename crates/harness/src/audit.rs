@@ -61,6 +61,8 @@ pub struct SessionLog {
     commands: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Alert lines held back while the agent owns the terminal (`None`: printed at once).
     held: Mutex<Option<Vec<String>>>,
+    /// No alert lines at all (`run -q`).
+    muted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SessionLog {
@@ -82,6 +84,7 @@ impl SessionLog {
             alerter: None,
             commands: Mutex::new(Vec::new()),
             held: Mutex::new(None),
+            muted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -90,6 +93,12 @@ impl SessionLog {
     /// The alerts are still stored, and handed to the alert command, at once.
     pub fn hold_alert_lines(&self) {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// Prints no alert lines (for `run -q`). The alerts are still stored, and handed to the
+    /// alert command.
+    pub fn mute_alert_lines(&self) {
+        self.muted.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The alert lines held back so far; printing goes back to immediate.
@@ -132,10 +141,12 @@ impl SessionLog {
     fn emit(&self, alerts: Vec<Alert>) {
         let Some(alerter) = &self.alerter else { return };
         for alert in alerts {
-            let line = format!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
-            match self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                Some(held) => held.push(line),
-                None => eprintln!("{line}"),
+            if !self.muted.load(std::sync::atomic::Ordering::Relaxed) {
+                let line = format!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
+                match self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    Some(held) => held.push(line),
+                    None => eprintln!("{line}"),
+                }
             }
             let json = serde_json::to_value(&alert).unwrap_or_default();
             let mut r = Trail::record(self, Kind::Alert, alert.trigger);

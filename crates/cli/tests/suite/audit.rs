@@ -207,6 +207,12 @@ both!(alerts_are_recorded_printed_and_handed_to_the_alert_command, |user| {
     // The next session knows `ls` already.
     let again = case.sh(&["--policy", &policy], "ls >/dev/null\n");
     assert!(!again.stderr.contains("used `ls`"), "{}", again.stderr);
+    // Quiet, a new tool's alert is stored and handed on, not printed.
+    let quiet = case.sh(&["--policy", &policy, "-q"], "wc -c agent.sh >/dev/null\n");
+    assert!(!quiet.stderr.contains("ALERT"), "{}", quiet.stderr);
+    let stored = case.events(&quiet).into_iter().filter(|r| r["kind"] == "alert").count();
+    assert_eq!(stored, 1, "{}", quiet.stderr);
+    assert!(std::fs::read_to_string(&received).unwrap().contains("used `wc`"));
 });
 
 // ---------------------------------------------------------------- replay
