@@ -972,7 +972,7 @@ both!(from_a_terminal_the_agent_gets_its_own_and_cannot_inject_into_it, |user| {
         ),
     );
     let flag = if user == User::Unprivileged { " --dangerously-allow-partial-sandbox" } else { "" };
-    let line = format!("{} run -q{flag} -- /usr/bin/python3 agent.py", case.bin.display());
+    let line = format!("{} run{flag} -- /usr/bin/python3 agent.py", case.bin.display());
     // `script` runs the command on a new pseudo-terminal, as a user's terminal would.
     let mut cmd = Command::new("script");
     cmd.args(["-qec", &line, "/dev/null"])
