@@ -451,8 +451,6 @@ const AGENT_RANGES_BASE: u32 = 1 << 30;
 const AGENT_RANGE_SIZE: u32 = 1 << 16;
 const AGENT_SLOTS: u32 = 1 << 10;
 
-/// The runtime that will serve the sandbox's egress sockets: the proxy and the resolver under
-/// the session's policy and agent, recording to the session's log.
 /// Where `program` lies on this host when that is under the home directory, which the sandbox
 /// shows empty (outside the workdir and the policy's `shown` paths): the hint for a command
 /// that was not found inside, naming the policy line that shows it.
@@ -490,6 +488,8 @@ fn hidden_program_hint(
     ))
 }
 
+/// The runtime that will serve the sandbox's egress sockets: the proxy and the resolver under
+/// the session's policy and agent, recording to the session's log.
 fn serve_egress(
     policy: &Arc<Policy>,
     agent: Option<&str>,

@@ -246,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn inside_the_sandbox_the_walls_answer_for_writes_outside_unless_the_policy_asks() {
+    fn inside_the_sandbox_the_walled_guards_are_off_unless_the_policy_sets_them() {
         let exec = |d: &Decider, p: &Policy, argv: &[&str]| {
             let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
             d.decide(p.root(), &Request::Exec { argv: &argv, cwd: std::path::Path::new("/w") }).decision
