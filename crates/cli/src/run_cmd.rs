@@ -592,13 +592,13 @@ fn check_workdir(workdir: &Path, home: &Path, state: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The literal (glob-free) paths of a policy list that name directories outside the workdir:
+/// The literal (glob-free) paths of a policy list that name directories or files outside the workdir:
 /// what the root binds besides it.
 fn outside_paths(list: &[String], home: &Path, workdir: &Path) -> Vec<PathBuf> {
     list.iter()
         .filter(|p| !p.contains(['*', '?', '[']))
         .map(|p| expand(p, home, workdir))
-        .filter(|p| !p.starts_with(workdir) && p.is_dir())
+        .filter(|p| !p.starts_with(workdir) && (p.is_dir() || p.is_file()))
         .collect()
 }
 

@@ -35,9 +35,10 @@ pub struct RootOptions {
     /// Host paths to mask: a directory gets an empty read-only tmpfs, a file an empty read-only
     /// file. Paths the root does not show anyway (under the home, outside every bind) need none.
     pub hidden: Vec<PathBuf>,
-    /// Extra host trees bound read-only at the same path.
+    /// Extra host trees (directories or single files) bound read-only at the same path.
     pub read_only: Vec<PathBuf>,
-    /// Extra host trees bound read-write at the same path (outside the workdir).
+    /// Extra host trees (directories or single files) bound read-write at the same path
+    /// (outside the workdir).
     pub writable: Vec<PathBuf>,
     /// The workdir comes as a detached, idmapped tree from the supervisor (see
     /// [`crate::session`]) instead of a bind of the host path, and so do the `read_only` trees
@@ -308,8 +309,18 @@ impl RootPlan {
             Ok(())
         };
         for (extras, read_only) in [(&opts.read_only, true), (&opts.writable, false)] {
-            for extra in extras.iter().filter(|e| e.is_dir()) {
-                mkdir_all(&mut ops, extra)?;
+            for extra in extras {
+                // A directory, or a single file (`~/.claude.json`) on an empty file made for it.
+                match std::fs::metadata(extra) {
+                    Ok(m) if m.is_dir() => mkdir_all(&mut ops, extra)?,
+                    Ok(m) if m.is_file() => {
+                        if let Some(parent) = extra.parent() {
+                            mkdir_all(&mut ops, parent)?;
+                        }
+                        ops.push(Op::Touch(staged(extra)?));
+                    }
+                    _ => continue,
+                }
                 if opts.idmapped_workdir {
                     // A writable tree is the agent's as the workdir is (idmapped); in a
                     // read-only one, what only its owner may read stays unreadable.

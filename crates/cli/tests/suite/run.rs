@@ -457,6 +457,37 @@ both!(a_writable_path_under_a_private_home_can_be_changed, |user| {
     assert_eq!((made.uid(), made.gid()), (owner.uid(), owner.gid()), "a new file takes the owner's ids on disk");
 });
 
+// A single file the policy lists (an agent's own settings file, as `~/.claude.json` is) is
+// shown, read-only or writable as listed.
+both!(a_file_the_policy_lists_is_shown_as_listed, |user| {
+    let case = Case::new(user);
+    let (settings, config) = (case.home.join(".agent.json"), case.home.join(".tool.conf"));
+    std::fs::write(&settings, "{}\n").unwrap();
+    std::fs::write(&config, "colour = blue\n").unwrap();
+    if user == User::Unprivileged && is_root() {
+        for p in [&settings, &config] {
+            std::os::unix::fs::lchown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&case.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let policy = case.policy(&format!(
+        "[filesystem]\nwritable = [\".\", {:?}]\nread_only = [{:?}]\n",
+        settings.display().to_string(),
+        config.display().to_string()
+    ));
+    let s = case.sh(
+        &["--policy", &policy],
+        &format!(
+            "cat {c}\n(echo red > {c}) 2>/dev/null && echo written || echo refused\necho '{{\"seen\": 1}}' > {s} && echo saved\n",
+            c = config.display(),
+            s = settings.display()
+        ),
+    );
+    assert_eq!(s.lines(), ["colour = blue", "refused", "saved"], "{s:?}");
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{\"seen\": 1}\n");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "colour = blue\n");
+});
+
 // Everyday builds run under the built-in policy: gcc's linker is given system paths, which the
 // walls keep read-only, and no guard refuses it for that.
 both!(a_c_program_compiles_and_runs_inside, |user| {
