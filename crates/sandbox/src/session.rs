@@ -162,6 +162,15 @@ pub enum StartError {
     /// The init or the agent reported a failed step.
     #[error("the sandbox could not be set up: {0}")]
     Inside(String),
+    /// A host tree the sandbox shows could not be copied for it (started as root).
+    #[error("cannot copy `{}` to show it in the sandbox", path.display())]
+    Tree {
+        /// The host path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
     /// A tree the sandbox shows could not be idmapped (started as root).
     #[error(
         "cannot idmap `{}`: its filesystem ({fs}) does not support idmapped mounts. Started as root, \
@@ -331,15 +340,14 @@ pub fn start(spec: &Spec, born_in: Option<&Cgroup>) -> Result<Starting, StartErr
     };
     let mut trees = Vec::with_capacity(plan.trees.len());
     for t in &plan.trees {
-        let tree = sys::idmap::clone_tree(&t.host).map_err(sup("copy a mount the sandbox shows"))?;
+        let path = || PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(t.host.to_bytes()));
+        let tree = sys::idmap::clone_tree(&t.host).map_err(|source| StartError::Tree { path: path(), source })?;
         let idmap = userns.as_ref().filter(|_| t.idmapped);
         sys::idmap::set_attributes(&tree, t.read_only, idmap).map_err(|source| match idmap {
             Some(_) if source.raw_os_error() == Some(libc::EINVAL) => {
-                let path =
-                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(t.host.to_bytes()));
-                StartError::Idmap { fs: filesystem_name(&path), path, source }
+                StartError::Idmap { fs: filesystem_name(&path()), path: path(), source }
             }
-            _ => StartError::Supervisor { step: "set the attributes of a mount the sandbox shows", source },
+            _ => StartError::Tree { path: path(), source },
         })?;
         trees.push(tree);
     }
