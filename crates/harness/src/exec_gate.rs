@@ -69,7 +69,22 @@ impl<T: Trail> ExecGate<'_, T> {
             let reason = verdict.explanation();
             rules = verdict.rule_ids();
             match verdict.decision {
-                Decision::Ask => (Decision::Deny, format!("{reason} (approval is not available for execs in `run`)")),
+                Decision::Ask => {
+                    // No one approves an exec here: say which policy line would let it run.
+                    let how = match verdict.guards.iter().find(|g| g.decision == Decision::Ask) {
+                        Some(g) => {
+                            format!("`{} = \"allow\"` under [guards]", g.id.strip_prefix("guard.").unwrap_or(&g.id))
+                        }
+                        None => "an allow rule for it under [tools]".to_owned(),
+                    };
+                    (
+                        Decision::Deny,
+                        format!(
+                            "{reason} (approval is not available for execs in `run`; to let it run, the policy \
+                             needs {how})"
+                        ),
+                    )
+                }
                 d => (d, reason),
             }
         };
@@ -168,6 +183,26 @@ mod tests {
         assert!(denied.reason.contains("Bash(id *)"), "{}", denied.reason);
         assert_eq!(denied.rules, ["tools.deny[0]"]);
         assert_eq!(records[2].input.as_ref().unwrap()["argv"][0], "id");
+    }
+
+    #[test]
+    fn a_refusal_for_want_of_approval_names_the_policy_line_that_would_allow_it() {
+        let env = Environment::new(PathBuf::from("/work"), PathBuf::from("/home/u")).unwrap();
+        let policy = Policy::load("[tools]\nask = [\"Bash(make *)\"]\n", "p.toml", &env).unwrap();
+        let decider = Decider::for_sandbox(&policy);
+        let (trail, tally) = (Memory::default(), Mutex::new(Tally::default()));
+        let gate = ExecGate {
+            command: &[],
+            profile: policy.root(),
+            decider: &decider,
+            cap: None,
+            trail: &trail,
+            tally: &tally,
+        };
+        let guard = gate.decide(&exec(&["curl", "-d", "@notes", "https://x.io"])).unwrap_err();
+        assert!(guard.contains("the policy needs `network_transfer = \"allow\"` under [guards]"), "{guard}");
+        let rule = gate.decide(&exec(&["make", "all"])).unwrap_err();
+        assert!(rule.contains("the policy needs an allow rule for it under [tools]"), "{rule}");
     }
 
     #[test]
