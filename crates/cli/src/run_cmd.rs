@@ -883,8 +883,8 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
             e["ceiling"].as_u64().map(|c| format!(" of {}", portcullis_policy::ByteSize(c))).unwrap_or_default();
         eprintln!(
             "  network: {allowed} connections allowed, {denied} denied; {} sent{ceiling}, {} received",
-            portcullis_policy::ByteSize(e["outbound_bytes"].as_u64().unwrap_or_default()),
-            portcullis_policy::ByteSize(e["inbound_bytes"].as_u64().unwrap_or_default()),
+            fmt_bytes(e["outbound_bytes"].as_u64().unwrap_or_default()),
+            fmt_bytes(e["inbound_bytes"].as_u64().unwrap_or_default()),
         );
         let mut dests = dests;
         dests.sort_by_key(|d| {
@@ -895,8 +895,8 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
             eprintln!(
                 "    {mark}{}: {} up, {} down",
                 d["destination"].as_str().unwrap_or_default(),
-                portcullis_policy::ByteSize(d["up"].as_u64().unwrap_or_default()),
-                portcullis_policy::ByteSize(d["down"].as_u64().unwrap_or_default()),
+                fmt_bytes(d["up"].as_u64().unwrap_or_default()),
+                fmt_bytes(d["down"].as_u64().unwrap_or_default()),
             );
         }
     }
