@@ -148,6 +148,16 @@ mod tests {
         }
     }
 
+    /// A gate for `policy` with no command given and no cap.
+    fn gate<'a>(
+        policy: &'a Policy,
+        decider: &'a Decider,
+        trail: &'a Memory,
+        tally: &'a Mutex<Tally>,
+    ) -> ExecGate<'a, Memory> {
+        ExecGate { command: &[], profile: policy.root(), decider, cap: None, trail, tally }
+    }
+
     #[test]
     fn policy_cap_and_recording_decide_each_exec() {
         let env = Environment::new(PathBuf::from("/work"), PathBuf::from("/home/u")).unwrap();
@@ -155,14 +165,7 @@ mod tests {
         let decider = Decider::new(&policy, None);
         let (trail, tally) = (Memory::default(), Mutex::new(Tally::default()));
         let command = vec!["agent".to_owned()];
-        let gate = ExecGate {
-            command: &command,
-            profile: policy.root(),
-            decider: &decider,
-            cap: Some(4),
-            trail: &trail,
-            tally: &tally,
-        };
+        let gate = ExecGate { command: &command, cap: Some(4), ..gate(&policy, &decider, &trail, &tally) };
         assert!(gate.decide(&exec(&["agent"])).is_ok(), "the command run was given");
         assert!(gate.decide(&exec(&["ls"])).is_ok());
         assert!(gate.decide(&exec(&["id"])).is_err());
@@ -191,14 +194,7 @@ mod tests {
         let policy = Policy::load("[tools]\nask = [\"Bash(make *)\"]\n", "p.toml", &env).unwrap();
         let decider = Decider::for_sandbox(&policy);
         let (trail, tally) = (Memory::default(), Mutex::new(Tally::default()));
-        let gate = ExecGate {
-            command: &[],
-            profile: policy.root(),
-            decider: &decider,
-            cap: None,
-            trail: &trail,
-            tally: &tally,
-        };
+        let gate = gate(&policy, &decider, &trail, &tally);
         let guard = gate.decide(&exec(&["curl", "-d", "@notes", "https://x.io"])).unwrap_err();
         assert!(guard.contains("the policy needs `network_transfer = \"allow\"` under [guards]"), "{guard}");
         let rule = gate.decide(&exec(&["make", "all"])).unwrap_err();
@@ -212,14 +208,7 @@ mod tests {
         let decider = Decider::new(&policy, None);
         let trail = Memory { records: Mutex::new(Vec::new()), broken: true };
         let tally = Mutex::new(Tally::default());
-        let gate = ExecGate {
-            command: &[],
-            profile: policy.root(),
-            decider: &decider,
-            cap: None,
-            trail: &trail,
-            tally: &tally,
-        };
+        let gate = gate(&policy, &decider, &trail, &tally);
         assert!(gate.decide(&exec(&["ls"])).is_err());
         assert_eq!(tally.lock().unwrap().sink_error.as_deref(), Some("disk full"));
     }
