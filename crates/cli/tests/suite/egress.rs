@@ -302,9 +302,11 @@ fn a_denied_name_never_reaches_the_upstream_resolver() {
         "[network]\nallow = [\"allowed.test\"]\nallow_cidrs = [\"10.0.0.0/8\"]\n",
     )
     .unwrap();
+    assert!(Path::new("/usr/bin/dig").exists(), "this test queries with dig: install dnsutils (`.ci/test` does)");
     let upstream = format!(
         r#"import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 53))
+open('upstream.ready', 'w').close()
 while True:
     q, peer = s.recvfrom(4096)
     labels, i = [], 12
@@ -320,20 +322,26 @@ while True:
 "#
     );
     std::fs::write(dir.path().join("upstream.py"), upstream).unwrap();
+    // The script is PID 1 of its own PID namespace: when it exits, for whatever reason, the
+    // kernel kills the upstream and the proxy with it, so nothing holds the output open. The
+    // servers are waited for (a ready file; the resolver's UDP port 5300 = 0x14B4 in
+    // /proc/net/udp), with a deadline, never slept for.
     let script = format!(
         "set -e\nip link set lo up\nmount --bind {resolv:?} /etc/resolv.conf\n\
-         /usr/bin/python3 upstream.py & up=$!\nsleep 0.3\n\
-         PORTCULLIS_STATE_DIR=$PWD/state {bin} proxy --policy p.toml --listen 127.0.0.1:3999 --dns 127.0.0.1:5300 2>proxy.log & px=$!\n\
-         sleep 0.5\n\
+         wait_for() {{ i=0; until eval \"$1\"; do i=$((i+1)); [ $i -lt 400 ] || {{ echo \"not ready: $1\" >&2; exit 1; }}; sleep 0.025; done; }}\n\
+         /usr/bin/python3 upstream.py &\n\
+         wait_for '[ -e upstream.ready ]'\n\
+         PORTCULLIS_STATE_DIR=$PWD/state {bin} proxy --policy p.toml --listen 127.0.0.1:3999 --dns 127.0.0.1:5300 2>proxy.log &\n\
+         wait_for 'grep -q \":14B4 \" /proc/net/udp'\n\
          dig +time=2 +tries=1 -p 5300 @127.0.0.1 denied.example | grep -o -E 'status: [A-Z]+'\n\
          dig +time=2 +tries=1 -p 5300 @127.0.0.1 tunnel.denied.example TXT | grep -o -E 'status: [A-Z]+'\n\
-         dig +short +time=2 +tries=1 -p 5300 @127.0.0.1 allowed.test\n\
-         kill $px $up\n",
+         dig +short +time=2 +tries=1 -p 5300 @127.0.0.1 allowed.test\n",
         bin = env!("CARGO_BIN_EXE_portcullis")
     );
     let out = Command::new("unshare")
-        .args(["-m", "-n", "--propagation", "private", "sh", "-c", &script])
+        .args(["-m", "-n", "-p", "-f", "--propagation", "private", "sh", "-c", &script])
         .current_dir(dir.path())
+        .stdin(Stdio::null())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
