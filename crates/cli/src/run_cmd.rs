@@ -13,6 +13,7 @@ use portcullis_audit::Kind;
 use portcullis_harness::Decider;
 use portcullis_harness::audit::{SessionLog, Trail};
 use portcullis_harness::exec_gate::{ExecGate, Tally};
+use portcullis_harness::host_program::HostProgram;
 use portcullis_policy::{Policy, env_name_matches};
 use portcullis_sandbox::cgroup::{Cgroup, CgroupError, CgroupLimits};
 use portcullis_sandbox::changes::{self, Change, ChangeKind, EntryType};
@@ -168,6 +169,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
+    // SECURITY: a program the policy runs on the host is fixed now, and refused where the agent
+    // could rewrite it (`host_program`).
+    let agent_writable: Vec<PathBuf> = std::iter::once(workdir.clone()).chain(writable.iter().cloned()).collect();
+    let alert_program = match &policy.alerts().command {
+        Some(argv) => Some(HostProgram::resolve(
+            "[alerts] command",
+            argv,
+            &home,
+            &cwd,
+            &std::env::var_os("PATH").unwrap_or_default(),
+            &agent_writable,
+        )?),
+        None => None,
+    };
     // The init builds the root as the range's root when started as root, so the directory its
     // mounts cover must be reachable by that uid; otherwise the state directory serves.
     let base = if as_root { sessions::mount_base()? } else { sessions::make_state_root(&state)? };
@@ -232,7 +247,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         baseline,
         Box::new(portcullis_audit::alerts::SystemClock::new()),
     );
-    let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()).with_alerts(alerter));
+    let log =
+        Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()).with_alerts(alerter, alert_program));
     if args.quiet {
         log.mute_alert_lines();
     } else if spec.terminal {

@@ -57,6 +57,8 @@ pub struct SessionLog {
     failure: OnceLock<String>,
     on_failure: OnceLock<Box<dyn Fn() + Send + Sync>>,
     alerter: Option<Alerter>,
+    /// The `[alerts] command`, resolved at the start.
+    alert_program: Option<crate::host_program::HostProgram>,
     /// The `[alerts] command` runs, to wait for at the end.
     commands: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Alert lines held back while the agent owns the terminal (`None`: printed at once).
@@ -82,6 +84,7 @@ impl SessionLog {
             failure: OnceLock::new(),
             on_failure: OnceLock::new(),
             alerter: None,
+            alert_program: None,
             commands: Mutex::new(Vec::new()),
             held: Mutex::new(None),
             muted: std::sync::atomic::AtomicBool::new(false),
@@ -106,9 +109,11 @@ impl SessionLog {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
 
-    /// Raises alerts with `alerter` on every record stored from now on.
-    pub fn with_alerts(mut self, alerter: Alerter) -> Self {
+    /// Raises alerts with `alerter` on every record stored from now on, handing each to
+    /// `program` (the policy's `[alerts] command`, resolved and checked at the start).
+    pub fn with_alerts(mut self, alerter: Alerter, program: Option<crate::host_program::HostProgram>) -> Self {
         self.alerter = Some(alerter);
+        self.alert_program = program;
         self
     }
 
@@ -139,7 +144,9 @@ impl SessionLog {
     /// Each alert stored (after the record that raised it), printed, and handed to the alert
     /// command.
     fn emit(&self, alerts: Vec<Alert>) {
-        let Some(alerter) = &self.alerter else { return };
+        if self.alerter.is_none() {
+            return;
+        }
         for alert in alerts {
             if !self.muted.load(std::sync::atomic::Ordering::Relaxed) {
                 let line = format!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
@@ -154,24 +161,22 @@ impl SessionLog {
                 r.data = map;
             }
             let _ = self.store.append(r).map_err(|e| self.failed(&e));
-            if let Some(command) = &alerter.settings().command {
-                self.run_alert_command(command, &alert);
+            if let Some(program) = &self.alert_program {
+                self.run_alert_command(program, &alert);
             }
         }
     }
 
-    fn run_alert_command(&self, command: &str, alert: &Alert) {
+    /// Runs the alert program with the alert as JSON on stdin: the agent's strings in it are
+    /// data, never arguments or shell text.
+    fn run_alert_command(&self, program: &crate::host_program::HostProgram, alert: &Alert) {
         let mut text = serde_json::to_vec(alert).unwrap_or_default();
         text.push(b'\n');
-        let command = command.to_owned();
+        let mut cmd = program.command();
+        let command = program.path().display().to_string();
         let handle = std::thread::spawn(move || {
             use std::io::Write;
-            let child = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(&command)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn();
+            let child = cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn();
             match child {
                 Ok(mut child) => {
                     if let Some(mut stdin) = child.stdin.take() {

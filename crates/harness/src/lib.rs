@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod exec_gate;
+pub mod host_program;
 
 use portcullis_guard::path::{PathError, PathSettings, Workdir};
 use portcullis_guard::shell::{self, GuardSettings};

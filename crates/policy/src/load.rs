@@ -286,6 +286,9 @@ const TOOL_KEYS: &[&str] = &["allow", "ask", "deny", "rate", "default", "exec_de
 const HOOK_EVENTS: &[&str] = &["pre_tool_use", "post_tool_use", "user_prompt_submit"];
 const HOOK_KEYS: &[&str] = &["matcher", "command", "timeout", "on_error"];
 const AUDIT_KEYS: &[&str] = &["retention", "dir", "durability"];
+/// Characters that mean something to a shell, refused in a program's string form.
+/// (`~/` is not among them: Portcullis expands it at the start of the program's path.)
+const SHELL_SYNTAX: &str = "|&;<>()$`\\\"'*?[]{}!#";
 const ALERT_KEYS: &[&str] = &["command", "working_hours", "repeated_denials"];
 const ENTRY_KEYS: &[&str] = &["rule", "match", "not_match", "note"];
 
@@ -389,6 +392,39 @@ impl<'s> Loader<'s> {
                 None
             }
         }
+    }
+
+    /// A program Portcullis runs on the host: a string of words split on whitespace, or an array
+    /// of strings (for arguments with spaces). It is run without a shell, so a string with shell
+    /// syntax is refused rather than run in a way its author did not mean.
+    fn program(&mut self, node: &Node<'s>, path: &str) -> Option<Vec<String>> {
+        let argv: Vec<String> = match node.get_ref() {
+            DeValue::String(s) => {
+                if let Some(c) = s.chars().find(|c| SHELL_SYNTAX.contains(*c)) {
+                    self.problem(
+                        node.span(),
+                        format!("`{path}` is run without a shell, so it cannot hold `{c}`"),
+                        Some("name a program and its arguments, or write an array: `[\"prog\", \"an arg\"]`".into()),
+                    );
+                    return None;
+                }
+                s.split_whitespace().map(str::to_owned).collect()
+            }
+            DeValue::Array(_) => self.strings(node, path).into_iter().map(|(s, _)| s).collect(),
+            other => {
+                self.problem(
+                    node.span(),
+                    format!("`{path}` must be a string or an array of strings, not {}", other.type_str()),
+                    None,
+                );
+                return None;
+            }
+        };
+        if argv.first().is_none_or(String::is_empty) {
+            self.problem(node.span(), format!("`{path}` names no program"), None);
+            return None;
+        }
+        Some(argv)
     }
 
     fn boolean(&mut self, node: &Node<'s>, path: &str) -> Option<bool> {
@@ -995,7 +1031,7 @@ impl<'s> Loader<'s> {
                     self.problem(
                         item.span(),
                         format!("`{hpath}` has no `command`"),
-                        Some("write `command = \"./hooks/check.sh\"`".into()),
+                        Some("write `command = \"~/.config/portcullis/hooks/check.sh\"`".into()),
                     );
                 }
                 let matcher = t
@@ -1053,7 +1089,7 @@ impl<'s> Loader<'s> {
             return alerts;
         };
         self.check_keys(t, "alerts", ALERT_KEYS);
-        alerts.command = t.get("command").and_then(|n| self.string(n, "alerts.command"));
+        alerts.command = t.get("command").and_then(|n| self.program(n, "alerts.command"));
         if let Some(n) = t.get("working_hours")
             && let Some(s) = self.string(n, "alerts.working_hours")
         {

@@ -163,8 +163,9 @@ pub struct AuditSettings {
 /// `[alerts]`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AlertSettings {
-    /// A command run with each alert's JSON on stdin.
-    pub command: Option<String>,
+    /// A program and its arguments, run on the host (without a shell) with each alert's JSON on
+    /// stdin.
+    pub command: Option<Vec<String>>,
     /// Calls outside these hours (minutes after midnight, local time) raise an alert.
     pub working_hours: Option<(u16, u16)>,
     /// Denials per minute past which an agent is reported as probing its walls.

@@ -187,9 +187,14 @@ both!(show_query_and_verify_read_a_real_session, |user| {
 both!(alerts_are_recorded_printed_and_handed_to_the_alert_command, |user| {
     let case = Case::new(user);
     let received = case.work.parent().unwrap().join("alerts.jsonl");
+    // Outside the workdir: a program the agent could rewrite is refused (`host_program`).
+    let script = case.work.parent().unwrap().join("alert.sh");
+    std::fs::write(&script, "#!/bin/sh\n[ \"$PWD\" = / ] || exit 9\ncat >> \"$1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let policy = case.policy(&format!(
-        "[tools]\ndeny = [\"Bash(id *)\"]\n[alerts]\nrepeated_denials = 3\ncommand = \"cat >> {}\"\n",
-        received.display()
+        "[tools]\ndeny = [\"Bash(id *)\"]\n[alerts]\nrepeated_denials = 3\ncommand = [{:?}, {:?}]\n",
+        script.display().to_string(),
+        received.display().to_string()
     ));
     let s = case.sh(&["--policy", &policy], "for i in 1 2 3 4 5; do /usr/bin/id 2>/dev/null; done; ls >/dev/null\n");
     assert_eq!(s.code, 0, "{s:?}");
@@ -214,6 +219,40 @@ both!(alerts_are_recorded_printed_and_handed_to_the_alert_command, |user| {
     assert_eq!(stored, 1, "{}", quiet.stderr);
     assert!(std::fs::read_to_string(&received).unwrap().contains("used `wc`"));
 });
+
+both!(an_alert_script_the_agent_can_rewrite_is_refused_before_the_session_starts, |user| {
+    let case = Case::new(user);
+    // The starter policy once suggested `./hooks/page-oncall.sh`: in the project, where a
+    // session written through (or an applied one) rewrites it, and the next alert runs the
+    // agent's code on the host as the user who started `run`.
+    let marker = case.work.parent().unwrap().join("ran-on-the-host");
+    std::fs::create_dir_all(case.work.join("hooks")).unwrap();
+    let page = case.work.join("hooks/page-oncall.sh");
+    std::fs::write(&page, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&page, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Also through a link outside the project that points into it.
+    let link = case.work.parent().unwrap().join("page-link");
+    std::os::unix::fs::symlink(&page, &link).unwrap();
+    for command in ["./hooks/page-oncall.sh".to_owned(), link.display().to_string()] {
+        let policy = case.policy(&format!(
+            "[tools]\ndeny = [\"Bash(id *)\"]\n[alerts]\nrepeated_denials = 1\ncommand = {command:?}\n"
+        ));
+        case.script("agent.sh", "/usr/bin/id; ls\n");
+        let s = case.run_with(&["--policy", &policy, "--no-ephemeral"], &["/bin/sh", "agent.sh"], |_| {});
+        assert_eq!(s.code, 2, "{s:?}");
+        assert!(s.stderr.contains("which the agent can write from inside the sandbox"), "{}", s.stderr);
+        assert!(!marker.exists(), "the alert script ran");
+    }
+});
+
+#[test]
+fn an_alert_command_with_shell_syntax_is_refused_by_the_policy_check() {
+    let dir = super::TempDir::new();
+    std::fs::write(dir.path().join("p.toml"), "[alerts]\ncommand = \"notify $(cat /tmp/x)\"\n").unwrap();
+    let out = super::portcullis(&["policy", "check", "p.toml"], dir.path(), None);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is run without a shell"), "{}", out.stderr);
+}
 
 // ---------------------------------------------------------------- replay
 
