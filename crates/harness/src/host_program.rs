@@ -172,7 +172,7 @@ mod tests {
             &home,
             &work,
             &"/usr/bin:/bin".into(),
-            &[work.clone()],
+            std::slice::from_ref(&work),
         )
     }
 
