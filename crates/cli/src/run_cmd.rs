@@ -164,8 +164,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         hidden.push(audit_dir.clone());
         hidden.push(portcullis_audit::key::default_key_path(&audit_dir));
     }
+    // The session's own persistence paths: the policy file when it lies in the workdir (`run`
+    // reads it before the start; the agent must not rewrite the next session's policy).
+    let mut persistence: Vec<PathBuf> = Vec::new();
     if let Some(file) = &args.policy {
-        hidden.push(cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file)));
+        let file = cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file));
+        if let Ok(rel) = file.strip_prefix(&workdir) {
+            persistence.push(rel.to_path_buf());
+        }
+        hidden.push(file);
     }
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
@@ -197,7 +204,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         read_only: read_only.clone(),
         writable: writable.clone(),
         idmapped_workdir: as_root,
-        protected: changes::PROTECTED.iter().map(|p| workdir.join(p)).collect(),
+        protected: protected_paths(&workdir, &persistence),
+        pinned: vec![workdir.join(".git")],
         resolv_conf: Some("# The sandbox's resolver (portcullis)\nnameserver 127.0.0.1\n".to_owned()),
     };
     let landlock = match probe.landlock_abi {
@@ -405,7 +413,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         _ => Vec::new(),
     };
     if let Some(dir) = &dir
-        && let Err(e) = sessions::save(dir, &workdir, &changed, started_at)
+        && let Err(e) = sessions::save(dir, &workdir, &changed, started_at, &persistence)
     {
         problems.push(format!("cannot save the session's state in `{}`: {e}", dir.display()));
     }
@@ -452,7 +460,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     if args.json {
         eprintln!("{summary}");
     } else if !args.quiet {
-        print_summary(&summary, &changed, ephemeral);
+        print_summary(&summary, &changed, &persistence, ephemeral);
     }
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
@@ -606,6 +614,18 @@ fn check_workdir(workdir: &Path, home: &Path, state: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The persistence paths `run` makes read-only at the top of the workdir: every
+/// [`changes::PERSISTENCE`] pattern without a wildcard, and the session's own.
+fn protected_paths(workdir: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+    changes::PERSISTENCE
+        .iter()
+        .filter(|p| !p.contains('*'))
+        .map(PathBuf::from)
+        .chain(extra.iter().cloned())
+        .map(|p| workdir.join(p))
+        .collect()
 }
 
 /// The literal (glob-free) paths of a policy list that name directories or files outside the workdir:
@@ -840,7 +860,7 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
 /// The summary's lines for `changed` (sorted by path): a directory the session added is one line
 /// with the number of paths under it, as `git status` shows a new directory, so a virtualenv or
 /// a new repository does not fill the list.
-fn change_lines(changed: &[Change]) -> Vec<String> {
+fn change_lines(changed: &[Change], extra: &[PathBuf]) -> Vec<String> {
     const HOST: &str = "  (runs on the host: apply needs --force)";
     let mut lines = Vec::new();
     let mut rest = changed;
@@ -851,7 +871,7 @@ fn change_lines(changed: &[Change]) -> Vec<String> {
             0
         };
         let (shown, skipped) = after.split_at(inside);
-        let protected = std::iter::once(c).chain(shown).any(|d| changes::is_protected(&d.path));
+        let protected = std::iter::once(c).chain(shown).any(|d| changes::is_persistence(d, extra));
         let note = if protected { HOST } else { "" };
         lines.push(match inside {
             0 => format!("{} {}{note}", c.kind.letter(), c.path.display()),
@@ -862,7 +882,7 @@ fn change_lines(changed: &[Change]) -> Vec<String> {
     lines
 }
 
-fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
+fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemeral: bool) {
     let id = summary["session"].as_str().unwrap_or_default();
     let ms = summary["duration_ms"].as_u64().unwrap_or_default();
     let took = if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) };
@@ -878,7 +898,7 @@ fn print_summary(summary: &Value, changed: &[Change], ephemeral: bool) {
     }
     if ephemeral {
         eprintln!("  files changed: {} (in the overlay; the workdir is unchanged)", changed.len());
-        let lines = change_lines(changed);
+        let lines = change_lines(changed, extra);
         for line in lines.iter().take(20) {
             eprintln!("    {line}");
         }
@@ -972,7 +992,7 @@ mod tests {
             c("src/new.rs", ChangeKind::Added, EntryType::File),
         ];
         assert_eq!(
-            change_lines(&changed),
+            change_lines(&changed, &[]),
             [
                 "A .git/hooks/pre-commit  (runs on the host: apply needs --force)",
                 "M a.txt",

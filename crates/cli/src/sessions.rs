@@ -130,7 +130,7 @@ pub(crate) fn mount_base() -> Result<PathBuf> {
   portcullis diff --stat           one line per changed path
   portcullis diff 20261124-101500-3fa2c1 --json")]
 pub(crate) struct DiffArgs {
-    /// The session id (default: the latest session with changes).
+    /// The session id (default: the latest session with changes in this directory's project).
     session: Option<String>,
     /// One line per changed path instead of a patch.
     #[arg(long)]
@@ -141,9 +141,12 @@ pub(crate) struct DiffArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Copies the changed files into the real workdir and removes the deleted ones. Paths \
-that would pass through a symlink in the workdir are refused, and so (without --force) is a new \
-symlink that points out of it. Nothing is applied when a file the session changed was also changed in the \
+#[command(after_help = "Copies the changed files into the real workdir and removes the deleted ones, \
+opening every path beneath the workdir without following a symlink. Changes that would make the host run \
+code later (git hooks and config, .envrc, editor tasks, agent settings: docs/sandbox.md lists them) are held \
+back and named, and so is a new symlink that may point out of the workdir (both applied with --force), and a \
+symlink that would replace a directory (never). Without an id, the latest session of the current \
+directory's project is taken. Nothing is applied when a file the session changed was also changed in the \
 workdir since the session started (outside the sandbox): `apply` lists those files, and --overwrite replaces \
 them with the session's version.
 
@@ -151,7 +154,7 @@ Examples:
   portcullis apply
   portcullis apply 20261124-101500-3fa2c1")]
 pub(crate) struct ApplyArgs {
-    /// The session id (default: the latest session with changes).
+    /// The session id (default: the latest session with changes in this directory's project).
     session: Option<String>,
     /// Apply new symlinks even when they point outside the workdir, and changes to git hooks,
     /// git config and auto-run files.
@@ -167,6 +170,8 @@ struct Saved {
     dir: PathBuf,
     workdir: PathBuf,
     changes: Vec<Change>,
+    /// Paths of this session's own that are persistence (the policy file, inside the workdir).
+    extra: Vec<PathBuf>,
     /// When the session started (`None` in a session saved without it).
     started: Option<SystemTime>,
 }
@@ -190,6 +195,10 @@ fn load(session: Option<&str>) -> Result<Saved> {
             (id.to_owned(), saved)
         }
         None => {
+            // SECURITY: the latest session of this directory's project, never another's: `apply`
+            // run in one project must not write another project's unreviewed changes.
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let cwd = cwd.canonicalize().unwrap_or(cwd);
             // The session that ended last (its state is written at its end: ids, to the second,
             // do not order two sessions of the same second) among those that changed something.
             let mut ended: Vec<(SystemTime, String)> = std::fs::read_dir(&sessions)
@@ -206,9 +215,17 @@ fn load(session: Option<&str>) -> Result<Saved> {
                 .rev()
                 .find_map(|(_, id)| {
                     let saved = read_saved(&sessions.join(&id)).ok()?;
-                    saved["changed"].as_array().is_some_and(|c| !c.is_empty()).then_some((id, saved))
+                    let here = saved["workdir"].as_str().is_some_and(|w| cwd.starts_with(w));
+                    (here && saved["changed"].as_array().is_some_and(|c| !c.is_empty())).then_some((id, saved))
                 })
-                .with_context(|| format!("no finished session with changes in `{}`", sessions.display()))?
+                .with_context(|| {
+                    format!(
+                        "no finished session with changes for `{}` in `{}`; name a session id to pick one of \
+                         another project",
+                        cwd.display(),
+                        sessions.display()
+                    )
+                })?
         }
     };
     let workdir = saved["workdir"]
@@ -218,14 +235,25 @@ fn load(session: Option<&str>) -> Result<Saved> {
     let changes: Vec<Change> = serde_json::from_value(saved["changed"].clone())
         .with_context(|| format!("cannot read the changes of session `{id}`"))?;
     let started = saved["started_ns"].as_u64().map(|ns| UNIX_EPOCH + std::time::Duration::from_nanos(ns));
-    Ok(Saved { dir: sessions.join(&id), id, workdir, changes, started })
+    let extra: Vec<PathBuf> = serde_json::from_value(saved["persistence"].clone()).unwrap_or_default();
+    eprintln!("session {id} (workdir {})", workdir.display());
+    Ok(Saved { dir: sessions.join(&id), id, workdir, changes, extra, started })
 }
 
-/// Writes `session.json` in the session's directory: what `diff` and `apply` read.
-pub(crate) fn save(dir: &Path, workdir: &Path, changed: &[Change], started: SystemTime) -> std::io::Result<()> {
+/// Writes `session.json` in the session's directory: what `diff` and `apply` read. `extra`:
+/// the session's own persistence paths, relative to the workdir (see [`changes::is_persistence`]).
+pub(crate) fn save(
+    dir: &Path,
+    workdir: &Path,
+    changed: &[Change],
+    started: SystemTime,
+    extra: &[PathBuf],
+) -> std::io::Result<()> {
     let started_ns = started.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let text = serde_json::to_vec(&json!({"workdir": workdir, "changed": changed, "started_ns": started_ns}))
-        .map_err(std::io::Error::other)?;
+    let text = serde_json::to_vec(
+        &json!({"workdir": workdir, "changed": changed, "started_ns": started_ns, "persistence": extra}),
+    )
+    .map_err(std::io::Error::other)?;
     std::fs::write(dir.join("session.json"), text)
 }
 
@@ -247,7 +275,8 @@ pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {
     }
     if args.stat {
         for c in &saved.changes {
-            let note = if changes::is_protected(&c.path) { "  (runs on the host: apply needs --force)" } else { "" };
+            let note =
+                if changes::is_persistence(c, &saved.extra) { "  (runs on the host: apply needs --force)" } else { "" };
             println!("{} {}{note}", c.kind.letter(), c.path.display());
         }
         return Ok(ExitCode::SUCCESS);
@@ -317,15 +346,30 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             );
         }
     }
-    let n = changes::apply(&saved.changes, &saved.dir.join("changes"), &saved.workdir, args.force)
+    let done = changes::apply(&saved.changes, &saved.dir.join("changes"), &saved.workdir, args.force, &saved.extra)
         .with_context(|| format!("cannot apply session {}", saved.id))?;
     std::fs::write(&marker, b"").ok();
+    let n = done.applied;
     eprintln!(
         "applied {n} change{} from session {} to {}",
         if n == 1 { "" } else { "s" },
         saved.id,
         saved.workdir.display()
     );
+    if !done.held.is_empty() {
+        eprintln!("held back {} (review them with `portcullis diff {}`):", done.held.len(), saved.id);
+        for (path, why) in &done.held {
+            eprintln!("  {}: {why}", path.display());
+        }
+        let forced = done.held.iter().any(|(_, why)| *why != changes::Held::SymlinkOverDirectory);
+        if forced {
+            eprintln!(
+                "they stay in `{}`; copy them by hand, or apply the session with --force (a symlink over a \
+                 directory is never applied)",
+                saved.dir.join("changes").display()
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

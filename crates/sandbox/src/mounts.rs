@@ -49,6 +49,10 @@ pub struct RootOptions {
     /// Paths inside the workdir made read-only on top of it (git hooks and config: what would
     /// run on the host later). Only existing paths can be covered.
     pub protected: Vec<PathBuf>,
+    /// Directories inside the workdir bound on themselves, still writable: a mount point
+    /// cannot be renamed or removed (`EBUSY`), so the read-only binds under it (a `.git`'s
+    /// hooks and config) cannot be moved aside and replaced. Only existing ones are pinned.
+    pub pinned: Vec<PathBuf>,
     /// What the agent sees as `/etc/resolv.conf` (the sandbox's own resolver), when set.
     pub resolv_conf: Option<String>,
 }
@@ -364,6 +368,17 @@ impl RootPlan {
             flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
             data: None,
         });
+        // Pinned before the read-only binds under them: those are made on the pinned mount.
+        for path in opts.pinned.iter().filter(|p| p.starts_with(&opts.workdir) && p.is_dir() && !p.is_symlink()) {
+            let target = staged(path)?;
+            ops.push(Op::Mount {
+                source: Some(target.clone()),
+                target,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            });
+        }
         for path in opts.protected.iter().filter(|p| p.starts_with(&opts.workdir) && p.exists()) {
             let target = staged(path)?;
             ops.push(Op::Mount {

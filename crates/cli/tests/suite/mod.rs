@@ -1,6 +1,7 @@
 mod audit;
 mod check;
 mod egress;
+mod persistence;
 mod policy;
 mod run;
 

@@ -171,7 +171,7 @@ impl Case {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

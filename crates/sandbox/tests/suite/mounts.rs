@@ -45,6 +45,7 @@ fn python(f: &Fixture, code: &str) -> String {
         writable: Vec::new(),
         idmapped_workdir: false,
         protected: Vec::new(),
+        pinned: Vec::new(),
         resolv_conf: None,
     })
     .unwrap();

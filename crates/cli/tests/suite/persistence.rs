@@ -1,0 +1,143 @@
+//! Persistence: files a turned agent writes so that the host runs its code later (git hooks,
+//! config and redirections, auto-run files), through `apply` and `--no-ephemeral`. Each test
+//! is an attack that once worked, run against the real binary as root and as an unprivileged
+//! user; each ends by checking that the host's own `git` runs nothing of the agent's.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::run::{Case, NOBODY, User, available, both, is_root, walk};
+
+/// `git ARGS` on the host, in `dir`, as the case's user; true when it succeeded.
+fn host_git(case: &Case, dir: &Path, args: &[&str]) -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("git");
+    cmd.args(["-c", "safe.directory=*", "-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &case.home);
+    if case.user == User::Unprivileged && is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    cmd.output().unwrap().status.success()
+}
+
+/// Makes the workdir a git repository with one commit, owned by the case's user.
+fn repository(case: &Case) {
+    assert!(host_git(case, &case.work, &["init", "-q", "-b", "main"]));
+    assert!(host_git(case, &case.work, &["add", "f"]));
+    assert!(host_git(case, &case.work, &["commit", "-q", "-m", "first"]));
+    if case.user == User::Unprivileged && is_root() {
+        for entry in walk(&case.work) {
+            std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+both!(a_git_redirection_through_commondir_is_held_back_by_apply, |user| {
+    let case = Case::new(user);
+    repository(&case);
+    let marker = case.work.parent().unwrap().join("fsmonitor-ran");
+    // The agent copies the repository, sets a command in the copy's config, and points the
+    // real `.git` at it: the next `git status` on the host would run the command.
+    let s = case.sh(
+        &[],
+        &format!(
+            "mkdir evil && cp -r .git evil/g\n\
+             printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = touch {}\\n' > evil/g/config\n\
+             echo ../evil/g > .git/commondir\necho fine > notes.txt\n",
+            marker.display()
+        ),
+    );
+    assert_eq!(s.code, 0, "{s:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let out = case.subcommand(&["apply"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("session {id} (workdir {})", case.work.display())), "{err}");
+    assert!(err.contains(".git/commondir: makes the host run code later"), "{err}");
+    assert_eq!(std::fs::read_to_string(case.work.join("notes.txt")).unwrap(), "fine\n", "the rest is applied");
+    assert!(!case.work.join(".git/commondir").exists());
+    host_git(&case, &case.work, &["status"]);
+    assert!(!marker.exists(), "the host's git ran the agent's command");
+    // The control: had `apply` taken the file, the host's git would have run it.
+    let held = case.state.join("sessions").join(&id).join("changes/.git/commondir");
+    std::fs::copy(held, case.work.join(".git/commondir")).unwrap();
+    host_git(&case, &case.work, &["status"]);
+    assert!(marker.exists(), "the attack does not work here, so the test proves nothing");
+});
+
+both!(a_symlink_that_looks_inside_but_resolves_outside_does_not_replace_a_directory, |user| {
+    let case = Case::new(user);
+    std::fs::create_dir_all(case.work.join("sub")).unwrap();
+    std::fs::write(case.work.join("sub/keep.txt"), "mine\n").unwrap();
+    if user == User::Unprivileged && is_root() {
+        for entry in walk(&case.work) {
+            std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    let ssh = case.home.join(".ssh");
+    let depth = case.work.components().count() - 1;
+    let ups = "../".repeat(depth);
+    let target = format!("{}{}{}", "l1/".repeat(depth), ups, ssh.strip_prefix("/").unwrap().display());
+    let s = case.sh(&[], &format!("ln -s . l1\nrm -rf sub\nln -s {target} sub\necho ok > plain.txt\n"));
+    assert_eq!(s.code, 0, "{s:?}");
+    let out = case.subcommand(&["apply"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("sub: a symlink that would replace a directory"), "{err}");
+    assert!(case.work.join("sub").is_dir() && !case.work.join("sub").is_symlink(), "{err}");
+    assert_eq!(std::fs::read_to_string(case.work.join("sub/keep.txt")).unwrap(), "mine\n");
+    assert!(case.work.join("plain.txt").exists(), "{err}");
+});
+
+both!(apply_without_an_id_in_another_project_never_takes_that_projects_session, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "echo agent > f\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    // A second project, where a session changed nothing.
+    let other = case.work.parent().unwrap().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    if user == User::Unprivileged && is_root() {
+        std::os::unix::fs::lchown(&other, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["apply"]).current_dir(&other).env("PORTCULLIS_STATE_DIR", &case.state).env("HOME", &case.home);
+    if user == User::Unprivileged && is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no finished session with changes for"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(case.work.join("f")).unwrap(),
+        "hello\n",
+        "another project's session was applied"
+    );
+});
+
+both!(renaming_dot_git_around_its_read_only_binds_is_refused, |user| {
+    let case = Case::new(user);
+    repository(&case);
+    let marker = case.work.parent().unwrap().join("fsmonitor-ran");
+    // Written through: the agent moves `.git` (its read-only hooks and config went with it),
+    // and makes a new one whose config runs a command on the host's next `git status`.
+    let s = case.sh(
+        &["--no-ephemeral"],
+        &format!(
+            "mv .git .git-old 2>&1 | sed 's/.*: //'\n\
+             {{ printf '[core]\\n\\tfsmonitor = touch {}\\n' > .git/config; }} 2>&1 | sed 's/.*: //'\n",
+            marker.display()
+        ),
+    );
+    assert_eq!(s.lines(), ["Device or resource busy", "Read-only file system"], "{s:?}");
+    assert!(case.work.join(".git/HEAD").exists() && !case.work.join(".git-old").exists(), "{s:?}");
+    host_git(&case, &case.work, &["status"]);
+    assert!(!marker.exists(), "the host's git ran the agent's command");
+});
