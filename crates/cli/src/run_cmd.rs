@@ -63,6 +63,10 @@ pub(crate) struct RunArgs {
     /// Run even when a kernel feature is missing. The session is recorded as degraded.
     #[arg(long)]
     dangerously_allow_partial_sandbox: bool,
+    /// With --no-ephemeral: leave git hooks, code-running git config keys and auto-run files
+    /// the session created or changed where they are, instead of moving them to quarantine.
+    #[arg(long, requires = "no_ephemeral")]
+    keep_persistence: bool,
     /// Print the session summary to stderr as one JSON object.
     #[arg(long)]
     json: bool,
@@ -237,6 +241,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         egress: true,
     };
     let starting = session::start(&spec, born_in.as_ref());
+    // Written through, the persistence paths as they are before the agent runs (it is forked
+    // only in `finish`), to find at the end what the session made or changed.
+    let before = (!ephemeral).then(|| portcullis_harness::persistence::snapshot(&workdir, &persistence));
     // From here on, while the init builds the agent's root.
     // Only an overlay's changes are kept (for `diff` and `apply`).
     // Its own directory is made when the session ends, with what it saves; the place for it is
@@ -417,6 +424,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     {
         problems.push(format!("cannot save the session's state in `{}`: {e}", dir.display()));
     }
+    // Written through: persistence the session made or changed goes to quarantine now that no
+    // process of the session is left (`persistence`).
+    let mut quarantined: Vec<portcullis_harness::persistence::Found> = Vec::new();
+    if let Some(before) = &before {
+        match quarantine(&state, &id, &workdir, before, &persistence, args.keep_persistence) {
+            Ok(found) => quarantined = found,
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
     let mut summary = json!({
         "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
         "execs": tally.execs,
@@ -427,6 +443,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     });
     if let Some(e) = &egress {
         summary["egress"] = crate::egress_cmd::summary(e);
+    }
+    if !quarantined.is_empty() {
+        summary["persistence"] = json!(quarantined);
     }
     log.finish_alerts(Duration::from_secs(10));
     summary["problems"] = json!(problems);
@@ -529,6 +548,32 @@ fn serve_egress(
     // One thread: an agent's traffic is one client's, and a session's start should not wait
     // for more threads than it needs.
     crate::egress_cmd::Served::new(egress, 1)
+}
+
+/// Finds what a session written through made or changed among the persistence paths and,
+/// unless `keep`, moves it to `STATE/sessions/ID/changes`, saved as that session's changes so
+/// that `apply --force ID` puts it back.
+fn quarantine(
+    state: &Path,
+    id: &str,
+    workdir: &Path,
+    before: &portcullis_harness::persistence::Snapshot,
+    extra: &[PathBuf],
+    keep: bool,
+) -> Result<Vec<portcullis_harness::persistence::Found>> {
+    use portcullis_harness::persistence;
+    let dir = sessions::sessions_root(state)?.join(id);
+    let place = dir.join("changes");
+    let found = persistence::sweep(workdir, before, extra, &place, keep).with_context(|| {
+        format!("cannot move the session's persistence files out of `{}` into `{}`", workdir.display(), place.display())
+    })?;
+    let moved = persistence::as_changes(&found, &place);
+    if !moved.is_empty() {
+        // Saved after the moves: `apply` must not take them for edits made meanwhile.
+        sessions::save(&dir, workdir, &moved, std::time::SystemTime::now(), extra)
+            .with_context(|| format!("cannot save the quarantine's list in `{}`", dir.display()))?;
+    }
+    Ok(found)
 }
 
 /// Handles a cgroup that cannot be set up: an error, or with `allow_partial` a degraded run.
@@ -910,6 +955,24 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
         }
     } else {
         eprintln!("  files: written through to the workdir (--no-ephemeral)");
+    }
+    if let Some(found) = summary["persistence"].as_array() {
+        let moved = found.iter().filter(|f| f["quarantined"] == true).count();
+        eprintln!(
+            "  persistence: {} created or changed (git hooks or config, auto-run files), {moved} quarantined",
+            found.len()
+        );
+        for f in found.iter().take(20) {
+            let keys = f["keys"].as_array().filter(|k| !k.is_empty()).map(|k| {
+                let k: Vec<&str> = k.iter().filter_map(Value::as_str).collect();
+                format!(" (keys {})", k.join(", "))
+            });
+            let mark = if f["quarantined"] == true { "quarantined" } else { "KEPT" };
+            eprintln!("    {mark} {}{}", f["path"].as_str().unwrap_or_default(), keys.unwrap_or_default());
+        }
+        if moved > 0 {
+            eprintln!("    `portcullis apply --force {id}` puts them back");
+        }
     }
     if let Some(e) = summary.get("egress") {
         let dests = e["destinations"].as_array().cloned().unwrap_or_default();

@@ -2,6 +2,7 @@
 //!
 //! Pure: no I/O, except the path resolver's own opens.
 
+pub mod gitconfig;
 pub mod host;
 pub mod path;
 pub mod shell;

