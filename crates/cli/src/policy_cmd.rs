@@ -226,12 +226,19 @@ fn check(file: &Path, json: bool, anchors: &Anchors) -> Result<ExitCode> {
     };
     let rules = policy.root().rules().count();
     let agents: Vec<&str> = policy.agents().collect();
+    let not_enforced = policy.not_enforced_by_run();
     if json {
-        println!("{}", json!({ "ok": true, "file": file, "rules": rules, "agents": agents }));
+        println!(
+            "{}",
+            json!({ "ok": true, "file": file, "rules": rules, "agents": agents, "not_enforced_by_run": not_enforced })
+        );
     } else {
         let agents =
             if agents.is_empty() { "no agent profiles".to_owned() } else { format!("agents: {}", agents.join(", ")) };
         println!("{}: ok ({rules} rules at the top level, {agents})", file.display());
+        for n in &not_enforced {
+            println!("note: {n} is loaded but `portcullis run` does not enforce it");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -114,7 +114,7 @@ fn decide(policy: &Policy, agent: Option<&str>, command: &[String], calls: &[Sto
         command,
         profile,
         decider: &exec_decider,
-        cap: profile.settings().limits.tool_calls,
+        cap: profile.settings().limits.execs,
         trail: &trail,
         tally: &tally,
     };

@@ -285,12 +285,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => None,
     };
     let enforced = enforced_list(&spec, cgroup.as_ref(), ephemeral, limits);
+    // No key is silently ignored: what `run` loads but does not enforce is named.
+    let not_enforced = policy.not_enforced_by_run();
     let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let mut start = log.record(Kind::Lifecycle, "session_start");
     start.data = object(json!({
         "argv": argv, "workdir": workdir, "policy": args.policy, "policy_text": policy_text(&args.policy),
         "replay_of": args.replay_of,
-        "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded,
+        "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded, "not_enforced": not_enforced,
         "uid_inside": ids.agent, "uid_outside": ids.first_outside + (ids.agent - ids.first_inside),
     }));
     log.commit(start)
@@ -301,6 +303,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         if !degraded.is_empty() {
             eprintln!("portcullis: DEGRADED, not enforced: {}", degraded.join(", "));
         }
+        if !not_enforced.is_empty() {
+            eprintln!("portcullis: the policy sets what `run` does not enforce: {}", not_enforced.join(", "));
+        }
     }
 
     // Ready before the sockets arrive, while the init works.
@@ -308,7 +313,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let decider = Decider::for_sandbox(&policy);
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
     let tally = Mutex::new(Tally::default());
-    let cap = limits.tool_calls;
+    let cap = limits.execs;
     let gate = ExecGate { command: &argv, profile, decider: &decider, cap, trail: &*log, tally: &tally };
     let (running, exit, relay, served) = std::thread::scope(|scope| -> Result<_> {
         // The monitor's thread is started while the init works; it gets the monitor below.
@@ -370,7 +375,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     if tally.cap_hit {
-        limits_hit.push(format!("tool calls ({} execs)", cap.unwrap_or_default()));
+        limits_hit.push(format!("execs ({})", cap.unwrap_or_default()));
     }
     if let Some(e) = &egress
         && e.meter().exhausted()
@@ -438,7 +443,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "execs": tally.execs,
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
         "changed": changed,
-        "limits_hit": limits_hit, "degraded": degraded, "audit": log.store().dir(),
+        "limits_hit": limits_hit, "degraded": degraded, "not_enforced": not_enforced, "audit": log.store().dir(),
         "disk": disk.iter().map(|d| json!({"place": d.place, "used": d.used, "size": d.size})).collect::<Vec<_>>(),
     });
     if let Some(e) = &egress {
@@ -1015,6 +1020,9 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
     eprintln!("  limits hit: {}", if limits.is_empty() { "none".into() } else { limits.join("; ") });
     if let Some(d) = summary["degraded"].as_array().filter(|d| !d.is_empty()) {
         eprintln!("  DEGRADED: {}", d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+    }
+    if let Some(n) = summary["not_enforced"].as_array().filter(|n| !n.is_empty()) {
+        eprintln!("  NOT ENFORCED by `run`: {}", n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
     }
     eprintln!(
         "  audit: {} (portcullis audit show {})",

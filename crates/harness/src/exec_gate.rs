@@ -1,6 +1,6 @@
 //! The exec gate: what `portcullis run` decides for each exec the sandbox's monitor traps. The
-//! policy and the guards decide; the session's tool-call cap counts execs; every decision is an
-//! event; an exec that cannot be read or recorded does not run.
+//! policy and the guards decide; the session's exec cap (`[limits] execs`) counts them; every
+//! decision is an event; an exec that cannot be read or recorded does not run.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -21,7 +21,7 @@ pub struct Tally {
     pub execs: u64,
     /// Refused execs: the command and the reason, a shell's retries of one refusal folded.
     pub denials: Vec<(String, String)>,
-    /// The tool-call cap refused an exec.
+    /// The exec cap refused an exec.
     pub cap_hit: bool,
     /// The first failure to store a record, if any.
     pub sink_error: Option<String>,
@@ -36,7 +36,8 @@ pub struct ExecGate<'a, T: Trail> {
     pub profile: &'a Profile,
     /// Policy plus guards.
     pub decider: &'a Decider,
-    /// The tool-call cap, counted in execs.
+    /// The exec cap (`[limits] execs`). Not the tool-call cap: a build's execs are not the
+    /// agent's tool calls.
     pub cap: Option<u64>,
     /// Where the records go.
     pub trail: &'a T,
@@ -61,8 +62,8 @@ impl<T: Trail> ExecGate<'_, T> {
             (Decision::Allow, "allowed: the command `portcullis run` was given".to_owned())
         } else if self.cap.is_some_and(|c| tally.execs > c) {
             tally.cap_hit = true;
-            rules.push("limits.tool_calls".into());
-            (Decision::Deny, format!("the session's tool-call cap ({} execs) is reached", self.cap.unwrap_or_default()))
+            rules.push("limits.execs".into());
+            (Decision::Deny, format!("the session's exec cap ({} execs) is reached", self.cap.unwrap_or_default()))
         } else {
             let cwd = PathBuf::from(&req.cwd);
             let verdict = self.decider.decide(self.profile, &Request::Exec { argv: &argv, cwd: &cwd });

@@ -156,6 +156,47 @@ impl Policy {
         &self.hooks
     }
 
+    /// The settings this policy sets that `portcullis run` loads but does not enforce (no key
+    /// may be silently ignored): model budgets, per-tool rates, user hooks and the tool-call
+    /// cap, which count the agent's tool calls (the hook and the MCP gateway will), not execs.
+    /// Each as its place in the file and what it is.
+    pub fn not_enforced_by_run(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut profiles: Vec<(String, &Profile)> = vec![(String::new(), &self.root)];
+        profiles.extend(self.agents.iter().map(|(name, p)| (format!("agents.{name}."), p)));
+        for (prefix, profile) in profiles {
+            let s = profile.settings();
+            let mut say = |key: String, what: &str| {
+                if !out.iter().any(|o: &String| o.starts_with(&format!("`{key}`"))) {
+                    out.push(format!("`{key}` ({what})"));
+                }
+            };
+            if s.limits.tool_calls.is_some() {
+                say(format!("{prefix}limits.tool_calls"), "counts tool calls; `run` sees execs: see `limits.execs`");
+            }
+            if s.limits.tokens.is_some() {
+                say(format!("{prefix}limits.tokens"), "a model budget");
+            }
+            if s.limits.usd.is_some() {
+                say(format!("{prefix}limits.usd"), "a model budget");
+            }
+            if !s.tools.rate.is_empty() {
+                say(format!("{prefix}tools.rate"), "per-tool rates count tool calls");
+            }
+        }
+        let hooks = &self.hooks;
+        for (event, list) in [
+            ("pre_tool_use", &hooks.pre_tool_use),
+            ("post_tool_use", &hooks.post_tool_use),
+            ("user_prompt_submit", &hooks.user_prompt_submit),
+        ] {
+            if !list.is_empty() {
+                out.push(format!("`hooks.{event}` (user hooks run on tool calls)"));
+            }
+        }
+        out
+    }
+
     /// `[audit]`.
     pub fn audit(&self) -> &AuditSettings {
         &self.audit

@@ -183,6 +183,7 @@ struct Raw {
     ephemeral: Option<bool>,
     wall_clock: Option<Duration>,
     tool_calls: Option<u64>,
+    execs: Option<u64>,
     memory: Option<ByteSize>,
     processes: Option<u64>,
     disk: Option<ByteSize>,
@@ -228,6 +229,7 @@ impl Raw {
             ephemeral: child.ephemeral.or(p.ephemeral),
             wall_clock: child.wall_clock.or(p.wall_clock),
             tool_calls: child.tool_calls.or(p.tool_calls),
+            execs: child.execs.or(p.execs),
             memory: child.memory.or(p.memory),
             processes: child.processes.or(p.processes),
             disk: child.disk.or(p.disk),
@@ -281,7 +283,7 @@ const ENV_KEYS: &[&str] = &["pass"];
 const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "local_ports", "dns"];
 const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
 const FS_KEYS: &[&str] = &["writable", "read_only", "hidden", "ephemeral"];
-const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "memory", "processes", "disk", "tokens", "usd"];
+const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "execs", "memory", "processes", "disk", "tokens", "usd"];
 const TOOL_KEYS: &[&str] = &["allow", "ask", "deny", "rate", "default", "exec_default"];
 const HOOK_EVENTS: &[&str] = &["pre_tool_use", "post_tool_use", "user_prompt_submit"];
 const HOOK_KEYS: &[&str] = &["matcher", "command", "timeout", "on_error"];
@@ -762,6 +764,7 @@ impl<'s> Loader<'s> {
                 self.check_keys(t, &path, LIMIT_KEYS);
                 raw.wall_clock = self.field(t, &path, "wall_clock", Self::duration);
                 raw.tool_calls = self.field(t, &path, "tool_calls", Self::integer);
+                raw.execs = self.field(t, &path, "execs", Self::integer);
                 raw.memory = self.field(t, &path, "memory", Self::size);
                 raw.processes = self.field(t, &path, "processes", Self::integer);
                 raw.disk = self.field(t, &path, "disk", Self::size);
@@ -937,6 +940,7 @@ impl<'s> Loader<'s> {
             limits: Limits {
                 wall_clock: raw.wall_clock,
                 tool_calls: raw.tool_calls,
+                execs: raw.execs,
                 memory: raw.memory,
                 processes: raw.processes,
                 disk: raw.disk,

@@ -77,8 +77,11 @@ pub struct Limits {
     /// Session wall clock.
     #[serde(serialize_with = "ser_opt_duration")]
     pub wall_clock: Option<Duration>,
-    /// Tool calls (execs, under `run`) per session.
+    /// Tool calls per session: the loop guard. Execs are not tool calls (`run` counts those
+    /// against `execs`).
     pub tool_calls: Option<u64>,
+    /// Execs per session under `run` (a build runs thousands; off unless set).
+    pub execs: Option<u64>,
     /// Memory for the whole process tree.
     pub memory: Option<ByteSize>,
     /// Processes in the tree.

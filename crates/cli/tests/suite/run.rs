@@ -1160,3 +1160,41 @@ fn changes_that_cannot_be_saved_are_reported_not_lost_silently() {
     assert!(s.stderr.contains("lost"), "{s:?}");
     assert!(!case.work.join("big").exists());
 }
+
+// `[limits] tool_calls` once counted every exec: past the 1,000th, an ordinary `./configure`
+// or C build failed. Execs have their own cap, off unless set, and the tool-call cap is named
+// as not enforced by `run`.
+both!(execs_past_the_tool_call_cap_still_run_and_the_exec_cap_is_its_own, |user| {
+    let case = Case::new(user);
+    let loop_of = |n: u32| format!("i=0\nwhile [ $i -lt {n} ]; do /bin/true || echo refused; i=$((i+1)); done\n");
+    let policy = case.policy("[limits]\ntool_calls = 5\ntokens = 100\n[tools]\nrate = { Bash = \"1/min\" }\n");
+    let s = case.sh(&["--policy", &policy], &loop_of(20));
+    assert_eq!((s.code, s.lines().len()), (0, 0), "{s:?}");
+    assert_eq!(s.summary["execs"], 21, "{s:?}");
+    let not_enforced: Vec<&str> =
+        s.summary["not_enforced"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(not_enforced.iter().any(|n| n.starts_with("`limits.tool_calls`")), "{not_enforced:?}");
+    assert!(not_enforced.iter().any(|n| n.starts_with("`limits.tokens`")), "{not_enforced:?}");
+    assert!(not_enforced.iter().any(|n| n.starts_with("`tools.rate`")), "{not_enforced:?}");
+    let start = case.events(&s).into_iter().find(|r| r["event"] == "session_start").unwrap();
+    assert_eq!(start["data"]["not_enforced"], s.summary["not_enforced"], "{start}");
+    let policy = case.policy("[limits]\nexecs = 5\n");
+    let s = case.sh(&["--policy", &policy], &loop_of(8));
+    assert_eq!(s.lines().len(), 4, "the shell plus 4 execs run, then the cap refuses: {s:?}");
+    assert_eq!(s.summary["limits_hit"][0], "execs (5)", "{s:?}");
+    assert!(s.summary["not_enforced"].as_array().unwrap().is_empty(), "{s:?}");
+});
+
+#[test]
+fn settings_run_does_not_enforce_are_named_by_the_policy_check() {
+    let dir = super::TempDir::new();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[limits]\nusd = 5.0\n[[hooks.pre_tool_use]]\nmatcher = \"Bash\"\ncommand = \"/bin/true\"\n",
+    )
+    .unwrap();
+    let out = super::portcullis(&["policy", "check", "p.toml"], dir.path(), None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("note: `limits.usd` (a model budget) is loaded but"), "{}", out.stdout);
+    assert!(out.stdout.contains("note: `hooks.pre_tool_use`"), "{}", out.stdout);
+}
