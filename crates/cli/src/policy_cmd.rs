@@ -203,7 +203,18 @@ fn environment(anchors: &Anchors) -> Result<Environment> {
 /// Loads a policy file; on problems, prints them all and returns `Err(exit code)`.
 pub(crate) fn load_file(file: &Path, env: &Environment, json: bool) -> Result<std::result::Result<Policy, ExitCode>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read policy `{}`", file.display()))?;
-    match Policy::load(&text, &file.display().to_string(), env) {
+    load_text(&text, file, env, json)
+}
+
+/// Loads a policy file's `text` (read once by the caller, which may keep it), reporting every
+/// problem as [`load_file`] does.
+pub(crate) fn load_text(
+    text: &str,
+    file: &Path,
+    env: &Environment,
+    json: bool,
+) -> Result<std::result::Result<Policy, ExitCode>> {
+    match Policy::load(text, &file.display().to_string(), env) {
         Ok(policy) => Ok(Ok(policy)),
         Err(errors) => {
             let count = errors.problems.len();

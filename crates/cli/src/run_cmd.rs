@@ -101,12 +101,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let home = std::env::home_dir().context("cannot tell the home directory: set HOME")?;
     let home = home.canonicalize().unwrap_or(home);
     let env = portcullis_policy::Environment::new(workdir.clone(), home.clone())?;
-    let policy = Arc::new(match &args.policy {
-        Some(file) => match crate::policy_cmd::load_file(file, &env, false)? {
+    // Read once: the text recorded with the session is the text enforced, whatever happens to
+    // the file meanwhile.
+    let policy_text = match &args.policy {
+        Some(file) => {
+            Some(std::fs::read_to_string(file).with_context(|| format!("cannot read policy `{}`", file.display()))?)
+        }
+        None => None,
+    };
+    let policy = Arc::new(match (&args.policy, &policy_text) {
+        (Some(file), Some(text)) => match crate::policy_cmd::load_text(text, file, &env, false)? {
             Ok(p) => p,
             Err(code) => return Ok(code),
         },
-        None => Policy::builtin(&env),
+        _ => Policy::builtin(&env),
     });
     let profile = policy.profile(args.agent.as_deref())?;
     let settings = profile.settings();
@@ -290,7 +298,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let mut start = log.record(Kind::Lifecycle, "session_start");
     start.data = object(json!({
-        "argv": argv, "workdir": workdir, "policy": args.policy, "policy_text": policy_text(&args.policy),
+        "argv": argv, "workdir": workdir, "policy": args.policy, "policy_text": policy_text,
         "replay_of": args.replay_of,
         "ephemeral": ephemeral, "enforced": enforced, "degraded": degraded, "not_enforced": not_enforced,
         "uid_inside": ids.agent, "uid_outside": ids.first_outside + (ids.agent - ids.first_inside),
@@ -610,12 +618,6 @@ pub(crate) fn object(value: Value) -> serde_json::Map<String, Value> {
         Value::Object(map) => map,
         other => [("data".to_owned(), other)].into_iter().collect(),
     }
-}
-
-/// The policy file's text, kept with the session so that `audit replay` can decide again under
-/// it; `None` for the built-in policy (which the binary carries).
-fn policy_text(file: &Option<PathBuf>) -> Option<String> {
-    file.as_ref().and_then(|f| std::fs::read_to_string(f).ok())
 }
 
 /// The identity of an agent started as root: a range of 65,536 host ids chosen by the agent's

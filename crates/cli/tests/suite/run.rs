@@ -1198,3 +1198,29 @@ fn settings_run_does_not_enforce_are_named_by_the_policy_check() {
     assert!(out.stdout.contains("note: `limits.usd` (a model budget) is loaded but"), "{}", out.stdout);
     assert!(out.stdout.contains("note: `hooks.pre_tool_use`"), "{}", out.stdout);
 }
+
+// The start record once read the policy file a second time: what it kept for `audit replay`
+// could differ from what the session enforced. The policy here is a FIFO that gives its text to
+// the first reader and is then replaced by a file that allows everything, for any second one.
+both!(the_policy_text_recorded_is_the_text_enforced, |user| {
+    let case = Case::new(user);
+    let dir = case.work.parent().unwrap().to_path_buf();
+    let fifo = dir.join("policy.toml");
+    let status = Command::new("mkfifo").arg("-m").arg("0666").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let enforced = "[tools]\ndeny = [\"Bash(id *)\"]\n";
+    std::fs::write(dir.join("open.toml"), "[tools]\nexec_default = \"allow\"\n").unwrap();
+    let writer = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            // Returns once `run` has opened the FIFO; any later open gets the other file.
+            std::fs::write(dir.join("policy.toml"), enforced).unwrap();
+            std::fs::rename(dir.join("open.toml"), dir.join("policy.toml")).unwrap();
+        })
+    };
+    let s = case.sh(&["--policy", fifo.to_str().unwrap()], "/usr/bin/id -u >/dev/null 2>&1 || echo refused\n");
+    writer.join().unwrap();
+    assert_eq!(s.lines(), ["refused"], "{s:?}");
+    let start = case.events(&s).into_iter().find(|r| r["event"] == "session_start").unwrap();
+    assert_eq!(start["data"]["policy_text"], enforced, "the record holds a second read: {start}");
+});
