@@ -37,7 +37,7 @@ bwrap_same_root() { bwrap "${same_root[@]}" /bin/true; }
 pc_through() { "$bin" run -q --no-ephemeral -- /bin/true; }
 pc_overlay() { "$bin" run -q -- /bin/true; }
 # The same without a cgroup, to show what the cgroup v1 move costs on this host.
-pc_no_cgroup() { PORTCULLIS_SIMULATE_MISSING=cgroups "$bin" run -q --dangerously-allow-partial-sandbox --no-ephemeral -- /bin/true; }
+pc_no_cgroup() { PORTCULLIS_SIMULATE_MISSING=cgroups "$bin" run -q --dangerously-allow-partial-sandbox=cgroups --no-ephemeral -- /bin/true; }
 # Born in a cgroup v2 cgroup (CLONE_INTO_CGROUP), as on a v2 host; no limits, since this host's
 # v2 hierarchy may offer no controllers.
 printf '[limits]\nwall_clock = "1m"\n' > "$base/v2.toml"

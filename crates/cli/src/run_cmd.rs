@@ -60,9 +60,11 @@ pub(crate) struct RunArgs {
     /// Write through to the workdir instead of an overlay kept for `portcullis apply`.
     #[arg(long)]
     no_ephemeral: bool,
-    /// Run even when a kernel feature is missing. The session is recorded as degraded.
-    #[arg(long)]
-    dangerously_allow_partial_sandbox: bool,
+    /// Run even when these layers are missing (comma-separated: namespaces, overlayfs,
+    /// landlock, seccomp, cgroups). Any other missing layer still refuses. The session is
+    /// recorded as degraded.
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',', num_args = 1, require_equals = true, action = clap::ArgAction::Append)]
+    dangerously_allow_partial_sandbox: Vec<Layer>,
     /// With --no-ephemeral: leave git hooks, code-running git config keys and auto-run files
     /// the session created or changed where they are, instead of moving them to quarantine.
     #[arg(long, requires = "no_ephemeral")]
@@ -80,6 +82,30 @@ pub(crate) struct RunArgs {
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+/// A layer of the sandbox that `--dangerously-allow-partial-sandbox` may let a session run
+/// without.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Layer {
+    Namespaces,
+    Overlayfs,
+    Landlock,
+    Seccomp,
+    #[value(alias = "cgroup")]
+    Cgroups,
+}
+
+impl Layer {
+    fn feature(self) -> Feature {
+        match self {
+            Layer::Namespaces => Feature::Namespaces,
+            Layer::Overlayfs => Feature::Overlayfs,
+            Layer::Landlock => Feature::Landlock,
+            Layer::Seccomp => Feature::Seccomp,
+            Layer::Cgroups => Feature::Cgroups,
+        }
+    }
 }
 
 /// Environment variables always passed (terminal and locale).
@@ -125,13 +151,23 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
 
     let probe = Probe::without_trials();
     let missing = probe.missing();
-    if !missing.is_empty() && !args.dangerously_allow_partial_sandbox {
-        let list: Vec<String> =
-            probe.checks.iter().filter(|c| !c.available).map(|c| format!("  {}: {}", c.feature, c.detail)).collect();
+    // SECURITY: the flag names each layer it may drop; any other missing layer refuses.
+    let allowed: Vec<Feature> = args.dangerously_allow_partial_sandbox.iter().map(|l| l.feature()).collect();
+    let refused: Vec<Feature> = missing.iter().copied().filter(|f| !allowed.contains(f)).collect();
+    if !refused.is_empty() {
+        let list: Vec<String> = probe
+            .checks
+            .iter()
+            .filter(|c| refused.contains(&c.feature))
+            .map(|c| format!("  {}: {}", c.feature, c.detail))
+            .collect();
+        let names: Vec<&str> = missing.iter().map(|f| f.as_str()).collect();
         bail!(
             "the sandbox cannot be applied in full; missing:\n{}\nrun `portcullis check` for details, or pass \
-             --dangerously-allow-partial-sandbox to run with less (the session is recorded as degraded)",
-            list.join("\n")
+             --dangerously-allow-partial-sandbox={} to run without {} (the session is recorded as degraded)",
+            list.join("\n"),
+            names.join(","),
+            if names.len() == 1 { "it" } else { "them" }
         );
     }
     let mut degraded: Vec<String> = missing.iter().map(|f| f.as_str().to_owned()).collect();
@@ -147,7 +183,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let cgroup_limits = CgroupLimits { memory: limits.memory.map(|m| m.0), pids: limits.processes, cpu_quota_us: None };
     let cgroup_name = format!("portcullis-{id}");
-    let allow_partial = args.dangerously_allow_partial_sandbox;
+    let allow_partial = allowed.contains(&Feature::Cgroups);
     // Created as late as possible: on v2 before the init is born in it, on v1 while the init
     // builds the agent's root (`session::start`'s docs), once it is known it can be.
     let (born_in, v1) = match backend.filter(|_| !missing.contains(&Feature::Cgroups)) {
@@ -597,7 +633,7 @@ fn cgroup_refused(e: CgroupError, allow_partial: bool, degraded: &mut Vec<String
     }
     let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
     bail!(
-        "cgroups: {e}{cause}\npass --dangerously-allow-partial-sandbox to run with rlimits only (the session is \
+        "cgroups: {e}{cause}\npass --dangerously-allow-partial-sandbox=cgroups to run with rlimits only (the session is \
          recorded as degraded)"
     )
 }

@@ -4,7 +4,7 @@
 //! these tests measure the kernel's walls.
 //!
 //! On this kind of host an unprivileged user cannot create cgroups (v1 without delegation), so
-//! the unprivileged runs pass `--dangerously-allow-partial-sandbox` and assert that cgroups are
+//! the unprivileged runs pass `--dangerously-allow-partial-sandbox=cgroups` and assert that cgroups are
 //! the only thing missing; the rlimit floor holds the limits there.
 
 use std::os::unix::fs::PermissionsExt;
@@ -103,7 +103,7 @@ impl Case {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("run").arg("--json").args(args);
         if self.user == User::Unprivileged {
-            cmd.arg("--dangerously-allow-partial-sandbox");
+            cmd.arg("--dangerously-allow-partial-sandbox=cgroups");
         }
         cmd.arg("--").args(command);
         cmd.current_dir(&self.work)
@@ -833,7 +833,13 @@ both!(missing_landlock_is_refused_unless_the_dangerous_flag_is_given, |user| {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Landlock"), "{stderr}");
     // (`run_with` passes the flag itself for the unprivileged user.)
-    let flag: &[&str] = if user == User::Root { &["--dangerously-allow-partial-sandbox"] } else { &[] };
+    // The flag names what it may drop: cgroups alone does not let a session run without Landlock.
+    let s = case.run_with(&["--dangerously-allow-partial-sandbox=cgroups"], &["/bin/true"], |cmd| {
+        cmd.env("PORTCULLIS_SIMULATE_MISSING", "landlock");
+    });
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.stderr.contains("--dangerously-allow-partial-sandbox=landlock"), "{}", s.stderr);
+    let flag: &[&str] = &["--dangerously-allow-partial-sandbox=landlock"];
     let s = case.run_with(flag, &["/bin/true"], |cmd| {
         cmd.env("PORTCULLIS_SIMULATE_MISSING", "landlock");
     });
@@ -1002,7 +1008,7 @@ both!(from_a_terminal_the_agent_gets_its_own_and_cannot_inject_into_it, |user| {
              print('before', flush=True)\nsubprocess.run(['/bin/ls'], stdout=subprocess.DEVNULL)\nprint('after', flush=True)\n"
         ),
     );
-    let flag = if user == User::Unprivileged { " --dangerously-allow-partial-sandbox" } else { "" };
+    let flag = if user == User::Unprivileged { " --dangerously-allow-partial-sandbox=cgroups" } else { "" };
     let line = format!("{} run{flag} -- /usr/bin/python3 agent.py", case.bin.display());
     // `script` runs the command on a new pseudo-terminal, as a user's terminal would.
     let mut cmd = Command::new("script");
