@@ -204,7 +204,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let ephemeral = (settings.filesystem.ephemeral && !args.no_ephemeral) || args.replay_of.is_some();
     let disk = limits.disk.map_or(2 << 30, |d| d.0);
     let as_root = rustix::process::getuid().is_root();
-    let ids = if as_root { agent_range(args.agent.as_deref(), &workdir) } else { IdMap::own() };
+    let ids = if as_root {
+        let slot = sessions::agent_slot(&state, args.agent.as_deref().unwrap_or_default(), AGENT_SLOTS)?;
+        agent_range(slot, &workdir)
+    } else {
+        IdMap::own()
+    };
     let mut hidden: Vec<PathBuf> = settings.filesystem.hidden.iter().map(|h| expand(h, &home, &workdir)).collect();
     hidden.push(state.clone());
     if !audit_dir.starts_with(&state) {
@@ -656,17 +661,16 @@ pub(crate) fn object(value: Value) -> serde_json::Map<String, Value> {
     }
 }
 
-/// The identity of an agent started as root: a range of 65,536 host ids chosen by the agent's
-/// name, with the agent as the workdir owner's uid inside it, so the idmapped workdir shows the
-/// owner's files as the agent's own.
-fn agent_range(agent: Option<&str>, workdir: &Path) -> IdMap {
+/// The identity of an agent started as root: the range of 65,536 host ids of its `slot` (see
+/// `sessions::agent_slot`: one slot per agent name, never shared), with the agent as the
+/// workdir owner's uid inside it, so the idmapped workdir shows the owner's files as the
+/// agent's own.
+fn agent_range(slot: u32, workdir: &Path) -> IdMap {
     use std::os::unix::fs::MetadataExt;
-    // FNV-1a: stable across versions and machines, so an agent keeps its range.
-    let hash = agent.unwrap_or("").bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
     let owner = std::fs::metadata(workdir).map(|m| m.uid()).unwrap_or(0);
     IdMap {
         first_inside: 0,
-        first_outside: AGENT_RANGES_BASE + (hash % AGENT_SLOTS) * AGENT_RANGE_SIZE,
+        first_outside: AGENT_RANGES_BASE + slot * AGENT_RANGE_SIZE,
         count: AGENT_RANGE_SIZE,
         agent: if owner < AGENT_RANGE_SIZE { owner } else { 0 },
     }

@@ -124,6 +124,52 @@ pub(crate) fn mount_base() -> Result<PathBuf> {
     Ok(base)
 }
 
+/// The id-range slot of agent `name` (`""` for a session that names none), among `slots`.
+///
+/// SECURITY: two agents must never share a range, or one turned agent holds the other's
+/// authority on the host (their files, their processes). A name keeps the slot it was first
+/// given, recorded in `STATE/agent-slots.json` under a lock; a new name takes the slot its name
+/// hashes to (FNV-1a, so ranges are stable and spread), or the next free one when another name
+/// holds it. All slots taken is an error, never a shared range.
+pub(crate) fn agent_slot(state: &Path, name: &str, slots: u32) -> Result<u32> {
+    use std::os::fd::AsFd;
+    let state = make_state_root(state)?;
+    let lock_path = state.join("agent-slots.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+    rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+    let path = state.join("agent-slots.json");
+    let mut table: std::collections::BTreeMap<String, u32> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("`{}` is not a valid agent slot table; fix or remove it", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    if let Some(slot) = table.get(name) {
+        if *slot >= slots {
+            bail!("`{}` gives agent `{name}` slot {slot}, past the last ({})", path.display(), slots - 1);
+        }
+        return Ok(*slot);
+    }
+    let taken: std::collections::BTreeSet<u32> = table.values().copied().collect();
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let slot = (0..slots)
+        .map(|i| (hash % slots + i) % slots)
+        .find(|s| !taken.contains(s))
+        .with_context(|| format!("all {slots} agent id ranges are taken (see `{}`)", path.display()))?;
+    table.insert(name.to_owned(), slot);
+    let tmp = state.join("agent-slots.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&table)?)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(slot)
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   portcullis diff                  the last session's changes, as a patch
@@ -376,6 +422,22 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_agent_names_never_share_an_id_range() {
+        let state = std::env::temp_dir().join(format!("portcullis-slots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        // Names whose hashes collide in 8 slots, and more names than slots.
+        let names = ["", "a", "b", "c", "d", "e", "f", "g"];
+        let slots: Vec<u32> = names.iter().map(|n| agent_slot(&state, n, 8).unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u32> = slots.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "{slots:?}");
+        // A name keeps its slot; a ninth name finds none free.
+        assert_eq!(agent_slot(&state, "c", 8).unwrap(), slots[3]);
+        let full = agent_slot(&state, "h", 8).unwrap_err().to_string();
+        assert!(full.contains("all 8 agent id ranges are taken"), "{full}");
+        std::fs::remove_dir_all(&state).unwrap();
+    }
 
     #[test]
     fn dates_come_out_right_across_leap_years() {
