@@ -227,6 +227,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
         hidden.push(file);
     }
+    let inside = inside_workdir(&settings.filesystem, &home, &workdir)?;
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
     // SECURITY: a program the policy runs on the host is fixed now, and refused where the agent
@@ -257,8 +258,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         read_only: read_only.clone(),
         writable: writable.clone(),
         idmapped_workdir: as_root,
-        protected: protected_paths(&workdir, &persistence),
-        pinned: vec![workdir.join(".git")],
+        protected: protected_paths(&workdir, &persistence)
+            .into_iter()
+            .chain(inside.read_only.iter().cloned())
+            .collect(),
+        // A read-only workdir needs no pin: nothing in it can be renamed.
+        pinned: if inside.writable.is_none() { vec![workdir.join(".git")] } else { Vec::new() },
+        writable_inside: inside.writable.clone(),
         resolv_conf: Some("# The sandbox's resolver (portcullis)\nnameserver 127.0.0.1\n".to_owned()),
     };
     let landlock = match probe.landlock_abi {
@@ -706,6 +712,50 @@ fn check_workdir(workdir: &Path, home: &Path, state: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the policy's `[filesystem]` lists make of the workdir, enforced by mounts: the
+/// writable subset (`None`: all of it) and the read-only carve-outs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct InsideWorkdir {
+    writable: Option<Vec<PathBuf>>,
+    read_only: Vec<PathBuf>,
+}
+
+/// Reads the `writable` and `read_only` entries that lie in the workdir. Mounts cannot follow
+/// a wildcard or cover a path that does not exist, so such an entry is refused, naming it,
+/// rather than enforced differently from what `policy explain` says.
+fn inside_workdir(fs: &portcullis_policy::FilesystemSettings, home: &Path, workdir: &Path) -> Result<InsideWorkdir> {
+    let paths = |key: &str, list: &[String]| -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for text in list {
+            let trimmed = text.strip_suffix("/**").unwrap_or(text);
+            let expanded = expand(trimmed, home, workdir);
+            let path = portcullis_policy::lexical_normalize(&expanded).unwrap_or(expanded);
+            if !path.starts_with(workdir) {
+                continue;
+            }
+            if trimmed.contains(['*', '?', '[']) {
+                bail!(
+                    "`[filesystem] {key}` has `{text}`, a pattern inside the workdir, which `run` cannot enforce with \
+                     mounts; name directories or files (a trailing `/**` is fine)"
+                );
+            }
+            if path.symlink_metadata().is_err() {
+                bail!(
+                    "`[filesystem] {key}` has `{text}`, which does not exist in the workdir `{}`, so `run` cannot \
+                     enforce it; create it first or remove the entry",
+                    workdir.display()
+                );
+            }
+            out.push(path);
+        }
+        Ok(out)
+    };
+    let writable = paths("writable", &fs.writable)?;
+    let read_only = paths("read_only", &fs.read_only)?;
+    let whole = writable.iter().any(|p| p == workdir);
+    Ok(InsideWorkdir { writable: (!whole).then_some(writable), read_only })
 }
 
 /// The persistence paths `run` makes read-only at the top of the workdir: every

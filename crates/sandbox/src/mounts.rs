@@ -53,6 +53,10 @@ pub struct RootOptions {
     /// cannot be renamed or removed (`EBUSY`), so the read-only binds under it (a `.git`'s
     /// hooks and config) cannot be moved aside and replaced. Only existing ones are pinned.
     pub pinned: Vec<PathBuf>,
+    /// `Some(paths)`: the workdir is read-only but for these paths inside it (existing
+    /// directories or files, bound on themselves before the workdir's mount is made read-only,
+    /// so they keep their own writable mounts). `None`: all of the workdir is writable.
+    pub writable_inside: Option<Vec<PathBuf>>,
     /// What the agent sees as `/etc/resolv.conf` (the sandbox's own resolver), when set.
     pub resolv_conf: Option<String>,
 }
@@ -368,6 +372,27 @@ impl RootPlan {
             flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
             data: None,
         });
+        // The policy's writable subset of the workdir: each its own mount, then the workdir's own
+        // mount read-only (a bind copies its source's flags, so the order matters).
+        if let Some(inside) = &opts.writable_inside {
+            for path in inside.iter().filter(|p| p.starts_with(&opts.workdir) && p.exists()) {
+                let target = staged(path)?;
+                ops.push(Op::Mount {
+                    source: Some(target.clone()),
+                    target,
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                });
+            }
+            ops.push(Op::Mount {
+                source: None,
+                target: staged(&opts.workdir)?,
+                fstype: None,
+                flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                data: None,
+            });
+        }
         // Pinned before the read-only binds under them: those are made on the pinned mount.
         for path in opts.pinned.iter().filter(|p| p.starts_with(&opts.workdir) && p.is_dir() && !p.is_symlink()) {
             let target = staged(path)?;

@@ -1230,3 +1230,84 @@ both!(the_policy_text_recorded_is_the_text_enforced, |user| {
     let start = case.events(&s).into_iter().find(|r| r["event"] == "session_start").unwrap();
     assert_eq!(start["data"]["policy_text"], enforced, "the record holds a second read: {start}");
 });
+
+// `writable = ["./src"]`: `policy explain --write README.md` said deny, but `run
+// --no-ephemeral` wrote it, because `run` mounted the whole workdir writable. For each policy
+// and path below, what `explain` says of a write and a read is what the kernel does inside
+// `run`, in both modes. (A read `explain` answers `ask` for is allowed in `run`: no one
+// approves a process's reads there, and the sandbox shows the workdir.)
+both!(explain_and_run_agree_on_every_write_and_read, |user| {
+    let policies = [
+        "[filesystem]\nwritable = [\"./src\"]\n",
+        "[filesystem]\nwritable = [\".\"]\nread_only = [\"./vendor\"]\n",
+        "[filesystem]\nwritable = [\"./src/**\", \"./docs\"]\nhidden = [\"./secrets\"]\n",
+        "[network]\nallow = []\n",
+    ];
+    let paths = ["README.md", "src/main.rs", "src/new.rs", "vendor/lib.rs", "docs/a.md", "secrets/key.txt", "new.txt"];
+    for policy_text in policies {
+        for mode in [&[][..], &["--no-ephemeral"][..]] {
+            let case = Case::new(user);
+            for (p, text) in [
+                ("README.md", "r"),
+                ("src/main.rs", "m"),
+                ("vendor/lib.rs", "v"),
+                ("docs/a.md", "d"),
+                ("secrets/key.txt", "k"),
+            ] {
+                std::fs::create_dir_all(case.work.join(p).parent().unwrap()).unwrap();
+                std::fs::write(case.work.join(p), text).unwrap();
+            }
+            if user == User::Unprivileged && is_root() {
+                for entry in walk(&case.work) {
+                    std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+                }
+            }
+            let policy = case.policy(policy_text);
+            let code = format!(
+                "{PRELUDE}for p in {paths:?}:\n    attempt(lambda: open(p, 'a').close())\n    \
+                 attempt(lambda: open(p).close())\n"
+            );
+            let s = case.python(&[&["--policy", &policy][..], mode].concat(), &code);
+            let lines = s.lines();
+            assert_eq!(lines.len(), 2 * paths.len(), "{s:?}");
+            for (i, path) in paths.iter().enumerate() {
+                let explain = |op: &str| -> String {
+                    let out = case.subcommand(&["policy", "explain", "--policy", &policy, op, path, "--json"]);
+                    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+                    v["decision"].as_str().unwrap().to_owned()
+                };
+                let (write, read) = (lines[2 * i], lines[2 * i + 1]);
+                let said = explain("--write");
+                assert_eq!(
+                    said == "allow",
+                    write == "ok",
+                    "{policy_text} {mode:?}: write {path}: explain {said}, run {write}"
+                );
+                // Reads of the files the workdir had (a new one may not exist to read).
+                if ["src/new.rs", "new.txt"].contains(path) {
+                    continue;
+                }
+                let said = explain("--read");
+                assert_eq!(
+                    said == "deny",
+                    read != "ok",
+                    "{policy_text} {mode:?}: read {path}: explain {said}, run {read}"
+                );
+            }
+        }
+    }
+});
+
+both!(a_filesystem_entry_run_cannot_enforce_is_refused_naming_it, |user| {
+    let case = Case::new(user);
+    for (text, expect) in [
+        ("writable = [\"./src/*.rs\"]", "a pattern inside the workdir"),
+        ("writable = [\"./build\"]", "which does not exist in the workdir"),
+        ("read_only = [\"./missing\"]", "which does not exist in the workdir"),
+    ] {
+        let policy = case.policy(&format!("[filesystem]\n{text}\n"));
+        let s = case.run_with(&["--policy", &policy], &["/bin/true"], |_| {});
+        assert_eq!(s.code, 2, "{text}: {s:?}");
+        assert!(s.stderr.contains(expect), "{text}: {}", s.stderr);
+    }
+});

@@ -46,6 +46,7 @@ fn python(f: &Fixture, code: &str) -> String {
         idmapped_workdir: false,
         protected: Vec::new(),
         pinned: Vec::new(),
+        writable_inside: None,
         resolv_conf: None,
     })
     .unwrap();
