@@ -26,25 +26,88 @@ use crate::units::{self, ByteSize, Rate};
 
 /// Credential locations hidden in every profile, whatever the policy says.
 pub const BUILTIN_HIDDEN: &[&str] = &[
+    // OpenSSH: private keys, agent and client config (ssh(1)).
     "~/.ssh",
+    // AWS CLI and SDKs: credentials, config, SSO token cache (AWS CLI user guide, "Configuration
+    // and credential file settings").
     "~/.aws",
+    // Azure CLI: access tokens and service principal secrets (az, `~/.azure/msal_token_cache.json`).
     "~/.azure",
+    // Google Cloud SDK: credentials database and application default credentials (gcloud).
     "~/.config/gcloud",
+    // Kubernetes: kubeconfig with bearer tokens and client keys (kubectl).
     "~/.kube",
+    // Docker: registry auths in `config.json` (docker login).
     "~/.docker",
+    // Podman, Buildah, Skopeo: registry auths (containers-auth.json(5)).
+    "~/.config/containers/auth.json",
+    // Helm: registry logins and repository passwords (`helm registry login`, `helm repo add`).
+    "~/.config/helm",
+    // npm and yarn: registry tokens (`//registry.npmjs.org/:_authToken`, `npmAuthToken`).
     "~/.npmrc",
+    "~/.yarnrc.yml",
+    // PyPI upload tokens (twine), and pip indexes with passwords in their URLs (pip config).
     "~/.pypirc",
+    "~/.pip/pip.conf",
+    "~/.config/pip/pip.conf",
+    // Hugging Face access token (huggingface_hub: `HF_HOME/token`, and the older location).
+    "~/.cache/huggingface/token",
+    "~/.huggingface/token",
+    // cargo: crates.io tokens (The Cargo Book, "Credentials").
+    "~/.cargo/credentials.toml",
+    "~/.cargo/credentials",
+    // Terraform: Terraform Cloud and registry tokens (`terraform login`; CLI config file).
+    "~/.terraform.d/credentials.tfrc.json",
+    "~/.terraformrc",
+    // Maven and Gradle: repository passwords (settings.xml, settings-security.xml, gradle.properties).
+    "~/.m2/settings.xml",
+    "~/.m2/settings-security.xml",
+    "~/.gradle/gradle.properties",
+    // HashiCorp Vault: the token `vault login` writes.
+    "~/.vault-token",
+    // boto and gsutil, s3cmd: cloud storage keys.
+    "~/.boto",
+    "~/.s3cfg",
+    // Oracle Cloud CLI: API signing keys and config.
+    "~/.oci",
+    // DigitalOcean (doctl), Fly.io (flyctl): API tokens.
+    "~/.config/doctl",
+    "~/.fly",
+    // rclone: remotes with passwords and tokens.
+    "~/.config/rclone",
+    // Database clients: PostgreSQL's password file, MySQL's client config.
+    "~/.pgpass",
+    "~/.my.cnf",
+    // curl, git, ftp: machine passwords; git's credential store (both locations).
     "~/.netrc",
     "~/.git-credentials",
-    "~/.gnupg",
+    "~/.config/git/credentials",
+    // GitHub CLI and hub: OAuth tokens (`hosts.yml`, `~/.config/hub`).
     "~/.config/gh",
+    "~/.config/hub",
+    // GitHub Copilot: OAuth tokens of the editor plugins and CLI.
+    "~/.config/github-copilot",
+    // GnuPG private keys; pass, the password store built on it.
+    "~/.gnupg",
     "~/.password-store",
+    // 1Password CLI and app: session and account data.
+    "~/.config/op",
+    "~/.op",
+    "~/.config/1Password",
+    // Desktop keyrings: GNOME Keyring and KDE Wallet.
+    "~/.local/share/keyrings",
+    "~/.local/share/kwalletd",
+    "~/.kde/share/apps/kwallet",
+    // Browser profiles: cookies, saved passwords, session tokens.
     "~/.mozilla",
     "~/.config/google-chrome",
     "~/.config/chromium",
     "~/.config/BraveSoftware",
+    // Agent CLIs' own credentials: Claude Code, Codex, Gemini CLI.
     "~/.claude/.credentials.json",
     "~/.codex/auth.json",
+    "~/.gemini/oauth_creds.json",
+    // Portcullis itself: its config and state (the audit store and its key).
     "~/.config/portcullis",
     "~/.local/state/portcullis",
 ];

@@ -458,6 +458,27 @@ impl RootPlan {
                 });
             }
         }
+        // SECURITY: a hidden path that does not exist yet, under a read-only tree the sandbox
+        // shows, must stay hidden when the host creates it during the session (`gh auth login`
+        // writes `~/.config/gh/hosts.yml`). A mask needs something to cover, so its deepest
+        // existing ancestor is shown as a snapshot instead: a read-only tmpfs holding binds of
+        // the entries it had at the start, and nothing made after.
+        let mut snapshots: Vec<PathBuf> = Vec::new();
+        for path in &opts.hidden {
+            if std::fs::symlink_metadata(path).is_ok() {
+                continue;
+            }
+            let Some(tree) = opts.read_only.iter().find(|t| path.starts_with(t) && t.is_dir()) else { continue };
+            let Some(ancestor) = path.ancestors().skip(1).find(|a| a.starts_with(tree) && a.is_dir()) else {
+                continue;
+            };
+            if !snapshots.iter().any(|s| s == ancestor) {
+                snapshots.push(ancestor.to_path_buf());
+            }
+        }
+        for (i, dir) in snapshots.iter().enumerate() {
+            snapshot_dir(&mut ops, &scratch.join(format!("snapshot{i}")), staged(dir)?, dir)?;
+        }
         if let Some(content) = &opts.resolv_conf {
             resolv_conf(&mut ops, scratch, &staged, &mut mkdir_all, content)?;
         }
@@ -475,6 +496,49 @@ impl RootPlan {
         finish.push(Op::Chdir(c(&opts.workdir)?));
         Ok(RootPlan { ops, finish, trees })
     }
+}
+
+/// Replaces the staged `target` (showing the host's `dir`) by a read-only tmpfs that holds its
+/// entries as they are now: each bound from the original, kept at `keep` in the scratch tmpfs
+/// (with everything mounted under it), symlinks copied. An entry made later in `dir` is not
+/// shown, and nothing can be made in its place.
+fn snapshot_dir(ops: &mut Vec<Op>, keep: &Path, target: CString, dir: &Path) -> Result<(), PlanError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| PlanError::Flags { path: dir.to_path_buf(), source: e })?;
+    ops.push(Op::Mkdir(c(keep)?));
+    ops.push(Op::Mount {
+        source: Some(target.clone()),
+        target: c(keep)?,
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+    });
+    ops.push(fresh("tmpfs", target.clone(), libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=64k"));
+    let base = Path::new(std::ffi::OsStr::from_bytes(target.to_bytes())).to_path_buf();
+    for entry in entries.flatten() {
+        let (name, Ok(meta)) = (entry.file_name(), entry.metadata()) else { continue };
+        let (from, to) = (keep.join(&name), base.join(&name));
+        if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(|e| PlanError::Flags { path: entry.path(), source: e })?;
+            ops.push(Op::Symlink { target: c(&link)?, link: c(&to)? });
+            continue;
+        }
+        if meta.is_dir() {
+            ops.push(Op::Mkdir(c(&to)?));
+        } else if meta.is_file() {
+            ops.push(Op::Touch(c(&to)?));
+        } else {
+            continue;
+        }
+        ops.push(Op::Mount { source: Some(c(&from)?), target: c(&to)?, fstype: None, flags: libc::MS_BIND | libc::MS_REC, data: None });
+    }
+    ops.push(Op::Mount {
+        source: None,
+        target,
+        fstype: None,
+        flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        data: None,
+    });
+    Ok(())
 }
 
 /// Adds the steps that make a directory and its missing parents in the staged root.

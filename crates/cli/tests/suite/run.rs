@@ -1311,3 +1311,62 @@ both!(a_filesystem_entry_run_cannot_enforce_is_refused_naming_it, |user| {
         assert!(s.stderr.contains(expect), "{text}: {}", s.stderr);
     }
 });
+
+// Every built-in credential path stays unreadable under a home the policy shows whole, those
+// planted before the start and those the host creates during the session (`gh auth login`
+// while the agent runs). Once, with `read_only = ["~/.config"]`, a `~/.config/gh/hosts.yml`
+// made during the session was readable inside: the masks covered only what existed at the start.
+both!(every_builtin_credential_path_stays_hidden_before_and_after_the_start, |user| {
+    let case = Case::new(user);
+    let entries: Vec<std::path::PathBuf> = portcullis_policy::BUILTIN_HIDDEN
+        .iter()
+        .map(|e| case.home.join(e.strip_prefix("~/").unwrap()))
+        .filter(|p| !p.starts_with(case.home.join(".local/state/portcullis")))
+        // The case's home already has `.ssh` and `.aws` directories: a file in them.
+        .map(|p| if p.is_dir() { p.join("planted") } else { p })
+        .collect();
+    let plant = |p: &Path| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "planted secret").unwrap();
+    };
+    let (before, after): (Vec<_>, Vec<_>) = entries.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    for (_, p) in &before {
+        plant(p);
+    }
+    // Readable neighbours: the home is shown, only the credentials are not.
+    for p in ["notes.txt", ".config/editor.toml", ".cargo/config.toml"] {
+        plant(&case.home.join(p));
+    }
+    let all: Vec<String> = entries.iter().map(|p| p.display().to_string()).collect();
+    let code = format!(
+        "{PRELUDE}open('ready', 'w').close()\nfor _ in range(2000):\n    if os.path.exists('go'):\n        break\n    time.sleep(0.01)\n\
+         def leak(p):\n    try:\n        print('LEAK' if 'planted secret' in open(p).read() else 'empty')\n    except OSError as e:\n        print(e.strerror)\n\
+         for p in {all:?}:\n    leak(p)\n\
+         for p in ['notes.txt', '.config/editor.toml', '.cargo/config.toml']:\n    attempt(lambda: open(os.path.join({home:?}, p)).read() and None)\n",
+        home = case.home.display().to_string()
+    );
+    case.script("agent.py", &code);
+    let (work, late) = (case.work.clone(), after.iter().map(|(_, p)| (*p).clone()).collect::<Vec<_>>());
+    let host = std::thread::spawn(move || {
+        for _ in 0..2000 {
+            if work.join("ready").exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for p in &late {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "planted secret").unwrap();
+        }
+        std::fs::write(work.join("go"), "").unwrap();
+    });
+    let policy = case.policy("[filesystem]\nread_only = [\"~\"]\n");
+    let s = case.run(&["--policy", &policy, "--no-ephemeral"], &["/usr/bin/python3", "agent.py"]);
+    host.join().unwrap();
+    let lines = s.lines();
+    assert_eq!(lines.len(), entries.len() + 3, "{s:?}");
+    for (p, line) in entries.iter().zip(&lines) {
+        assert_ne!(*line, "LEAK", "{} was readable: {s:?}", p.display());
+    }
+    assert_eq!(lines[entries.len()..], ["ok", "ok", "ok"], "{s:?}");
+});
