@@ -146,8 +146,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let settings = profile.settings();
     let state = sessions::state_root()?;
     let audit_dir = portcullis_harness::audit::store_dir(policy.audit(), &state);
+    let homes = user_homes(&home);
     check_workdir(&workdir, &home, &state)?;
     check_workdir(&workdir, &home, &audit_dir)?;
+    check_not_a_home(&workdir, &homes)?;
 
     let probe = Probe::without_trials();
     let missing = probe.missing();
@@ -230,6 +232,22 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let inside = inside_workdir(&settings.filesystem, &home, &workdir)?;
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
+    // SECURITY: the built-in credential paths of every home a tree the sandbox shows holds
+    // (another user's home listed in `read_only`), and of the project itself (a `.ssh` in the
+    // workdir); and every hidden path also as its symlinks resolve, since the trees are shown
+    // by their real paths.
+    let shown_roots: Vec<&PathBuf> = read_only.iter().chain(&writable).filter(|r| r.is_dir()).collect();
+    let homes_shown = homes.iter().filter(|h| shown_roots.iter().any(|r| h.starts_with(r)));
+    for (root, in_workdir) in homes_shown.map(|h| (h, false)).chain([(&workdir, true)]) {
+        for entry in portcullis_policy::BUILTIN_HIDDEN.iter().filter_map(|e| e.strip_prefix("~/")) {
+            if in_workdir && PROJECT_CONFIG.contains(&entry) {
+                continue;
+            }
+            hidden.push(root.join(entry));
+        }
+    }
+    let resolved: Vec<PathBuf> = hidden.iter().filter_map(|h| resolved_variant(h)).collect();
+    hidden.extend(resolved);
     // SECURITY: a program the policy runs on the host is fixed now, and refused where the agent
     // could rewrite it (`host_program`).
     let agent_writable: Vec<PathBuf> = std::iter::once(workdir.clone()).chain(writable.iter().cloned()).collect();
@@ -758,6 +776,20 @@ fn inside_workdir(fs: &portcullis_policy::FilesystemSettings, home: &Path, workd
     Ok(InsideWorkdir { writable: (!whole).then_some(writable), read_only })
 }
 
+/// Built-in credential entries that are also a project's own configuration, left visible in the
+/// workdir: a project's `.npmrc` or `.yarnrc.yml` names its registries, and its build needs it.
+const PROJECT_CONFIG: &[&str] =
+    &[".npmrc", ".yarnrc.yml", ".m2/settings.xml", ".gradle/gradle.properties", ".terraformrc"];
+
+/// `path` with its deepest existing ancestor's symlinks resolved, when that differs: a hidden
+/// path reached through a link (`~/.config -> dotfiles/config`) is masked where the tree that
+/// shows it really is.
+fn resolved_variant(path: &Path) -> Option<PathBuf> {
+    let ancestor = path.ancestors().find(|a| a.symlink_metadata().is_ok())?;
+    let real = ancestor.canonicalize().ok()?.join(path.strip_prefix(ancestor).ok()?);
+    (real != path).then_some(real)
+}
+
 /// The persistence paths `run` makes read-only at the top of the workdir: every
 /// [`changes::PERSISTENCE`] pattern without a wildcard, and the session's own.
 fn protected_paths(workdir: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
@@ -768,6 +800,43 @@ fn protected_paths(workdir: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
         .chain(extra.iter().cloned())
         .map(|p| workdir.join(p))
         .collect()
+}
+
+/// The homes of the people on this host: root's, each login user's (uid 1000 and up in
+/// `/etc/passwd`, as `useradd` gives them) and `home`, canonical where they exist.
+fn user_homes(home: &Path) -> Vec<PathBuf> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let mut homes: Vec<PathBuf> = passwd
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let uid: u32 = fields.get(2)?.parse().ok()?;
+            let dir = Path::new(fields.get(5)?);
+            ((uid == 0 || (1000..65534).contains(&uid)) && dir.is_absolute() && dir != Path::new("/"))
+                .then(|| dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
+        })
+        .chain([home.to_path_buf(), PathBuf::from("/root")])
+        .collect();
+    homes.sort();
+    homes.dedup();
+    homes
+}
+
+/// Refuses a workdir that is, or holds, a person's home, or `/home`: the agent would see their
+/// keys and dotfiles. Started with `sudo` in another user's home, `HOME=/root` was not that home.
+fn check_not_a_home(workdir: &Path, homes: &[PathBuf]) -> Result<()> {
+    if workdir == Path::new("/home") {
+        bail!("the workdir is `/home`, which holds the users' homes; run from a project directory or pass --workdir");
+    }
+    if let Some(h) = homes.iter().find(|h| h.starts_with(workdir)) {
+        bail!(
+            "the workdir `{}` is or holds the home directory `{}`, and with it that user's credentials; run from a \
+             project directory or pass --workdir",
+            workdir.display(),
+            h.display()
+        );
+    }
+    Ok(())
 }
 
 /// The literal (glob-free) paths of a policy list that name directories or files outside the workdir:

@@ -518,7 +518,8 @@ fn snapshot_dir(ops: &mut Vec<Op>, keep: &Path, target: CString, dir: &Path) -> 
         let (name, Ok(meta)) = (entry.file_name(), entry.metadata()) else { continue };
         let (from, to) = (keep.join(&name), base.join(&name));
         if meta.file_type().is_symlink() {
-            let link = std::fs::read_link(entry.path()).map_err(|e| PlanError::Flags { path: entry.path(), source: e })?;
+            let link =
+                std::fs::read_link(entry.path()).map_err(|e| PlanError::Flags { path: entry.path(), source: e })?;
             ops.push(Op::Symlink { target: c(&link)?, link: c(&to)? });
             continue;
         }
@@ -529,7 +530,13 @@ fn snapshot_dir(ops: &mut Vec<Op>, keep: &Path, target: CString, dir: &Path) -> 
         } else {
             continue;
         }
-        ops.push(Op::Mount { source: Some(c(&from)?), target: c(&to)?, fstype: None, flags: libc::MS_BIND | libc::MS_REC, data: None });
+        ops.push(Op::Mount {
+            source: Some(c(&from)?),
+            target: c(&to)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        });
     }
     ops.push(Op::Mount {
         source: None,

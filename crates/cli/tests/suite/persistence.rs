@@ -182,3 +182,70 @@ both!(persistence_made_in_a_written_through_session_is_quarantined, |user| {
     assert_eq!(kept.summary["persistence"][0]["quarantined"], false, "{kept:?}");
     assert!(case.work.join("app.code-workspace").exists());
 });
+
+// ---------------------------------------------------------------- every home
+
+/// A `/etc/passwd` naming `alice` with her home in the case's directory, holding a key and a
+/// note; returns the file and her home.
+fn alice(case: &Case) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = case.work.parent().unwrap();
+    let home = dir.join("alice");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted\n").unwrap();
+    std::fs::write(home.join("notes.txt"), "alice's notes\n").unwrap();
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd.push_str(&format!("alice:x:1001:1001::{}:/bin/sh\n", home.display()));
+    let file = dir.join("passwd");
+    std::fs::write(&file, passwd).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    (file, home)
+}
+
+// Started with `sudo` in another user's home (`HOME=/root`, workdir `/home/alice`), the agent
+// read alice's SSH key: only the supervisor's own home was refused as a workdir.
+both!(a_workdir_that_is_another_users_home_is_refused, |user| {
+    if !crate::suite::egress::mapping_available(user) {
+        return;
+    }
+    let case = Case::new(user);
+    let (passwd, home) = alice(&case);
+    let workdir = home.display().to_string();
+    let s = crate::suite::egress::run_in_mount_namespace(
+        &case,
+        "mount --bind \"$0\" /etc/passwd",
+        &passwd,
+        &["--workdir", &workdir],
+        &["/bin/cat", ".ssh/id_ed25519"],
+    );
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.stderr.contains("is or holds the home directory"), "{}", s.stderr);
+    assert!(!s.stdout.contains("planted"), "{s:?}");
+});
+
+both!(another_users_home_listed_read_only_shows_no_credentials, |user| {
+    if !crate::suite::egress::mapping_available(user) {
+        return;
+    }
+    let case = Case::new(user);
+    let (passwd, home) = alice(&case);
+    let policy = case.policy(&format!("[filesystem]\nread_only = [{:?}]\n", home.display().to_string()));
+    case.script(
+        "agent.py",
+        &format!(
+            "import os\nfor p in ['.ssh/id_ed25519', 'notes.txt']:\n    try:\n        print(open(os.path.join({:?}, p)).read().strip() or 'empty')\n    except OSError as e:\n        print(e.strerror)\n",
+            home.display().to_string()
+        ),
+    );
+    let s = crate::suite::egress::run_in_mount_namespace(
+        &case,
+        "mount --bind \"$0\" /etc/passwd",
+        &passwd,
+        &["--policy", &policy],
+        &["/usr/bin/python3", "agent.py"],
+    );
+    s.check_enforced(user);
+    let lines = s.lines();
+    assert_ne!(lines[0], "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted", "{s:?}");
+    assert!(!s.stdout.contains("planted"), "{s:?}");
+    assert_eq!(lines[1], "alice's notes", "{s:?}");
+});
