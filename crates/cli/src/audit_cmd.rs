@@ -558,6 +558,24 @@ fn print_record_at(out: &mut impl Write, r: &Stored, json: bool, colour: bool, t
     if colour && !paint.is_empty() { writeln!(out, "{paint}{text}\x1b[0m") } else { writeln!(out, "{text}") }
 }
 
+/// ` (ran /usr/bin/id)` when what an exec ran is not what its `argv[0]` names: another file,
+/// a copy of a system program, or an anonymous one.
+fn ran_note(argv0: Option<&str>, program: Option<&Value>) -> String {
+    let Some(p) = program else { return String::new() };
+    let path = p["path"].as_str().unwrap_or_default();
+    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    if p["anonymous"] == true {
+        return format!(" (ran an anonymous program: {path})");
+    }
+    if let Some(copy) = p["copy_of"].as_str() {
+        return format!(" (ran {path}, a copy of {copy})");
+    }
+    match argv0 {
+        Some(a) if base(a) != base(path) => format!(" (ran {path})"),
+        _ => String::new(),
+    }
+}
+
 /// What a record is about, in a few words.
 fn describe(r: &Stored) -> String {
     let rec = &r.record;
@@ -574,7 +592,9 @@ fn describe(r: &Stored) -> String {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().map(|v| text(Some(v))).collect())
                 .unwrap_or_default();
-            argv.join(" ")
+            let mut s = argv.join(" ");
+            s.push_str(&ran_note(argv.first().map(String::as_str), field("program")));
+            s
         }
         Kind::Connect => {
             let mut s = format!("{} {}:{}", rec.event, text(field("host")), text(field("port")));

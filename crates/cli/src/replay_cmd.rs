@@ -117,6 +117,7 @@ fn decide(policy: &Policy, agent: Option<&str>, command: &[String], calls: &[Sto
         cap: profile.settings().limits.execs,
         trail: &trail,
         tally: &tally,
+        profile_guards: policy.guards(),
     };
     let mut out = Vec::with_capacity(calls.len());
     for call in calls {
@@ -125,12 +126,18 @@ fn decide(policy: &Policy, agent: Option<&str>, command: &[String], calls: &[Sto
         let decision = match r.kind {
             Kind::Exec => {
                 let text = |k: &str| input.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                // What ran, as recorded (a record from before identities were kept: its path).
+                let program = input.get("program").and_then(|p| serde_json::from_value(p.clone()).ok());
+                let program = program.unwrap_or_else(|| portcullis_sandbox::identity::Program {
+                    path: text("path"),
+                    ..Default::default()
+                });
                 let request = ExecRequest {
-                    pid: input.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32,
                     path: text("path"),
                     argv: input.get("argv").and_then(|a| serde_json::from_value(a.clone()).ok()).unwrap_or_default(),
                     cwd: text("cwd"),
-                    unreadable: None,
+                    program: Some(program),
+                    ..ExecRequest::new(input.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32)
                 };
                 // The decision is read back from the record it wrote.
                 let _ = gate.decide(&request);

@@ -387,7 +387,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
     let tally = Mutex::new(Tally::default());
     let cap = limits.execs;
-    let gate = ExecGate { command: &argv, profile, decider: &decider, cap, trail: &*log, tally: &tally };
+    let gate = ExecGate {
+        command: &argv,
+        profile,
+        decider: &decider,
+        cap,
+        trail: &*log,
+        tally: &tally,
+        profile_guards: policy.guards(),
+    };
     let (running, exit, relay, served) = std::thread::scope(|scope| -> Result<_> {
         // The monitor's thread is started while the init works; it gets the monitor below.
         let (give_monitor, monitor) = std::sync::mpsc::sync_channel::<Monitor>(1);
@@ -870,18 +878,23 @@ fn landlock_rules(
     local_ports: &[u16],
 ) -> LandlockRules {
     let existing = |p: &str| Path::new(p).exists().then(|| PathBuf::from(p));
+    // SECURITY: files may be executed only from the system directories, the workdir and the
+    // policy's own paths (tools it lists); not from `/tmp`, `/dev/shm`, the home or `/proc`.
     let mut ro: Vec<PathBuf> = SYSTEM_DIRS.iter().filter_map(|d| existing(d)).collect();
-    ro.extend(["/proc", "/dev"].iter().filter_map(|d| existing(d)));
-    ro.push(home.to_path_buf());
     ro.extend(read_only.iter().filter(|p| p.exists()).cloned());
-    let mut rw = vec![workdir.to_path_buf(), PathBuf::from("/tmp")];
+    let mut ro_no_exec: Vec<PathBuf> = ["/proc", "/dev"].iter().filter_map(|d| existing(d)).collect();
+    ro_no_exec.push(home.to_path_buf());
+    let mut rw = vec![workdir.to_path_buf()];
     rw.extend(writable.iter().cloned());
-    rw.extend(
+    let mut rw_no_exec = vec![PathBuf::from("/tmp")];
+    rw_no_exec.extend(
         ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/shm"].iter().filter_map(|d| existing(d)),
     );
     LandlockRules {
         read_only: ro,
         writable: rw,
+        read_only_no_exec: ro_no_exec,
+        writable_no_exec: rw_no_exec,
         list_only: vec![PathBuf::from("/")],
         // TCP out only to the proxy, the resolver and the agent's own listed services; binds only
         // to those services' ports. A second wall behind the namespace, which has no route out.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use portcullis_audit::{DecisionRecord, Kind};
 use portcullis_policy::{Decision, Profile, Request};
+use portcullis_sandbox::identity::Program;
 use portcullis_sandbox::monitor::ExecRequest;
 use serde_json::json;
 
@@ -43,9 +44,76 @@ pub struct ExecGate<'a, T: Trail> {
     pub trail: &'a T,
     /// The counts, read when the session ends.
     pub tally: &'a Mutex<Tally>,
+    /// The policy's `[guards]`, for the guards on the program itself (`writable_exec`,
+    /// `anonymous_exec`).
+    pub profile_guards: &'a portcullis_policy::GuardSwitches,
+}
+
+/// The argv vectors an exec is judged under: as asked, with the canonical path and the copied
+/// system program in `argv[0]`'s place, and, for a loader or multi-call binary, what it runs
+/// (its arguments from the first).
+fn names(argv: &[String], program: Option<&Program>) -> Vec<Vec<String>> {
+    let mut out = vec![argv.to_vec()];
+    let Some(program) = program else { return out };
+    let mut push = |argv0: &str| {
+        let mut v = argv.to_vec();
+        match v.first_mut() {
+            Some(first) => *first = argv0.to_owned(),
+            None => v.push(argv0.to_owned()),
+        }
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    };
+    if !program.anonymous {
+        push(&program.path);
+    }
+    if let Some(copy) = &program.copy_of {
+        push(copy);
+    }
+    let real = program.copy_of.as_deref().unwrap_or(&program.path);
+    let first_name_runs = argv.first().is_some_and(|a| portcullis_sandbox::identity::runs_another(a));
+    if (portcullis_sandbox::identity::runs_another(real) || first_name_runs) && argv.len() > 1 {
+        // `busybox id -u`, `ld-linux-x86-64.so.2 /usr/bin/id -u`; `--` options of the loader
+        // are skipped to the program.
+        let rest: Vec<String> = argv[1..].iter().skip_while(|a| a.starts_with("--")).cloned().collect();
+        if !rest.is_empty() && !out.contains(&rest) {
+            out.push(rest);
+        }
+    }
+    out
 }
 
 impl<T: Trail> ExecGate<'_, T> {
+    /// The guard a program's own nature meets, if it decides more than `allow`: an anonymous
+    /// program (a memfd, a deleted file; `anonymous_exec`, deny unless the policy says
+    /// otherwise) or one in a place the agent can write that copies no system program
+    /// (`writable_exec`, allow unless the policy says otherwise: builds run their own binaries).
+    fn program_guard(&self, program: &Program) -> Option<(&'static str, Decision, String)> {
+        let setting = |id: &str, default: Decision| match self.profile_guards.get(id) {
+            None => default,
+            Some(s) => s.unwrap_or(Decision::Allow),
+        };
+        if program.anonymous {
+            let d = setting("anonymous_exec", Decision::Deny);
+            let text = format!(
+                "guard.anonymous_exec: `{}` is run through a descriptor to a file no path names (a memfd or a \
+                 deleted file), which no rule can know",
+                program.path
+            );
+            return (d > Decision::Allow).then_some(("anonymous_exec", d, text));
+        }
+        if program.writable && program.copy_of.is_none() {
+            let d = setting("writable_exec", Decision::Allow);
+            let text = format!(
+                "guard.writable_exec: `{}` lies where the agent can write, so it may be any program",
+                program.path
+            );
+            return (d > Decision::Allow).then_some(("writable_exec", d, text));
+        }
+        None
+    }
+
     /// Decides `req`: `Ok` lets it run; `Err` carries why it may not.
     pub fn decide(&self, req: &ExecRequest) -> Result<(), String> {
         let started = Instant::now();
@@ -64,12 +132,40 @@ impl<T: Trail> ExecGate<'_, T> {
             tally.cap_hit = true;
             rules.push("limits.execs".into());
             (Decision::Deny, format!("the session's exec cap ({} execs) is reached", self.cap.unwrap_or_default()))
+        } else if let Some(why) = req.program.is_none().then_some(&req.unidentified) {
+            // SECURITY: rules that cannot tell what runs cannot allow it.
+            rules.push("builtin.exec_unidentified".into());
+            let why = why.as_deref().unwrap_or("no program");
+            (Decision::Deny, format!("the program the exec runs could not be identified: {why}"))
         } else {
             let cwd = PathBuf::from(&req.cwd);
-            let verdict = self.decider.decide(self.profile, &Request::Exec { argv: &argv, cwd: &cwd });
-            let reason = verdict.explanation();
+            // SECURITY: judged under every name the program has (what argv[0] says, where its
+            // path leads, the system program it copies, what a loader or multi-call binary
+            // runs); the strictest verdict wins.
+            let mut candidates = names(&argv, req.program.as_ref());
+            if let Some(loaded) = &req.loads {
+                // What a loader maps is judged as if it had been executed.
+                let inner: Vec<String> = argv.iter().skip(1).skip_while(|a| a.starts_with('-')).cloned().collect();
+                candidates.extend(names(&inner, Some(loaded)).into_iter().filter(|v| !v.is_empty()));
+            }
+            let verdict = candidates
+                .iter()
+                .map(|names| self.decider.decide(self.profile, &Request::Exec { argv: names, cwd: &cwd }))
+                .max_by_key(|v| v.decision)
+                .unwrap_or_else(|| self.decider.decide(self.profile, &Request::Exec { argv: &argv, cwd: &cwd }));
+            let mut reason = verdict.explanation();
             rules = verdict.rule_ids();
-            match verdict.decision {
+            let mut decision = verdict.decision;
+            for (id, guard, text) in
+                [&req.program, &req.loads].into_iter().flatten().filter_map(|p| self.program_guard(p))
+            {
+                if guard > decision {
+                    decision = guard;
+                    rules = vec![format!("guard.{id}")];
+                    reason = text;
+                }
+            }
+            match decision {
                 Decision::Ask => {
                     // No one approves an exec here: say which policy line would let it run.
                     let how = match verdict.guards.iter().find(|g| g.decision == Decision::Ask) {
@@ -90,7 +186,10 @@ impl<T: Trail> ExecGate<'_, T> {
             }
         };
         let mut record = self.trail.record(Kind::Exec, "exec");
-        record.input = Some(json!({"pid": req.pid, "path": req.path, "argv": req.argv, "cwd": req.cwd}));
+        record.input = Some(json!({
+            "pid": req.pid, "path": req.path, "argv": req.argv, "cwd": req.cwd, "program": req.program,
+            "loads": req.loads,
+        }));
         record.decision = Some(DecisionRecord { decision, rules, reason: reason.clone() });
         record.latency_us = Some(started.elapsed().as_micros() as u64);
         let recorded = self.trail.commit(record);
@@ -140,12 +239,13 @@ mod tests {
     }
 
     fn exec(argv: &[&str]) -> ExecRequest {
+        let path = format!("/usr/bin/{}", argv[0]);
         ExecRequest {
-            pid: 7,
-            path: format!("/usr/bin/{}", argv[0]),
+            path: path.clone(),
             argv: argv.iter().map(|a| (*a).to_owned()).collect(),
             cwd: "/work".into(),
-            unreadable: None,
+            program: Some(Program { path, ..Program::default() }),
+            ..ExecRequest::new(7)
         }
     }
 
@@ -156,7 +256,15 @@ mod tests {
         trail: &'a Memory,
         tally: &'a Mutex<Tally>,
     ) -> ExecGate<'a, Memory> {
-        ExecGate { command: &[], profile: policy.root(), decider, cap: None, trail, tally }
+        ExecGate {
+            command: &[],
+            profile: policy.root(),
+            decider,
+            cap: None,
+            trail,
+            tally,
+            profile_guards: policy.guards(),
+        }
     }
 
     #[test]

@@ -197,6 +197,8 @@ pub const GUARD_SWITCHES: &[&str] = &[
     "credential_paths",
     "startup_files",
     "hard_links",
+    "writable_exec",
+    "anonymous_exec",
 ];
 
 /// `[guards]`: how each built-in guard decides. A guard the policy does not mention keeps its

@@ -15,8 +15,13 @@ use ::landlock::{
 pub struct LandlockRules {
     /// Readable (and executable) trees.
     pub read_only: Vec<PathBuf>,
-    /// Trees the agent may change.
+    /// Trees the agent may change (and execute in).
     pub writable: Vec<PathBuf>,
+    /// Readable trees whose files may not be executed (home, `/proc`, `/dev`).
+    pub read_only_no_exec: Vec<PathBuf>,
+    /// Writable trees whose files may not be executed (`/tmp`, `/dev/shm`): a program the
+    /// agent writes there cannot be run. Nor can a memfd, which lies beneath no rule.
+    pub writable_no_exec: Vec<PathBuf>,
     /// Directories the agent may list but not read files in (the root, which holds only the
     /// mount points the other rules cover).
     pub list_only: Vec<PathBuf>,
@@ -69,6 +74,13 @@ impl LandlockRules {
             .map_err(LandlockError::Build)?;
         created = created
             .add_rules(path_beneath_rules(&self.writable, AccessFs::from_all(level)))
+            .map_err(LandlockError::Build)?;
+        let no_exec = |access: ::landlock::BitFlags<AccessFs>| access & !AccessFs::Execute;
+        created = created
+            .add_rules(path_beneath_rules(&self.read_only_no_exec, no_exec(AccessFs::from_read(level))))
+            .map_err(LandlockError::Build)?;
+        created = created
+            .add_rules(path_beneath_rules(&self.writable_no_exec, no_exec(AccessFs::from_all(level))))
             .map_err(LandlockError::Build)?;
         created =
             created.add_rules(path_beneath_rules(&self.list_only, AccessFs::ReadDir)).map_err(LandlockError::Build)?;

@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod changes;
+pub mod identity;
 pub mod landlock;
 pub mod monitor;
 pub mod mounts;

@@ -21,6 +21,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 
+use crate::identity::{Identifier, Program};
 use crate::sys::notify;
 
 /// Bounds on what is read of one exec (the kernel's own limits are of the same order).
@@ -40,6 +41,34 @@ pub struct ExecRequest {
     pub cwd: String,
     /// Why the request could not be read in full; such a request must be denied.
     pub unreadable: Option<String>,
+    /// The caller's descriptor the exec runs (`execveat` with `AT_EMPTY_PATH`), if any.
+    pub fd: Option<i32>,
+    /// What the exec runs, read from the file itself ([`crate::identity`]); `None` when it
+    /// could not be read, with why in `unidentified`.
+    pub program: Option<Program>,
+    /// Why the program could not be identified.
+    pub unidentified: Option<String>,
+    /// For a dynamic loader run directly (`ld-linux-x86-64.so.2 /tmp/x`), the program it is
+    /// asked to load, identified the same way: the loader maps it without an exec, so neither
+    /// Landlock's execute right nor a second trap sees it.
+    pub loads: Option<Program>,
+}
+
+impl ExecRequest {
+    /// An empty request from `pid`.
+    pub fn new(pid: u32) -> Self {
+        ExecRequest {
+            pid,
+            path: String::new(),
+            argv: Vec::new(),
+            cwd: String::new(),
+            unreadable: None,
+            fd: None,
+            program: None,
+            unidentified: None,
+            loads: None,
+        }
+    }
 }
 
 /// The exec that starts the agent, as the agent reported it before making it.
@@ -61,12 +90,13 @@ pub(crate) struct FirstExec {
 pub struct Monitor {
     listener: OwnedFd,
     first: Option<FirstExec>,
+    identifier: Identifier,
 }
 
 impl Monitor {
     /// A monitor on `listener`, whose first notification is `first` when given.
     pub(crate) fn new(listener: OwnedFd, first: Option<FirstExec>) -> Self {
-        Monitor { listener, first }
+        Monitor { listener, first, identifier: Identifier::new(crate::identity::system_dirs()) }
     }
 
     /// Answers execs until no process is left in the sandbox. `decide` returns `Ok` to let an
@@ -76,8 +106,11 @@ impl Monitor {
         let fd = self.listener.as_fd();
         let mut told: Option<(u32, Vec<String>)> = None;
         while let Some(n) = notify::receive(fd)? {
-            let (request, reported) = match self.first.take() {
-                Some(f) => (ExecRequest { pid: n.pid, path: f.path, argv: f.argv, cwd: f.cwd, unreadable: None }, true),
+            let (mut request, reported) = match self.first.take() {
+                Some(f) => {
+                    let r = ExecRequest { path: f.path, argv: f.argv, cwd: f.cwd, ..ExecRequest::new(n.pid) };
+                    (r, true)
+                }
                 None => (read_request(&n), false),
             };
             // The process died or was interrupted while we read: nothing to answer.
@@ -87,12 +120,21 @@ impl Monitor {
             // A shell looking for a program tries each PATH entry; a miss is not an exec. It is
             // answered ENOENT here, so a file that appears after the check still does not run
             // unchecked. (The agent's first exec is of a file it found.)
-            if !reported && request.unreadable.is_none() && !exists_inside(n.pid, &request.path) {
+            // An exec through a descriptor is never a miss: it is identified (and recorded) below.
+            let by_fd = request.fd.is_some() || crate::identity::fd_path(&request.path).is_some();
+            if !reported && !by_fd && request.unreadable.is_none() && !exists_inside(n.pid, &request.path) {
                 match notify::answer(fd, n.id, Some(libc::ENOENT)) {
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                     other => other?,
                 }
                 continue;
+            }
+            if request.unreadable.is_none() {
+                match self.identifier.identify(n.pid, &request.path, request.fd) {
+                    Ok(program) => request.program = Some(program),
+                    Err(e) => request.unidentified = Some(e.to_string()),
+                }
+                request.loads = loaded_program(&self.identifier, &request);
             }
             let verdict = match (decide(&request), &request.unreadable) {
                 (Ok(()), Some(why)) => Err(format!("the exec could not be read: {why}")),
@@ -113,6 +155,23 @@ impl Monitor {
         }
         Ok(())
     }
+}
+
+/// The program a dynamic loader run as a command is asked to load: its first argument that is
+/// not an option, resolved against the caller's working directory.
+fn loaded_program(identifier: &Identifier, request: &ExecRequest) -> Option<Program> {
+    let program = request.program.as_ref()?;
+    let name = std::path::Path::new(program.copy_of.as_deref().unwrap_or(&program.path)).file_name()?.to_str()?;
+    if !(name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl")) {
+        return None;
+    }
+    let target = request.argv.iter().skip(1).find(|a| !a.starts_with('-'))?;
+    let path = if target.starts_with('/') {
+        target.clone()
+    } else {
+        format!("{}/{target}", request.cwd.trim_end_matches('/'))
+    };
+    identifier.identify(request.pid, &path, None).ok()
 }
 
 /// Writes why an exec is refused to the caller's standard error, before the call fails.
@@ -172,7 +231,7 @@ fn read_request(n: &notify::Notification) -> ExecRequest {
     let cwd = std::fs::read_link(format!("/proc/{}/cwd", n.pid))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut request = ExecRequest { pid: n.pid, path: String::new(), argv: Vec::new(), cwd, unreadable: None };
+    let mut request = ExecRequest { cwd, ..ExecRequest::new(n.pid) };
     if let Err(e) = read_into(n, &mut request) {
         request.unreadable = Some(e.to_string());
     }
@@ -198,6 +257,9 @@ fn read_into(n: &notify::Notification, request: &mut ExecRequest) -> io::Result<
     request.path = if path.starts_with('/') {
         path
     } else if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        if dirfd != libc::AT_FDCWD {
+            request.fd = Some(dirfd);
+        }
         base
     } else {
         format!("{}/{path}", base.trim_end_matches('/'))

@@ -63,7 +63,8 @@ pub struct RootOptions {
 
 /// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
 /// recreated as symlinks).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
+pub(crate) const SYSTEM_DIRS: &[&str] =
+    &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"];
 /// Device nodes bound from the host.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// Symlinks in `/dev` into the sandbox's `/proc` (made only with one).

@@ -377,8 +377,15 @@ impl Starting {
             None => Vec::new(),
         };
         let fds: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
-        send_with_fds(&self.sock, IN_CGROUP, &fds).map_err(sup("start the init"))?;
+        // An init that already failed has closed its end: its report says why, so it is read
+        // rather than the send's broken pipe returned.
+        let sent = send_with_fds(&self.sock, IN_CGROUP, &fds);
         drop(files);
+        if let Err(e) = sent
+            && e.raw_os_error() != Some(libc::EPIPE)
+        {
+            return Err(sup("start the init")(e));
+        }
         let mut running = finish_start(self.running, &self.sock)?;
         running.report = Some(self.sock);
         Ok(running)

@@ -1370,3 +1370,77 @@ both!(every_builtin_credential_path_stays_hidden_before_and_after_the_start, |us
     }
     assert_eq!(lines[entries.len()..], ["ok", "ok", "ok"], "{s:?}");
 });
+
+// ---------------------------------------------------------------- what an exec runs
+
+// Under a policy denying `Bash(id *)`, each of these ran, and the trail recorded `allow ls`:
+// exec rules read `argv[0]` while the kernel ran another file.
+both!(exec_rules_judge_the_program_that_runs_not_its_argv0, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
+    let script = "try() { \"$@\" >/dev/null 2>&1 && echo \"ran: $*\" || echo refused; }\n\
+                  (exec -a ls id -u) >/dev/null 2>&1 && echo 'ran: exec -a' || echo refused\n\
+                  cp /usr/bin/id ./copy; try ./copy -u\n\
+                  cp /usr/bin/id /tmp/x; try /tmp/x -u\n\
+                  ln -s /usr/bin/id /tmp/y; try /tmp/y -u\n\
+                  ln -s /usr/bin/id ./link; try ./link -u\n\
+                  try /lib64/ld-linux-x86-64.so.2 /usr/bin/id -u\n\
+                  try /lib64/ld-linux-x86-64.so.2 ./copy -u\n\
+                  try /usr/bin/python3 -c 'import os; os.execv(\"/usr/bin/id\", [\"true\"])'\n\
+                  try ls\n";
+    case.script("agent.sh", script);
+    let s = case.run(&["--policy", &policy], &["/bin/bash", "agent.sh"]);
+    assert_eq!(s.lines(), [["refused"; 8].as_slice(), &["ran: ls"]].concat(), "{s:?}");
+    // The record names what was asked and what ran.
+    let execs: Vec<Value> = case.events(&s).into_iter().filter(|r| r["kind"] == "exec").collect();
+    let disguised = execs.iter().find(|r| r["input"]["argv"][0] == "ls" && r["input"]["argv"][1] == "-u").unwrap();
+    assert_eq!(disguised["decision"]["decision"], "deny", "{disguised}");
+    assert_eq!(disguised["input"]["program"]["path"], "/usr/bin/id", "{disguised}");
+    let copy = execs.iter().find(|r| r["input"]["argv"][0] == "./copy").unwrap_or_else(|| panic!("{execs:#?}"));
+    assert_eq!(copy["input"]["program"]["copy_of"], "/usr/bin/id", "{copy}");
+    // `audit show` shows both.
+    let id = s.summary["session"].as_str().unwrap();
+    let out = case.subcommand(&["audit", "show", id, "--store", case.state.join("audit").to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("DENY  ls -u (ran /usr/bin/id)"), "{shown}");
+    assert!(shown.contains(", a copy of /usr/bin/id)"), "{shown}");
+});
+
+// `fexecve` of a memfd or a deleted file: the monitor once answered ENOENT, as for a PATH miss,
+// and wrote no record. Such a program has no path a rule could name: it is recorded and refused
+// unless the policy allows it.
+both!(an_anonymous_executable_is_recorded_and_refused_unless_allowed, |user| {
+    let case = Case::new(user);
+    let code = "import os\n\
+                def run(fd, how):\n    pid = os.fork()\n    if pid == 0:\n        try:\n            if how == 'fd':\n                os.execve(fd, ['anon'], {})\n            else:\n                os.execv('/proc/self/fd/%d' % fd, ['anon'])\n        except OSError:\n            os._exit(126)\n    print('ran' if os.waitpid(pid, 0)[1] == 0 else 'refused')\n\
+                m = os.memfd_create('m', 0)\nos.write(m, open('/usr/bin/true', 'rb').read())\n\
+                open('d', 'wb').write(open('/usr/bin/true', 'rb').read()); os.chmod('d', 0o755)\n\
+                d = os.open('d', os.O_RDONLY); os.unlink('d')\n\
+                for fd in (m, d):\n    for how in ('fd', 'path'):\n        run(fd, how)\n";
+    let s = case.python(&[], code);
+    assert_eq!(s.lines(), ["refused"; 4], "{s:?}");
+    let refused: Vec<Value> = case
+        .events(&s)
+        .into_iter()
+        .filter(|r| r["kind"] == "exec" && r["decision"]["rules"][0] == "guard.anonymous_exec")
+        .collect();
+    assert_eq!(refused.len(), 4, "every anonymous exec is recorded: {refused:#?}");
+    assert_eq!(refused[0]["input"]["program"]["anonymous"], true);
+    let policy = case.policy("[guards]\nanonymous_exec = \"allow\"\n");
+    let s = case.python(&["--policy", &policy], code);
+    assert_eq!(s.lines(), ["ran"; 4], "{s:?}");
+});
+
+// A binary the agent builds or changes is a new program no name-based rule can know: a policy
+// that needs its exec rules to hold can refuse programs from places the agent writes.
+both!(a_policy_can_refuse_programs_from_places_the_agent_writes, |user| {
+    let case = Case::new(user);
+    let script = "printf '#!/bin/sh\\necho built\\n' > t.sh; chmod +x t.sh; ./t.sh || echo refused\n\
+                  cp /usr/bin/true ./same; ./same && echo 'copy of a system program'\n";
+    let s = case.sh(&[], script);
+    assert_eq!(s.lines(), ["built", "copy of a system program"], "by default builds run their own programs: {s:?}");
+    let policy = case.policy("[guards]\nwritable_exec = \"deny\"\n");
+    let s = case.sh(&["--policy", &policy], script);
+    assert_eq!(s.lines(), ["refused", "copy of a system program"], "{s:?}");
+    assert!(s.stderr.contains("guard.writable_exec"), "{}", s.stderr);
+});

@@ -42,6 +42,11 @@ fn abi() -> Option<u32> {
 
 /// Runs python code behind Landlock (system dirs read-only, `work` writable, `ports` open).
 fn python(work: &Path, ports: &[u16], code: &str) -> String {
+    python_with(work, &[], ports, code)
+}
+
+/// As [`python`], with `no_exec` writable but not executable.
+fn python_with(work: &Path, no_exec: &[PathBuf], ports: &[u16], code: &str) -> String {
     let abi = abi().unwrap_or(0);
     let rules = LandlockRules {
         read_only: ["/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/dev"]
@@ -50,6 +55,8 @@ fn python(work: &Path, ports: &[u16], code: &str) -> String {
             .filter(|p| p.exists())
             .collect(),
         writable: vec![work.to_path_buf()],
+        read_only_no_exec: Vec::new(),
+        writable_no_exec: no_exec.to_vec(),
         list_only: Vec::new(),
         connect_ports: ports.to_vec(),
         bind_ports: Vec::new(),
@@ -124,4 +131,23 @@ fn signals_to_processes_outside_are_refused() {
     // Signal 0 only checks permission; the parent test process is outside the domain.
     let code = attempt(&format!("os.kill({}, 0)", std::process::id()));
     assert_eq!(python(&work, &[], &code), "Operation not permitted");
+}
+
+// `cp /usr/bin/id /tmp/x; /tmp/x -u`: a program the agent writes in a place that is not
+// executable cannot run, whatever name it has. (A memfd lies beneath no path: Landlock does not
+// cover it; the exec monitor's `anonymous_exec` guard refuses it.)
+#[test]
+fn a_program_written_where_execution_is_not_allowed_cannot_run() {
+    if abi().is_none() {
+        return;
+    }
+    let (_d, work, secret) = dirs("noexec");
+    let tmp = secret.parent().unwrap().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let code = format!(
+        "import os, shutil, subprocess\nfor d in [{:?}, {:?}]:\n    p = shutil.copy('/bin/true', os.path.join(d, 'x'))\n    try:\n        subprocess.run([p], check=True)\n        print('ok')\n    except OSError as e:\n        print(e.strerror)\n",
+        work.display().to_string(),
+        tmp.display().to_string()
+    );
+    assert_eq!(python_with(&work, &[tmp], &[], &code), "ok\nPermission denied");
 }

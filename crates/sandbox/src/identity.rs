@@ -1,0 +1,283 @@
+//! What an exec actually runs, as opposed to what its `argv[0]` says.
+//!
+//! Exec rules that read `argv[0]` are fooled by `exec -a ls id`, by a copy of `/usr/bin/id`
+//! under another name, by a symlink to it, and by `execv("/usr/bin/id", ["true"])`. The
+//! identity of an exec is read from the file the kernel is asked to execute, inside the
+//! caller's root:
+//!
+//! - its canonical path: the path with every symlink resolved as the caller would resolve it
+//!   (relative to the caller's root, never escaping it);
+//! - whether it lies on a mount the agent can write (the workdir, `/tmp`, a writable path): a
+//!   file there can be anything;
+//! - for such a file, the system executable it is a byte-for-byte copy of, if any, looked up by
+//!   size first and then by content among the executables of the read-only system directories
+//!   (the index is built once per session, at the first exec of a writable file);
+//! - whether it is anonymous: a memfd or a deleted file, run through a descriptor
+//!   (`fexecve`, `execveat(AT_EMPTY_PATH)`, `/proc/self/fd/N`), which no path names.
+//!
+//! Hard links of system executables cannot be made in a writable place: every such place is a
+//! mount of its own, and `link(2)` does not cross mounts.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+/// The most symlinks followed in one path, as the kernel's own limit.
+const MAX_LINKS: usize = 40;
+/// Files larger than this are not compared byte for byte (no system executable is this big in
+/// practice; a copy that large is reported as a writable executable).
+const MAX_COMPARE: u64 = 256 << 20;
+
+/// The program an exec runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Program {
+    /// The canonical path inside the sandbox (for an anonymous program, what the descriptor
+    /// shows, such as `/memfd:x (deleted)`).
+    pub path: String,
+    /// It lies on a mount the agent can write.
+    pub writable: bool,
+    /// The system executable it is a byte-for-byte copy of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
+    /// Run through a descriptor to a file no path names (a memfd, a deleted file).
+    pub anonymous: bool,
+}
+
+/// Identifies programs for one session.
+#[derive(Debug)]
+pub struct Identifier {
+    /// The host's read-only system directories, whose executables copies are compared with.
+    system: Vec<PathBuf>,
+    /// Size to the system executables of that size, built at the first writable exec.
+    index: OnceLock<HashMap<u64, Vec<PathBuf>>>,
+}
+
+impl Identifier {
+    /// An identifier comparing with the executables under `system` (host paths, which the
+    /// sandbox shows at the same places).
+    pub fn new(system: Vec<PathBuf>) -> Self {
+        Identifier { system, index: OnceLock::new() }
+    }
+
+    /// The program that `pid`'s exec of `path` (absolute, inside its root) runs; `fd` is the
+    /// caller's descriptor when the exec names one (`execveat` with an empty path, or a path
+    /// `/proc/self/fd/N` or `/dev/fd/N`).
+    pub fn identify(&self, pid: u32, path: &str, fd: Option<i32>) -> io::Result<Program> {
+        if let Some(fd) = fd.or_else(|| fd_path(path)) {
+            return self.by_descriptor(pid, fd);
+        }
+        let root = rustix::fs::open(
+            format!("/proc/{pid}/root").as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let canonical = resolve_in_root(&root, path)?;
+        let file = rustix::fs::openat2(&root, canonical.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), {
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS
+        })?;
+        let writable = on_writable_mount(&file)?;
+        let mut program = Program { path: canonical, writable, copy_of: None, anonymous: false };
+        if writable {
+            program.copy_of = self.copy_of(&root, &program.path)?;
+        }
+        Ok(program)
+    }
+
+    fn by_descriptor(&self, pid: u32, fd: i32) -> io::Result<Program> {
+        let link = format!("/proc/{pid}/fd/{fd}");
+        let shown = std::fs::read_link(&link).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = rustix::fs::open(link.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        let st = rustix::fs::fstat(&file)?;
+        let anonymous = st.st_nlink == 0 || shown.starts_with("/memfd:") || shown.ends_with(" (deleted)");
+        let writable = on_writable_mount(&file).unwrap_or(true);
+        Ok(Program { path: shown, writable, copy_of: None, anonymous })
+    }
+
+    /// The system executable whose bytes `path` (inside `root`) has, if any.
+    fn copy_of(&self, root: &OwnedFd, path: &str) -> io::Result<Option<String>> {
+        let file = rustix::fs::openat2(
+            root,
+            path,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        )?;
+        let mut file = std::fs::File::from(file);
+        let size = file.metadata()?.len();
+        if size > MAX_COMPARE {
+            return Ok(None);
+        }
+        let index = self.index.get_or_init(|| index(&self.system));
+        let Some(candidates) = index.get(&size) else { return Ok(None) };
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes)?;
+        for candidate in candidates {
+            if std::fs::read(candidate).is_ok_and(|other| other == bytes) {
+                return Ok(Some(candidate.to_string_lossy().into_owned()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `N` when `path` is `/proc/self/fd/N`, `/proc/thread-self/fd/N` or `/dev/fd/N`: the
+/// caller's descriptor, which resolving the path here would take for the supervisor's own.
+pub(crate) fn fd_path(path: &str) -> Option<i32> {
+    ["/proc/self/fd/", "/proc/thread-self/fd/", "/dev/fd/"]
+        .iter()
+        .find_map(|p| path.strip_prefix(p))
+        .and_then(|n| n.parse().ok())
+}
+
+/// True when the mount holding `file` is writable.
+fn on_writable_mount(file: &OwnedFd) -> io::Result<bool> {
+    let st = rustix::fs::fstatvfs(file.as_fd())?;
+    Ok(!st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// Size to executables under `dirs`: regular files with an execute bit, symlinks not followed
+/// (their targets are found where they lie), one level of subdirectories (`/usr/lib/git-core`
+/// is reached from `/usr/lib`).
+fn index(dirs: &[PathBuf]) -> HashMap<u64, Vec<PathBuf>> {
+    let mut out: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+    let mut add = |path: PathBuf, meta: &std::fs::Metadata| {
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 && meta.size() > 0 {
+            out.entry(meta.size()).or_default().push(path);
+        }
+    };
+    for dir in dirs {
+        for sub in ["bin", "sbin", "libexec", "local/bin", "local/sbin", ""] {
+            let at = dir.join(sub);
+            let Ok(entries) = std::fs::read_dir(&at) else { continue };
+            for entry in entries.flatten() {
+                if let Ok(meta) = entry.metadata() {
+                    add(entry.path(), &meta);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `path` (absolute) with every symlink resolved inside `root`, as the kernel would for the
+/// caller: `..` stops at the root, an absolute link target starts again at the root.
+pub fn resolve_in_root(root: &OwnedFd, path: &str) -> io::Result<String> {
+    // The common case first: no symlink on the way, one call.
+    let plain = ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS;
+    if rustix::fs::openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), plain).is_ok() {
+        return Ok(normal(path));
+    }
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = parts(path).into_iter().rev().collect();
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let at = format!("/{}", done.iter().chain([&part]).cloned().collect::<Vec<_>>().join("/"));
+        let fd = rustix::fs::openat2(
+            root,
+            at.as_str(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Symlink {
+            done.push(part);
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = rustix::fs::readlinkat(&fd, "", Vec::new())?;
+        let target = target.to_string_lossy().into_owned();
+        if target.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(parts(&target).into_iter().rev());
+    }
+    Ok(format!("/{}", done.join("/")))
+}
+
+fn parts(path: &str) -> Vec<String> {
+    path.split('/').map(str::to_owned).collect()
+}
+
+/// `path` with `.` and `..` taken lexically and no repeated `/`.
+fn normal(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            p => out.push(p),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// The system directories of the host that the sandbox shows read-only at the same places.
+pub fn system_dirs() -> Vec<PathBuf> {
+    crate::mounts::SYSTEM_DIRS.iter().map(PathBuf::from).filter(|p| p.is_dir() && !p.is_symlink()).collect()
+}
+
+/// Whether `path`'s file name is a dynamic loader (`ld-linux-x86-64.so.2`, `ld.so`) or a
+/// multi-call binary (`busybox`, `toybox`): a program that runs another named by its arguments.
+pub fn runs_another(path: &str) -> bool {
+    let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl") || {
+        matches!(name, "busybox" | "toybox")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> OwnedFd {
+        rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root_as_the_kernel_would() {
+        let dir = std::env::temp_dir().join(format!("portcullis-identity-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/prog"), "").unwrap();
+        std::os::unix::fs::symlink("b/prog", dir.join("a/rel")).unwrap();
+        std::os::unix::fs::symlink(dir.join("a/rel"), dir.join("abs")).unwrap();
+        std::os::unix::fs::symlink(".", dir.join("a/b/dot")).unwrap();
+        let d = dir.display();
+        let r = root();
+        assert_eq!(resolve_in_root(&r, &format!("{d}/abs")).unwrap(), format!("{d}/a/b/prog"));
+        assert_eq!(resolve_in_root(&r, &format!("{d}/a/b/dot/dot/../b/prog")).unwrap(), format!("{d}/a/b/prog"));
+        assert_eq!(resolve_in_root(&r, &format!("{d}/a/./b//prog")).unwrap(), format!("{d}/a/b/prog"));
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        assert!(resolve_in_root(&r, &format!("{d}/loop")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn descriptor_paths_and_programs_that_run_another_are_recognised() {
+        assert_eq!(fd_path("/proc/self/fd/3"), Some(3));
+        assert_eq!(fd_path("/dev/fd/10"), Some(10));
+        assert_eq!(fd_path("/proc/self/fdx/3"), None);
+        assert!(runs_another("/lib64/ld-linux-x86-64.so.2"));
+        assert!(runs_another("/bin/busybox") && runs_another("toybox"));
+        assert!(!runs_another("/usr/bin/id"));
+    }
+}
