@@ -1444,3 +1444,40 @@ both!(a_policy_can_refuse_programs_from_places_the_agent_writes, |user| {
     assert_eq!(s.lines(), ["refused", "copy of a system program"], "{s:?}");
     assert!(s.stderr.contains("guard.writable_exec"), "{}", s.stderr);
 });
+
+// The check-to-exec window: a thread that rewrote the exec's path after the monitor read it won
+// the race on its first try, and the trail recorded another program. The monitor cannot close
+// that window (THREAT_MODEL.md); Landlock's execute right bounds it: the racing exec may only
+// ever reach files in the places execution is allowed. Here the path flips between
+// `/usr/bin/true` and a copy of `id` in `/tmp`: whichever the monitor reads, the copy never runs.
+both!(a_racing_exec_never_runs_a_program_from_a_place_that_is_not_executable, |user| {
+    let case = Case::new(user);
+    let code = r#"import ctypes, os, shutil, threading
+libc = ctypes.CDLL(None, use_errno=True)
+shutil.copy('/usr/bin/id', '/tmp/x')
+good, bad = b'/usr/bin/true', b'/tmp/x'.ljust(13, b'\0')
+ran = 0
+for _ in range(200):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(w, 1)
+        buf = ctypes.create_string_buffer(good, 32)
+        def flip():
+            while True:
+                ctypes.memmove(buf, bad, 13)
+                ctypes.memmove(buf, good, 13)
+        threading.Thread(target=flip, daemon=True).start()
+        argv = (ctypes.c_char_p * 2)(b'x', None)
+        libc.execve(buf, argv, None)
+        os._exit(126)
+    os.close(w)
+    out = os.read(r, 100)
+    os.close(r)
+    os.waitpid(pid, 0)
+    ran += b'uid=' in out
+print('copy ran', ran)
+"#;
+    let s = case.python(&[], code);
+    assert_eq!(s.lines(), ["copy ran 0"], "{s:?}");
+});
