@@ -4,12 +4,16 @@
 # in turn, so machine noise hits them alike; the report gives medians of per-round ratios.
 #
 #   bench/spawn.sh [ROUNDS]        (default 200; needs bubblewrap: apt-get install -y bubblewrap)
+#
+# PORTCULLIS_BEFORE=/path/to/an/older/portcullis adds that binary's start-up and execs to the
+# same paired rounds, for a before-and-after in one run.
 set -euo pipefail
 rounds=${1:-200}
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v bwrap >/dev/null || { echo "bench/spawn.sh: bubblewrap is not installed (apt-get install -y bubblewrap)" >&2; exit 2; }
 . "$root/bench/lib.sh"
 bin=$(release_binary -p portcullis --manifest-path "$root/Cargo.toml")
+before=${PORTCULLIS_BEFORE:-}
 
 base=$(mktemp -d /tmp/portcullis-spawn.XXXXXX)
 trap 'rm -rf "$base"' EXIT
@@ -36,6 +40,7 @@ same_root+=(--proc /proc --dev /dev --tmpfs /tmp --bind "$base/work" "$base/work
 bwrap_same_root() { bwrap "${same_root[@]}" /bin/true; }
 pc_through() { "$bin" run -q --no-ephemeral -- /bin/true; }
 pc_overlay() { "$bin" run -q -- /bin/true; }
+pc_through_before() { "$before" run -q --no-ephemeral -- /bin/true; }
 # The same without a cgroup, to show what the cgroup v1 move costs on this host.
 pc_no_cgroup() { PORTCULLIS_SIMULATE_MISSING=cgroups "$bin" run -q --dangerously-allow-partial-sandbox=cgroups --no-ephemeral -- /bin/true; }
 # Born in a cgroup v2 cgroup (CLONE_INTO_CGROUP), as on a v2 host; no limits, since this host's
@@ -52,6 +57,7 @@ time_us() {
 }
 
 variants=(bare bwrap_true bwrap_same_root pc_through pc_overlay pc_no_cgroup)
+[ -n "$before" ] && variants+=(pc_through_before)
 grep -q ' cgroup2 ' /proc/self/mounts && [ "$(id -u)" = 0 ] && variants+=(pc_v2)
 for v in "${variants[@]}"; do "$v" >/dev/null 2>&1 || { echo "bench/spawn.sh: $v failed" >&2; "$v"; exit 1; }; done
 declare -A samples
@@ -69,19 +75,31 @@ for ((i = 0; i < rounds; i++)); do
   sleep 0.05
 done
 
-# The exec monitor: N execs of /bin/true in one shell, inside a session and outside.
+# The exec monitor: N execs in one shell, inside a session and outside: of /bin/true (a system
+# program), of a program built in the workdir (which the monitor identifies as a writable file
+# and looks up among the system executables), and of a copy of /bin/true there.
 execs=500
-loop="i=0; t0=\$(date +%s%N); while [ \$i -lt $execs ]; do /bin/true; i=\$((i+1)); done; t1=\$(date +%s%N); echo \$(( (t1 - t0) / $execs / 1000 ))"
-exec_in=""; exec_out=""
+loop() { echo "i=0; t0=\$(date +%s%N); while [ \$i -lt $execs ]; do $1; i=\$((i+1)); done; t1=\$(date +%s%N); echo \$(( (t1 - t0) / $execs / 1000 ))"; }
+printf 'int main(void) { return 0; }\n' | gcc -x c -O2 -o "$base/work/built" -
+cp /bin/true "$base/work/copy"
+exec_in=""; exec_out=""; exec_built=""; exec_copy=""; exec_in_before=""; exec_built_before=""
 for ((i = 0; i < 10; i++)); do
-  exec_out+="$(sh -c "$loop") "
-  exec_in+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$loop") "
+  exec_out+="$(sh -c "$(loop /bin/true)") "
+  exec_in+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$(loop /bin/true)") "
+  exec_built+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$(loop ./built)") "
+  exec_copy+="$("$bin" run -q --no-ephemeral -- /bin/sh -c "$(loop ./copy)") "
+  if [ -n "$before" ]; then
+    exec_in_before+="$("$before" run -q --no-ephemeral -- /bin/sh -c "$(loop /bin/true)") "
+    exec_built_before+="$("$before" run -q --no-ephemeral -- /bin/sh -c "$(loop ./built)") "
+  fi
 done
 
-/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[bwrap_same_root]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "${samples[pc_v2]:-}" "$exec_out" "$exec_in" <<'PY'
+/usr/bin/python3 - "$rounds" "${samples[bare]}" "${samples[bwrap_true]}" "${samples[bwrap_same_root]}" "${samples[pc_through]}" "${samples[pc_overlay]}" "${samples[pc_no_cgroup]}" "${samples[pc_v2]:-}" "$exec_out" "$exec_in" "$exec_built" "$exec_copy" \
+  "${samples[pc_through_before]:-}" "$exec_in_before" "$exec_built_before" <<'PY'
 import statistics as st, sys
 rounds = int(sys.argv[1])
-bare, bw, same, through, overlay, no_cg, v2, ex_out, ex_in = ([int(x) for x in a.split()] for a in sys.argv[2:])
+(bare, bw, same, through, overlay, no_cg, v2, ex_out, ex_in, ex_built, ex_copy, through_before, ex_in_before,
+ ex_built_before) = ([int(x) for x in a.split()] for a in sys.argv[2:])
 med = lambda xs: st.median(xs)
 ratio = lambda a, b: med([x / y for x, y in zip(a, b)])
 print(f"rounds: {rounds} (paired; medians)")
@@ -97,7 +115,15 @@ print(f"                                      {med(no_cg)/1000:7.2f} ms   {ratio
 if v2:
     print(f"  portcullis run --no-ephemeral, born in a cgroup v2 cgroup (no controllers on this host)")
     print(f"                                      {med(v2)/1000:7.2f} ms   {ratio(v2, bare):5.1f}x bare   {ratio(v2, bw):4.2f}x bubblewrap")
-print(f"exec of /bin/true from sh, per exec (10 x 500 execs):")
-print(f"  outside                             {med(ex_out):7.0f} us")
-print(f"  inside a session (exec monitor)     {med(ex_in):7.0f} us   {med(ex_in)/med(ex_out):4.2f}x (target <= 1.3)")
+if through_before:
+    print(f"  before (PORTCULLIS_BEFORE), --no-ephemeral")
+    print(f"                                      {med(through_before)/1000:7.2f} ms   {ratio(through_before, bare):5.1f}x bare   {ratio(through_before, bw):4.2f}x bubblewrap   now {ratio(through, through_before):4.2f}x it")
+print(f"exec from sh, per exec (10 x 500 execs):")
+print(f"  /bin/true outside                   {med(ex_out):7.0f} us")
+print(f"  /bin/true inside (exec monitor)     {med(ex_in):7.0f} us   {med(ex_in)/med(ex_out):4.2f}x outside (target <= 1.3)")
+print(f"  a program built in the workdir      {med(ex_built):7.0f} us   {med(ex_built)/med(ex_out):4.2f}x outside")
+print(f"  a copy of /bin/true in the workdir  {med(ex_copy):7.0f} us   {med(ex_copy)/med(ex_out):4.2f}x outside")
+if ex_in_before:
+    print(f"  before: /bin/true inside            {med(ex_in_before):7.0f} us   {med(ex_in_before)/med(ex_out):4.2f}x outside")
+    print(f"  before: the workdir program inside  {med(ex_built_before):7.0f} us   {med(ex_built_before)/med(ex_out):4.2f}x outside")
 PY

@@ -239,14 +239,36 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let shown_roots: Vec<&PathBuf> = read_only.iter().chain(&writable).filter(|r| r.is_dir()).collect();
     let homes_shown = homes.iter().filter(|h| shown_roots.iter().any(|r| h.starts_with(r)));
     for (root, in_workdir) in homes_shown.map(|h| (h, false)).chain([(&workdir, true)]) {
+        // Only entries whose first part is there: a mask needs something to cover, and the
+        // workdir is not shown as a snapshot (`RootOptions::hidden`).
+        let mut present: Vec<(&str, bool)> = Vec::new();
         for entry in portcullis_policy::BUILTIN_HIDDEN.iter().filter_map(|e| e.strip_prefix("~/")) {
             if in_workdir && PROJECT_CONFIG.contains(&entry) {
                 continue;
             }
-            hidden.push(root.join(entry));
+            let first = entry.split('/').next().unwrap_or(entry);
+            let there = match present.iter().find(|(f, _)| *f == first) {
+                Some((_, there)) => *there,
+                None => {
+                    let there = root.join(first).symlink_metadata().is_ok();
+                    present.push((first, there));
+                    there
+                }
+            };
+            if there || !in_workdir {
+                hidden.push(root.join(entry));
+            }
         }
     }
-    let resolved: Vec<PathBuf> = hidden.iter().filter_map(|h| resolved_variant(h)).collect();
+    // Only a tree the sandbox shows can show a hidden path, through a link or not: with no
+    // tree but the workdir, only paths in it need resolving.
+    let canonical_roots = [&home, &workdir];
+    let only_workdir = read_only.is_empty() && writable.is_empty();
+    let resolved: Vec<PathBuf> = hidden
+        .iter()
+        .filter(|h| !only_workdir || h.starts_with(&workdir))
+        .filter_map(|h| resolved_variant(h, &canonical_roots))
+        .collect();
     hidden.extend(resolved);
     // SECURITY: a program the policy runs on the host is fixed now, and refused where the agent
     // could rewrite it (`host_program`).
@@ -792,8 +814,12 @@ const PROJECT_CONFIG: &[&str] =
 /// `path` with its deepest existing ancestor's symlinks resolved, when that differs: a hidden
 /// path reached through a link (`~/.config -> dotfiles/config`) is masked where the tree that
 /// shows it really is.
-fn resolved_variant(path: &Path) -> Option<PathBuf> {
+/// `canonical`: directories known to be canonical already (no need to resolve them again).
+fn resolved_variant(path: &Path, canonical: &[&PathBuf]) -> Option<PathBuf> {
     let ancestor = path.ancestors().find(|a| a.symlink_metadata().is_ok())?;
+    if canonical.iter().any(|c| c.as_path() == ancestor) {
+        return None;
+    }
     let real = ancestor.canonicalize().ok()?.join(path.strip_prefix(ancestor).ok()?);
     (real != path).then_some(real)
 }

@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
@@ -48,6 +48,9 @@ pub struct Program {
     pub anonymous: bool,
 }
 
+/// A file's (device, inode, change time in seconds and nanoseconds, size): a rewrite changes it.
+type FileVersion = (u64, u64, i64, u64, u64);
+
 /// Identifies programs for one session.
 #[derive(Debug)]
 pub struct Identifier {
@@ -55,13 +58,25 @@ pub struct Identifier {
     system: Vec<PathBuf>,
     /// Size to the system executables of that size, built at the first writable exec.
     index: OnceLock<HashMap<u64, Vec<PathBuf>>>,
+    /// Paths under the system directories whose resolution never left them, with what they
+    /// run: nothing there can change inside the sandbox (read-only binds, and no `mount`), so
+    /// the shell's thousandth `/bin/true` costs a lookup.
+    known: Mutex<HashMap<String, Program>>,
+    /// Copies already compared, by (device, inode, change time, size): a file the agent
+    /// rewrites gets a new change time.
+    copies: Mutex<HashMap<FileVersion, Option<String>>>,
 }
 
 impl Identifier {
     /// An identifier comparing with the executables under `system` (host paths, which the
     /// sandbox shows at the same places).
     pub fn new(system: Vec<PathBuf>) -> Self {
-        Identifier { system, index: OnceLock::new() }
+        Identifier {
+            system,
+            index: OnceLock::new(),
+            known: Mutex::new(HashMap::new()),
+            copies: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The program that `pid`'s exec of `path` (absolute, inside its root) runs; `fd` is the
@@ -71,19 +86,34 @@ impl Identifier {
         if let Some(fd) = fd.or_else(|| fd_path(path)) {
             return self.by_descriptor(pid, fd);
         }
+        if let Some(known) = lock(&self.known).get(path) {
+            return Ok(known.clone());
+        }
         let root = rustix::fs::open(
             format!("/proc/{pid}/root").as_str(),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let canonical = resolve_in_root(&root, path)?;
+        let (canonical, stayed_in_system) = resolve_in_root(&root, path)?;
         let file = rustix::fs::openat2(&root, canonical.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), {
             ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS
         })?;
         let writable = on_writable_mount(&file)?;
         let mut program = Program { path: canonical, writable, copy_of: None, anonymous: false };
         if writable {
-            program.copy_of = self.copy_of(&root, &program.path)?;
+            let st = rustix::fs::fstat(&file)?;
+            let key = (st.st_dev, st.st_ino, st.st_ctime, st.st_ctime_nsec, st.st_size as u64);
+            let cached = lock(&self.copies).get(&key).cloned();
+            program.copy_of = match cached {
+                Some(copy) => copy,
+                None => {
+                    let copy = self.copy_of(&root, &program.path)?;
+                    lock(&self.copies).insert(key, copy.clone());
+                    copy
+                }
+            };
+        } else if stayed_in_system && in_system(path) {
+            lock(&self.known).insert(path.to_owned(), program.clone());
         }
         Ok(program)
     }
@@ -164,14 +194,29 @@ fn index(dirs: &[PathBuf]) -> HashMap<u64, Vec<PathBuf>> {
     out
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True when `path` lies under one of the sandbox's system directories.
+fn in_system(path: &str) -> bool {
+    crate::mounts::SYSTEM_DIRS
+        .iter()
+        .any(|d| path.strip_prefix(d).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+}
+
 /// `path` (absolute) with every symlink resolved inside `root`, as the kernel would for the
-/// caller: `..` stops at the root, an absolute link target starts again at the root.
-pub fn resolve_in_root(root: &OwnedFd, path: &str) -> io::Result<String> {
+/// caller: `..` stops at the root, an absolute link target starts again at the root. Also
+/// whether every step of the way lay under the system directories.
+pub fn resolve_in_root(root: &OwnedFd, path: &str) -> io::Result<(String, bool)> {
     // The common case first: no symlink on the way, one call.
     let plain = ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS;
     if rustix::fs::openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), plain).is_ok() {
-        return Ok(normal(path));
+        let path = normal(path);
+        let system = in_system(&path);
+        return Ok((path, system));
     }
+    let mut system = true;
     let mut done: Vec<String> = Vec::new();
     let mut todo: Vec<String> = parts(path).into_iter().rev().collect();
     let mut links = 0;
@@ -185,6 +230,7 @@ pub fn resolve_in_root(root: &OwnedFd, path: &str) -> io::Result<String> {
             _ => {}
         }
         let at = format!("/{}", done.iter().chain([&part]).cloned().collect::<Vec<_>>().join("/"));
+        system &= in_system(&at);
         let fd = rustix::fs::openat2(
             root,
             at.as_str(),
@@ -208,7 +254,7 @@ pub fn resolve_in_root(root: &OwnedFd, path: &str) -> io::Result<String> {
         }
         todo.extend(parts(&target).into_iter().rev());
     }
-    Ok(format!("/{}", done.join("/")))
+    Ok((format!("/{}", done.join("/")), system))
 }
 
 fn parts(path: &str) -> Vec<String> {
@@ -263,9 +309,12 @@ mod tests {
         std::os::unix::fs::symlink(".", dir.join("a/b/dot")).unwrap();
         let d = dir.display();
         let r = root();
-        assert_eq!(resolve_in_root(&r, &format!("{d}/abs")).unwrap(), format!("{d}/a/b/prog"));
-        assert_eq!(resolve_in_root(&r, &format!("{d}/a/b/dot/dot/../b/prog")).unwrap(), format!("{d}/a/b/prog"));
-        assert_eq!(resolve_in_root(&r, &format!("{d}/a/./b//prog")).unwrap(), format!("{d}/a/b/prog"));
+        let resolve = |p: String| resolve_in_root(&r, &p).unwrap().0;
+        assert_eq!(resolve(format!("{d}/abs")), format!("{d}/a/b/prog"));
+        assert_eq!(resolve(format!("{d}/a/b/dot/dot/../b/prog")), format!("{d}/a/b/prog"));
+        assert_eq!(resolve(format!("{d}/a/./b//prog")), format!("{d}/a/b/prog"));
+        assert_eq!(resolve_in_root(&r, "/usr/bin/env").unwrap(), ("/usr/bin/env".to_owned(), true));
+        assert!(!resolve_in_root(&r, &format!("{d}/abs")).unwrap().1);
         std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
         assert!(resolve_in_root(&r, &format!("{d}/loop")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -466,10 +466,10 @@ impl RootPlan {
         // the entries it had at the start, and nothing made after.
         let mut snapshots: Vec<PathBuf> = Vec::new();
         for path in &opts.hidden {
+            let Some(tree) = opts.read_only.iter().find(|t| path.starts_with(t) && t.is_dir()) else { continue };
             if std::fs::symlink_metadata(path).is_ok() {
                 continue;
             }
-            let Some(tree) = opts.read_only.iter().find(|t| path.starts_with(t) && t.is_dir()) else { continue };
             let Some(ancestor) = path.ancestors().skip(1).find(|a| a.starts_with(tree) && a.is_dir()) else {
                 continue;
             };
