@@ -175,6 +175,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut degraded: Vec<String> = missing.iter().map(|f| f.as_str().to_owned()).collect();
 
     let id = sessions::new_id();
+    // Written through, the workdir is this session's alone until its persistence sweep is done.
+    let ephemeral_setting = (settings.filesystem.ephemeral && !args.no_ephemeral) || args.replay_of.is_some();
+    let _write_through =
+        if ephemeral_setting { None } else { Some(sessions::write_through_lock(&state, &workdir, &id)?) };
     let limits = &settings.limits;
     // `PORTCULLIS_CGROUP=v1|v2` picks the hierarchy (for tests and diagnosis); it cannot
     // weaken anything: a hierarchy that cannot hold the policy's limits fails to set them up.
@@ -220,8 +224,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         hidden.push(portcullis_audit::key::default_key_path(&audit_dir));
     }
     // The session's own persistence paths: the policy file when it lies in the workdir (`run`
-    // reads it before the start; the agent must not rewrite the next session's policy).
-    let mut persistence: Vec<PathBuf> = Vec::new();
+    // reads it before the start; the agent must not rewrite the next session's policy), and
+    // what the repository's own config runs (`core.hooksPath`, hooks linked to scripts).
+    let mut persistence: Vec<PathBuf> = configured_persistence(&workdir);
     if let Some(file) = &args.policy {
         let file = cwd.join(file).canonicalize().unwrap_or_else(|_| cwd.join(file));
         if let Ok(rel) = file.strip_prefix(&workdir) {
@@ -237,7 +242,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     // workdir); and every hidden path also as its symlinks resolve, since the trees are shown
     // by their real paths.
     let shown_roots: Vec<&PathBuf> = read_only.iter().chain(&writable).filter(|r| r.is_dir()).collect();
-    let homes_shown = homes.iter().filter(|h| shown_roots.iter().any(|r| h.starts_with(r)));
+    // A home the tree holds, or a home the tree lies in (`read_only = ["/home/alice/.config"]`).
+    let homes_shown = homes.iter().filter(|h| shown_roots.iter().any(|r| h.starts_with(r) || r.starts_with(h)));
     for (root, in_workdir) in homes_shown.map(|h| (h, false)).chain([(&workdir, true)]) {
         // Only entries whose first part is there: a mask needs something to cover, and the
         // workdir is not shown as a snapshot (`RootOptions::hidden`).
@@ -260,15 +266,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    // Only a tree the sandbox shows can show a hidden path, through a link or not: with no
-    // tree but the workdir, only paths in it need resolving.
+    // A link can lead a hidden path into a shown tree (`~/.config -> ~/dotfiles/config`, with
+    // `~/dotfiles` the workdir): each is masked where it really is too. Ancestors resolve once.
     let canonical_roots = [&home, &workdir];
-    let only_workdir = read_only.is_empty() && writable.is_empty();
-    let resolved: Vec<PathBuf> = hidden
-        .iter()
-        .filter(|h| !only_workdir || h.starts_with(&workdir))
-        .filter_map(|h| resolved_variant(h, &canonical_roots))
-        .collect();
+    let mut resolved_dirs: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let resolved: Vec<PathBuf> =
+        hidden.iter().filter_map(|h| resolved_variant(h, &canonical_roots, &mut resolved_dirs)).collect();
     hidden.extend(resolved);
     // SECURITY: a program the policy runs on the host is fixed now, and refused where the agent
     // could rewrite it (`host_program`).
@@ -789,12 +792,19 @@ fn inside_workdir(fs: &portcullis_policy::FilesystemSettings, home: &Path, workd
                      mounts; name directories or files (a trailing `/**` is fine)"
                 );
             }
-            if path.symlink_metadata().is_err() {
-                bail!(
+            match path.symlink_metadata() {
+                Err(_) => bail!(
                     "`[filesystem] {key}` has `{text}`, which does not exist in the workdir `{}`, so `run` cannot \
                      enforce it; create it first or remove the entry",
                     workdir.display()
-                );
+                ),
+                // SECURITY: a mount would land on the link's target, and the link itself stay
+                // writable: the agent would unlink it and write a real file under that name.
+                Ok(m) if m.file_type().is_symlink() => bail!(
+                    "`[filesystem] {key}` has `{text}`, a symlink in the workdir, which `run` cannot enforce (the \
+                     agent could replace the link); name the directory it points to"
+                ),
+                Ok(_) => {}
             }
             out.push(path);
         }
@@ -806,6 +816,30 @@ fn inside_workdir(fs: &portcullis_policy::FilesystemSettings, home: &Path, workd
     Ok(InsideWorkdir { writable: (!whole).then_some(writable), read_only })
 }
 
+/// Files the workdir's repository is configured to run, relative to the workdir: the
+/// `core.hooksPath` directory, and the scripts its hooks are symlinks to. A script the agent
+/// rewrites there runs on the host's next commit as surely as a hook.
+fn configured_persistence(workdir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let inside = |p: &Path| p.canonicalize().ok().and_then(|c| c.strip_prefix(workdir).ok().map(Path::to_path_buf));
+    let config = std::fs::read_to_string(workdir.join(".git/config")).unwrap_or_default();
+    for value in portcullis_guard::gitconfig::values(&config, "core.hookspath") {
+        let path = if let Some(rest) = value.strip_prefix("~/") {
+            std::env::home_dir().unwrap_or_default().join(rest)
+        } else {
+            workdir.join(&value)
+        };
+        out.extend(inside(&path));
+    }
+    if let Ok(hooks) = std::fs::read_dir(workdir.join(".git/hooks")) {
+        for hook in hooks.flatten().filter(|h| h.file_type().is_ok_and(|t| t.is_symlink())) {
+            out.extend(inside(&hook.path()));
+        }
+    }
+    out.retain(|p| !p.as_os_str().is_empty());
+    out
+}
+
 /// Built-in credential entries that are also a project's own configuration, left visible in the
 /// workdir: a project's `.npmrc` or `.yarnrc.yml` names its registries, and its build needs it.
 const PROJECT_CONFIG: &[&str] =
@@ -814,13 +848,26 @@ const PROJECT_CONFIG: &[&str] =
 /// `path` with its deepest existing ancestor's symlinks resolved, when that differs: a hidden
 /// path reached through a link (`~/.config -> dotfiles/config`) is masked where the tree that
 /// shows it really is.
-/// `canonical`: directories known to be canonical already (no need to resolve them again).
-fn resolved_variant(path: &Path, canonical: &[&PathBuf]) -> Option<PathBuf> {
+/// `canonical`: directories known to be canonical already (no need to resolve them again);
+/// `seen`: ancestors resolved so far.
+fn resolved_variant(
+    path: &Path,
+    canonical: &[&PathBuf],
+    seen: &mut Vec<(PathBuf, Option<PathBuf>)>,
+) -> Option<PathBuf> {
     let ancestor = path.ancestors().find(|a| a.symlink_metadata().is_ok())?;
     if canonical.iter().any(|c| c.as_path() == ancestor) {
         return None;
     }
-    let real = ancestor.canonicalize().ok()?.join(path.strip_prefix(ancestor).ok()?);
+    let real = match seen.iter().find(|(a, _)| a == ancestor) {
+        Some((_, real)) => real.clone()?,
+        None => {
+            let real = ancestor.canonicalize().ok();
+            seen.push((ancestor.to_path_buf(), real.clone()));
+            real?
+        }
+    };
+    let real = real.join(path.strip_prefix(ancestor).ok()?);
     (real != path).then_some(real)
 }
 

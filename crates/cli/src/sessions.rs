@@ -124,6 +124,61 @@ pub(crate) fn mount_base() -> Result<PathBuf> {
     Ok(base)
 }
 
+/// A written-through session's claim on its workdir, released (and its file removed) on drop.
+#[derive(Debug)]
+pub(crate) struct WriteThrough {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Drop for WriteThrough {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Claims `workdir` for a session written through (`--no-ephemeral`).
+///
+/// SECURITY: such a session's end sweeps the workdir for persistence and rewrites or moves
+/// what it finds, after every process of the session is gone. A second session writing through
+/// the same tree (or one inside it, or around it) would still be running, and could swap a
+/// directory for a symlink under the sweep. So one claim a tree: each session holds a lock on
+/// a file naming its workdir, and a new one is refused while a live claim overlaps its own.
+pub(crate) fn write_through_lock(state: &Path, workdir: &Path, id: &str) -> Result<WriteThrough> {
+    use rustix::fs::{FlockOperation, flock};
+    use std::os::fd::AsFd;
+    let state = make_state_root(state)?;
+    let dir = state.join("write-through");
+    make_dir(&dir, 0o700, true, "the write-through claims directory")?;
+    let open = |p: &Path| std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(p);
+    let global = open(&state.join("write-through.lock")).context("cannot open the write-through lock")?;
+    flock(global.as_fd(), FlockOperation::LockExclusive).context("cannot lock the write-through claims")?;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list `{}`", dir.display()))?.flatten() {
+        let Ok(file) = std::fs::File::open(entry.path()) else { continue };
+        if flock(file.as_fd(), FlockOperation::NonBlockingLockShared).is_ok() {
+            // Nobody holds it: a claim left by a session that died.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let other = PathBuf::from(std::fs::read_to_string(entry.path()).unwrap_or_default());
+        if other.starts_with(workdir) || workdir.starts_with(&other) {
+            bail!(
+                "session {} writes through `{}`, which overlaps this workdir `{}`; wait for it to end, or run this \
+                 session on an overlay (without --no-ephemeral)",
+                entry.file_name().to_string_lossy(),
+                other.display(),
+                workdir.display()
+            );
+        }
+    }
+    let path = dir.join(id);
+    let file = open(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+    flock(file.as_fd(), FlockOperation::LockExclusive).context("cannot lock the write-through claim")?;
+    std::fs::write(&path, workdir.as_os_str().as_encoded_bytes())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(WriteThrough { _file: file, path })
+}
+
 /// The id-range slot of agent `name` (`""` for a session that names none), among `slots`.
 ///
 /// SECURITY: two agents must never share a range, or one turned agent holds the other's
@@ -256,22 +311,29 @@ fn load(session: Option<&str>) -> Result<Saved> {
                 })
                 .collect();
             ended.sort();
-            ended
+            // Among the sessions whose workdir holds this directory, the deepest workdir's (a
+            // project nested in another is its own project), and of those the latest.
+            let mine: Vec<(String, Value, usize)> = ended
                 .into_iter()
                 .rev()
-                .find_map(|(_, id)| {
+                .filter_map(|(_, id)| {
                     let saved = read_saved(&sessions.join(&id)).ok()?;
-                    let here = saved["workdir"].as_str().is_some_and(|w| cwd.starts_with(w));
-                    (here && saved["changed"].as_array().is_some_and(|c| !c.is_empty())).then_some((id, saved))
+                    let depth = saved["workdir"]
+                        .as_str()
+                        .filter(|w| cwd.starts_with(w))
+                        .map(|w| Path::new(w).components().count())?;
+                    saved["changed"].as_array().is_some_and(|c| !c.is_empty()).then_some((id, saved, depth))
                 })
-                .with_context(|| {
-                    format!(
-                        "no finished session with changes for `{}` in `{}`; name a session id to pick one of \
+                .collect();
+            let deepest = mine.iter().map(|(_, _, d)| *d).max().unwrap_or(0);
+            mine.into_iter().find(|(_, _, d)| *d == deepest).map(|(id, saved, _)| (id, saved)).with_context(|| {
+                format!(
+                    "no finished session with changes for `{}` in `{}`; name a session id to pick one of \
                          another project",
-                        cwd.display(),
-                        sessions.display()
-                    )
-                })?
+                    cwd.display(),
+                    sessions.display()
+                )
+            })?
         }
     };
     let workdir = saved["workdir"]

@@ -30,6 +30,10 @@ const CODE_KEYS: &[&str] = &[
     "credential.*.helper",
     "gpg.program",
     "gpg.*.program",
+    "gpg.ssh.defaultkeycommand",
+    "sendemail.*",
+    "mergetool.*.path",
+    "difftool.*.path",
     "uploadpack.packobjectshook",
     "interactive.difffilter",
     "web.browser",
@@ -71,9 +75,36 @@ pub fn runs_code(key: &str, value: &str) -> bool {
             ([s, "*"], _) => *s == section,
             ([s, n], None) => *s == section && *n == name,
             ([s, "*", n], Some(_)) => *s == section && *n == name,
+            ([s, sub_pattern, n], Some(sub)) => *s == section && *sub_pattern == sub && *n == name,
             _ => false,
         }
     })
+}
+
+/// The values `text` sets for the full key `key` (`core.hookspath`, compared without case for
+/// the section and the name), in order.
+pub fn values(text: &str, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start_matches('\u{feff}').trim();
+        let body = if let Some(header) = trimmed.strip_prefix('[') {
+            let (head, after) = header.split_once(']').unwrap_or((header, ""));
+            section = section_name(head);
+            after.trim()
+        } else {
+            trimmed
+        };
+        if body.is_empty() || body.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some((name, value)) = body.split_once('=')
+            && format!("{section}.{}", name.trim()).eq_ignore_ascii_case(key)
+        {
+            out.push(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    out
 }
 
 /// `text` without the lines that set a key which [`runs_code`], and the keys removed (as
@@ -84,6 +115,13 @@ pub fn strip_code_keys(text: &str) -> (String, Vec<String>) {
     let mut removed = Vec::new();
     let mut section = String::new();
     let mut dropping = false;
+    // Git skips a byte-order mark before the first section; so must this, or `[core]` is not
+    // read as a header and every key in it looks like no key at all.
+    let (bom, text) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
+    out.push_str(bom);
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
         if dropping {
@@ -188,6 +226,19 @@ mod tests {
         }
         // Idempotent, and a clean file is left byte for byte.
         assert_eq!(strip_code_keys(&kept), (kept.clone(), Vec::new()));
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_section() {
+        let (kept, removed) = strip_code_keys("\u{feff}[core]\n\tfsmonitor = evil\n\tbare = false\n");
+        assert_eq!(removed, ["core.fsmonitor"]);
+        assert_eq!(kept, "\u{feff}[core]\n\tbare = false\n");
+        assert!(runs_code("gpg.ssh.defaultKeyCommand", "evil"));
+        assert!(runs_code("sendemail.smtpserver", "/tmp/evil"));
+        assert_eq!(
+            values("[core]\n\thooksPath = .githooks\n[CORE]\nHOOKSPATH=x\n", "core.hookspath"),
+            [".githooks", "x"]
+        );
     }
 
     #[test]

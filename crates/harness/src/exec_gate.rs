@@ -74,9 +74,10 @@ fn names(argv: &[String], program: Option<&Program>) -> Vec<Vec<String>> {
     let real = program.copy_of.as_deref().unwrap_or(&program.path);
     let first_name_runs = argv.first().is_some_and(|a| portcullis_sandbox::identity::runs_another(a));
     if (portcullis_sandbox::identity::runs_another(real) || first_name_runs) && argv.len() > 1 {
-        // `busybox id -u`, `ld-linux-x86-64.so.2 /usr/bin/id -u`; `--` options of the loader
-        // are skipped to the program.
-        let rest: Vec<String> = argv[1..].iter().skip_while(|a| a.starts_with("--")).cloned().collect();
+        // `busybox id -u`, `ld-linux-x86-64.so.2 --library-path L /usr/bin/id -u`: the loader's
+        // options (and their values) are skipped to the program.
+        let from = portcullis_sandbox::identity::loader_target(argv).unwrap_or(argv.len());
+        let rest: Vec<String> = argv[from..].to_vec();
         if !rest.is_empty() && !out.contains(&rest) {
             out.push(rest);
         }
@@ -145,7 +146,8 @@ impl<T: Trail> ExecGate<'_, T> {
             let mut candidates = names(&argv, req.program.as_ref());
             if let Some(loaded) = &req.loads {
                 // What a loader maps is judged as if it had been executed.
-                let inner: Vec<String> = argv.iter().skip(1).skip_while(|a| a.starts_with('-')).cloned().collect();
+                let from = portcullis_sandbox::identity::loader_target(&argv).unwrap_or(argv.len());
+                let inner: Vec<String> = argv[from..].to_vec();
                 candidates.extend(names(&inner, Some(loaded)).into_iter().filter(|v| !v.is_empty()));
             }
             let verdict = candidates

@@ -93,17 +93,29 @@ impl HostProgram {
         // Both spellings: a symlink the agent can replace is as bad as the file itself.
         let places: Vec<PathBuf> =
             agent_writable.iter().flat_map(|w| [normal(w), w.canonicalize().unwrap_or_else(|_| normal(w))]).collect();
-        for checked in [&given, &canonical] {
-            if let Some(place) = places.iter().find(|w| checked.starts_with(w)) {
-                return Err(HostProgramError::AgentWritable {
-                    what: what.to_owned(),
-                    path: checked.clone(),
-                    place: place.clone(),
-                });
+        let refuse = |checked: &Path| -> Result<(), HostProgramError> {
+            for path in [normal(checked), checked.canonicalize().unwrap_or_else(|_| normal(checked))] {
+                if let Some(place) = places.iter().find(|w| path.starts_with(w)) {
+                    return Err(HostProgramError::AgentWritable { what: what.to_owned(), path, place: place.clone() });
+                }
             }
-        }
+            Ok(())
+        };
+        refuse(&given)?;
         if !executable(&canonical) {
             return Err(HostProgramError::NotExecutable { what: what.to_owned(), path: canonical });
+        }
+        // SECURITY: what the program reads as code is checked too: a script's interpreter
+        // (`#!/proj/.venv/bin/python`) and every argument naming an existing path
+        // (`python3 /proj/ops/alert.py`).
+        if let Some(interpreter) = shebang(&canonical) {
+            refuse(&interpreter)?;
+        }
+        for arg in args {
+            let path = if let Some(rest) = arg.strip_prefix("~/") { home.join(rest) } else { cwd.join(arg) };
+            if (arg.contains('/') || path.exists()) && path.symlink_metadata().is_ok() {
+                refuse(&path)?;
+            }
         }
         Ok(HostProgram { path: canonical, args: args.to_vec(), home: home.to_path_buf() })
     }
@@ -124,6 +136,17 @@ impl HostProgram {
         }
         cmd
     }
+}
+
+/// The interpreter a script names on its `#!` line.
+fn shebang(path: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?.trim();
+    text.split_whitespace().next().map(PathBuf::from)
 }
 
 fn executable(p: &Path) -> bool {
@@ -197,6 +220,32 @@ mod tests {
         // `..` out of the workdir and back in.
         let back = format!("{}/work/../work/hooks/page.sh", dir.display());
         assert!(matches!(resolve(&dir, &back), Err(HostProgramError::AgentWritable { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_script_argument_or_interpreter_in_the_workdir_is_refused() {
+        let dir = tree("args");
+        let (work, home) = (dir.join("work"), dir.join("home"));
+        let resolve = |argv: &[&str]| {
+            let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
+            HostProgram::resolve(
+                "[alerts] command",
+                &argv,
+                &home,
+                &work,
+                &"/usr/bin:/bin".into(),
+                std::slice::from_ref(&work),
+            )
+        };
+        let script = work.join("hooks/page.sh").display().to_string();
+        assert!(matches!(resolve(&["sh", &script]), Err(HostProgramError::AgentWritable { .. })));
+        assert!(matches!(resolve(&["sh", "hooks/page.sh"]), Err(HostProgramError::AgentWritable { .. })));
+        // A script outside whose interpreter lies in the workdir.
+        let outside = home.join(".config/portcullis/page.sh");
+        std::fs::write(&outside, format!("#!{}/venv/python\n", work.display())).unwrap();
+        assert!(matches!(resolve(&["~/.config/portcullis/page.sh"]), Err(HostProgramError::AgentWritable { .. })));
+        assert!(resolve(&["sh", "-c"]).is_ok(), "arguments that name nothing are data");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

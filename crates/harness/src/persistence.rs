@@ -14,7 +14,9 @@
 //! SECURITY: the agent cannot forge a ctime (the kernel sets it on every write, rename and
 //! link), so an unchanged (inode, ctime) pair is the file the session found. The walk never
 //! follows a symlink or crosses into another filesystem, and it runs when no process of the
-//! session is left to race it. A persistence path that is a symlink is moved, never read.
+//! session is left to race it; `run` refuses a second session written through an overlapping
+//! tree while one runs (the CLI's `write_through_lock`), so no other agent is left either. A
+//! persistence path that is a symlink is moved, never read.
 
 use std::collections::HashMap;
 use std::fs;
@@ -22,7 +24,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use portcullis_sandbox::changes::{Change, ChangeKind, EntryType, is_persistence};
+use portcullis_sandbox::changes::{Change, ChangeKind, EntryType, is_git_dir_config, is_persistence};
 
 /// (inode, ctime seconds, ctime nanoseconds) of each persistence path, relative to the workdir.
 #[derive(Debug, Default)]
@@ -77,7 +79,7 @@ fn walk(
             EntryType::File
         };
         let change = Change { path: path.clone(), kind: ChangeKind::Modified, entry: entry_type };
-        let persistence = inside || is_persistence(&change, extra);
+        let persistence = inside || is_persistence(&change, extra) || is_git_dir_config(root, &path);
         if persistence {
             found(&path, &meta);
         }
@@ -118,7 +120,7 @@ pub fn sweep(
         if found.iter().any(|f| f.keys.is_empty() && path.starts_with(&f.path)) {
             continue;
         }
-        let git_config = is_file && is_git_config(&path);
+        let git_config = is_file && is_git_config(workdir, &path);
         let mut entry = Found { path: path.clone(), kind, keys: Vec::new(), quarantined: false };
         if git_config {
             let text = fs::read(workdir.join(&path))?;
@@ -145,9 +147,10 @@ pub fn sweep(
 }
 
 /// A repository's config: `.git/config`, a worktree's, or a submodule's under `.git/modules/`.
-fn is_git_config(rel: &Path) -> bool {
+fn is_git_config(root: &Path, rel: &Path) -> bool {
     let name = rel.file_name().and_then(|n| n.to_str());
-    matches!(name, Some("config" | "config.worktree")) && rel.components().any(|c| c.as_os_str() == ".git")
+    (matches!(name, Some("config" | "config.worktree")) && rel.components().any(|c| c.as_os_str() == ".git"))
+        || is_git_dir_config(root, rel)
 }
 
 /// Moves `from` to `to` (made with its parents): a rename, or across filesystems a copy of the
@@ -184,22 +187,36 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 
 /// The quarantined paths as changes, for the session's `session.json`: applying them with
 /// `--force` puts back what the session wrote.
+/// A quarantined directory is listed with everything in it, so that `apply` puts back its
+/// files, not an empty directory.
 pub fn as_changes(found: &[Found], quarantine: &Path) -> Vec<Change> {
-    found
-        .iter()
-        .filter(|f| f.quarantined)
-        .map(|f| {
-            let meta = fs::symlink_metadata(quarantine.join(&f.path)).ok();
-            let entry = match meta {
-                Some(m) if m.is_dir() => EntryType::Dir,
-                Some(m) if m.is_symlink() => EntryType::Symlink,
-                _ => EntryType::File,
-            };
-            // A config that lost keys is still in the workdir: putting it back modifies it.
-            let kind = if f.keys.is_empty() { f.kind } else { ChangeKind::Modified };
-            Change { path: f.path.clone(), kind, entry }
-        })
-        .collect()
+    let mut out = Vec::new();
+    for f in found.iter().filter(|f| f.quarantined) {
+        // A config that lost keys is still in the workdir: putting it back modifies it.
+        let kind = if f.keys.is_empty() { f.kind } else { ChangeKind::Modified };
+        list(quarantine, &f.path, kind, &mut out);
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+fn list(quarantine: &Path, rel: &Path, kind: ChangeKind, out: &mut Vec<Change>) {
+    let Ok(meta) = fs::symlink_metadata(quarantine.join(rel)) else { return };
+    let entry = if meta.is_dir() {
+        EntryType::Dir
+    } else if meta.is_symlink() {
+        EntryType::Symlink
+    } else {
+        EntryType::File
+    };
+    out.push(Change { path: rel.to_path_buf(), kind, entry });
+    if meta.is_dir()
+        && let Ok(entries) = fs::read_dir(quarantine.join(rel))
+    {
+        for e in entries.flatten() {
+            list(quarantine, &rel.join(e.file_name()), kind, out);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +257,18 @@ mod tests {
         assert!(work.join(".envrc").exists() && work.join("src/main.rs").exists());
         assert!(work.join(".git/hooks/pre-commit.sample").exists());
         let changes = as_changes(&found, &q);
-        assert_eq!(changes.len(), 4);
+        let listed: Vec<String> = changes.iter().map(|c| c.path.display().to_string()).collect();
+        assert_eq!(
+            listed,
+            [
+                ".git/config",
+                ".git/hooks/pre-commit",
+                "src/.envrc",
+                "vendor/.git/hooks",
+                "vendor/.git/hooks/post-checkout"
+            ],
+            "a quarantined directory is listed with what is in it"
+        );
         assert_eq!(changes[3].entry, EntryType::Dir);
         // Kept: reported, nothing moved.
         let before = snapshot(&work, &[]);

@@ -83,6 +83,10 @@ pub const PERSISTENCE: &[&str] = &[
     ".git/info/attributes",
     // Hooks managers and environment loaders that run on `cd` or on a git operation.
     ".husky",
+    ".pre-commit-config.yaml",
+    "lefthook.yml",
+    ".lefthook.yml",
+    "lefthook-local.yml",
     ".envrc",
     "mise.toml",
     ".mise.toml",
@@ -93,6 +97,9 @@ pub const PERSISTENCE: &[&str] = &[
     ".yarnrc.yml",
     ".yarnrc",
     ".npmrc",
+    // The yarn release and plugins `.yarnrc.yml` names: JavaScript every `yarn` runs.
+    ".yarn/releases",
+    ".yarn/plugins",
     // Editors and IDEs that run tasks or load settings that run programs when a folder opens.
     ".vscode/tasks.json",
     ".vscode/settings.json",
@@ -143,10 +150,40 @@ fn window_matches(pattern: &str, parts: &[&OsStr]) -> bool {
 /// not a directory (a `gitdir:` file points git at another repository's config and hooks; one
 /// present at the start is no change), or a path `extra` lists (the policy file, and files the
 /// policy names, relative to the workdir).
+///
+/// SECURITY: a symlink or file where a pattern needs a directory (`.claude -> cfg`, with a
+/// `cfg/settings.json` of hooks) makes the pattern's file appear through it, so it is
+/// persistence itself.
 pub fn is_persistence(change: &Change, extra: &[PathBuf]) -> bool {
     is_protected(&change.path)
         || (change.path.file_name().is_some_and(|n| n == ".git") && change.entry != EntryType::Dir)
         || extra.iter().any(|e| change.path.starts_with(e))
+        || (change.entry != EntryType::Dir && stands_for_a_directory_of_a_pattern(&change.path))
+        // git makes no symlinks in its directory; one there redirects what git reads.
+        || (change.entry == EntryType::Symlink && change.path.components().any(|c| c.as_os_str() == ".git"))
+}
+
+/// True when `rel` (under `root`) is the `config` of a git directory by another name: a
+/// directory holding `HEAD`, `objects` and `refs` is a repository to git, whatever it is
+/// called (a bare one; one `core.worktree` points back at the project), and a git-aware prompt
+/// runs its `core.fsmonitor` on `cd`.
+pub fn is_git_dir_config(root: &Path, rel: &Path) -> bool {
+    let Some(dir) = rel.parent() else { return false };
+    rel.file_name().is_some_and(|n| n == "config")
+        && ["HEAD", "objects", "refs"].iter().all(|p| fs::symlink_metadata(root.join(dir).join(p)).is_ok())
+}
+
+/// True when `rel` ends with the leading directories of a [`PERSISTENCE`] pattern of more than
+/// one part (`.claude` for `.claude/settings.json`, `.git` for `.git/hooks`).
+fn stands_for_a_directory_of_a_pattern(rel: &Path) -> bool {
+    let parts: Vec<&OsStr> = rel.components().map(Component::as_os_str).collect();
+    PERSISTENCE.iter().any(|pattern| {
+        let dirs: Vec<&str> = pattern.split('/').collect();
+        (1..dirs.len()).any(|n| {
+            let prefix = dirs[..n].join("/");
+            parts.len() >= n && window_matches(&prefix, &parts[parts.len() - n..])
+        })
+    })
 }
 
 /// True when the overlay's upper layer holds nothing: the session changed nothing in the
@@ -380,7 +417,8 @@ pub fn apply(
                 },
             );
         }
-        let held = if is_persistence(change, extra) && !force {
+        let git_dir = is_git_dir_config(saved, &change.path) || is_git_dir_config(workdir, &change.path);
+        let held = if (is_persistence(change, extra) || git_dir) && !force {
             Some(Held::Persistence)
         } else if change.entry == EntryType::Symlink {
             let target = fs::read_link(saved.join(&change.path))
@@ -758,6 +796,12 @@ mod tests {
         assert!(is_persistence(&file("sub/.git", EntryType::File), &[]), "a gitdir: file");
         assert!(is_persistence(&file(".git", EntryType::Symlink), &[]));
         assert!(!is_persistence(&file("sub/.git", EntryType::Dir), &[]));
+        // A link or file standing where a pattern needs a directory: `ln -s cfg .claude`.
+        for p in [".claude", "a/.vscode", ".codex", ".yarn", ".git/modules"] {
+            assert!(is_persistence(&file(p, EntryType::Symlink), &[]), "{p}");
+        }
+        assert!(!is_persistence(&file(".claude", EntryType::Dir), &[]));
+        assert!(!is_persistence(&file("claude", EntryType::Symlink), &[]));
     }
 
     #[test]

@@ -95,23 +95,27 @@ impl Identifier {
             Mode::empty(),
         )?;
         let (canonical, stayed_in_system) = resolve_in_root(&root, path)?;
-        let file = rustix::fs::openat2(&root, canonical.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), {
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS
-        })?;
+        // One descriptor for everything below: the mount, the version and the bytes compared
+        // are all of the same file, whatever the agent renames meanwhile.
+        let beneath = ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS;
+        let file = match rustix::fs::openat2(
+            &root,
+            canonical.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            beneath,
+        ) {
+            Ok(fd) => fd,
+            // Execute-only: it can be run but not read, so not compared.
+            Err(rustix::io::Errno::ACCESS) => {
+                rustix::fs::openat2(&root, canonical.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), beneath)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let writable = on_writable_mount(&file)?;
         let mut program = Program { path: canonical, writable, copy_of: None, anonymous: false };
         if writable {
-            let st = rustix::fs::fstat(&file)?;
-            let key = (st.st_dev, st.st_ino, st.st_ctime, st.st_ctime_nsec, st.st_size as u64);
-            let cached = lock(&self.copies).get(&key).cloned();
-            program.copy_of = match cached {
-                Some(copy) => copy,
-                None => {
-                    let copy = self.copy_of(&root, &program.path)?;
-                    lock(&self.copies).insert(key, copy.clone());
-                    copy
-                }
-            };
+            program.copy_of = self.cached_copy_of(file)?;
         } else if stayed_in_system && in_system(path) {
             lock(&self.known).insert(path.to_owned(), program.clone());
         }
@@ -121,22 +125,32 @@ impl Identifier {
     fn by_descriptor(&self, pid: u32, fd: i32) -> io::Result<Program> {
         let link = format!("/proc/{pid}/fd/{fd}");
         let shown = std::fs::read_link(&link).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let file = rustix::fs::open(link.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        let file = match rustix::fs::open(link.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(_) => rustix::fs::open(link.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?,
+        };
         let st = rustix::fs::fstat(&file)?;
         let anonymous = st.st_nlink == 0 || shown.starts_with("/memfd:") || shown.ends_with(" (deleted)");
         let writable = on_writable_mount(&file).unwrap_or(true);
-        Ok(Program { path: shown, writable, copy_of: None, anonymous })
+        let copy_of = if writable && !anonymous { self.cached_copy_of(file)? } else { None };
+        Ok(Program { path: shown, writable, copy_of, anonymous })
     }
 
-    /// The system executable whose bytes `path` (inside `root`) has, if any.
-    fn copy_of(&self, root: &OwnedFd, path: &str) -> io::Result<Option<String>> {
-        let file = rustix::fs::openat2(
-            root,
-            path,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
-        )?;
+    /// [`Identifier::copy_of`], remembered by the file's version: a rewrite changes its ctime.
+    fn cached_copy_of(&self, file: OwnedFd) -> io::Result<Option<String>> {
+        let st = rustix::fs::fstat(&file)?;
+        let key = (st.st_dev, st.st_ino, st.st_ctime, st.st_ctime_nsec, st.st_size as u64);
+        if let Some(copy) = lock(&self.copies).get(&key).cloned() {
+            return Ok(copy);
+        }
+        let copy = self.copy_of(file)?;
+        lock(&self.copies).insert(key, copy.clone());
+        Ok(copy)
+    }
+
+    /// The system executable whose bytes `file` has, if any (`None` for a file that cannot be
+    /// read: an `O_PATH` descriptor of an execute-only file).
+    fn copy_of(&self, file: OwnedFd) -> io::Result<Option<String>> {
         let mut file = std::fs::File::from(file);
         let size = file.metadata()?.len();
         if size > MAX_COMPARE {
@@ -145,7 +159,9 @@ impl Identifier {
         let index = self.index.get_or_init(|| index(&self.system));
         let Some(candidates) = index.get(&size) else { return Ok(None) };
         let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes)?;
+        if file.read_to_end(&mut bytes).is_err() {
+            return Ok(None);
+        }
         for candidate in candidates {
             if std::fs::read(candidate).is_ok_and(|other| other == bytes) {
                 return Ok(Some(candidate.to_string_lossy().into_owned()));
@@ -177,9 +193,31 @@ fn index(dirs: &[PathBuf]) -> HashMap<u64, Vec<PathBuf>> {
     let mut out: HashMap<u64, Vec<PathBuf>> = HashMap::new();
     let mut add = |path: PathBuf, meta: &std::fs::Metadata| {
         if meta.is_file() && meta.permissions().mode() & 0o111 != 0 && meta.size() > 0 {
-            out.entry(meta.size()).or_default().push(path);
+            let same = out.entry(meta.size()).or_default();
+            if !same.contains(&path) {
+                same.push(path);
+            }
         }
     };
+    // The dynamic loaders, wherever the system keeps them: a copy of one runs any file.
+    for dir in ["/lib64", "/lib", "/usr/lib64", "/usr/lib"] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let candidates: Vec<PathBuf> = if path.is_dir() {
+                std::fs::read_dir(&path).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+            } else {
+                vec![path]
+            };
+            for c in
+                candidates.into_iter().filter(|c| c.file_name().and_then(|n| n.to_str()).is_some_and(is_loader_name))
+            {
+                if let Ok(meta) = std::fs::metadata(&c) {
+                    add(c.canonicalize().unwrap_or(c), &meta);
+                }
+            }
+        }
+    }
     for dir in dirs {
         for sub in ["bin", "sbin", "libexec", "local/bin", "local/sbin", ""] {
             let at = dir.join(sub);
@@ -285,9 +323,39 @@ pub fn system_dirs() -> Vec<PathBuf> {
 /// multi-call binary (`busybox`, `toybox`): a program that runs another named by its arguments.
 pub fn runs_another(path: &str) -> bool {
     let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl") || {
-        matches!(name, "busybox" | "toybox")
+    is_loader_name(name) || matches!(name, "busybox" | "toybox")
+}
+
+/// A dynamic loader's file name (`ld-linux-x86-64.so.2`, `ld.so`, `ld-musl-x86_64.so.1`).
+pub fn is_loader_name(name: &str) -> bool {
+    name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl")
+}
+
+/// The loader options that take a value (glibc's `ld.so --help`); the others stand alone.
+const LOADER_OPTIONS_WITH_VALUE: &[&str] = &[
+    "--library-path",
+    "--preload",
+    "--audit",
+    "--argv0",
+    "--inhibit-rpath",
+    "--glibc-hwcaps-prepend",
+    "--glibc-hwcaps-mask",
+];
+
+/// The index in `argv` of the program a loader run as a command loads: the first argument
+/// after the loader's own options (and their values).
+pub fn loader_target(argv: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while let Some(arg) = argv.get(i) {
+        if LOADER_OPTIONS_WITH_VALUE.contains(&arg.as_str()) {
+            i += 2;
+        } else if arg.starts_with("--") {
+            i += 1;
+        } else {
+            return Some(i);
+        }
     }
+    None
 }
 
 #[cfg(test)]
@@ -328,5 +396,9 @@ mod tests {
         assert!(runs_another("/lib64/ld-linux-x86-64.so.2"));
         assert!(runs_another("/bin/busybox") && runs_another("toybox"));
         assert!(!runs_another("/usr/bin/id"));
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(loader_target(&argv(&["ld.so", "--library-path", "/usr/lib", "/tmp/x"])), Some(3));
+        assert_eq!(loader_target(&argv(&["ld.so", "--verify", "/tmp/x"])), Some(2));
+        assert_eq!(loader_target(&argv(&["ld.so", "--preload"])), None);
     }
 }

@@ -162,10 +162,10 @@ impl Monitor {
 fn loaded_program(identifier: &Identifier, request: &ExecRequest) -> Option<Program> {
     let program = request.program.as_ref()?;
     let name = std::path::Path::new(program.copy_of.as_deref().unwrap_or(&program.path)).file_name()?.to_str()?;
-    if !(name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl")) {
+    if !crate::identity::is_loader_name(name) {
         return None;
     }
-    let target = request.argv.iter().skip(1).find(|a| !a.starts_with('-'))?;
+    let target = request.argv.get(crate::identity::loader_target(&request.argv)?)?;
     let path = if target.starts_with('/') {
         target.clone()
     } else {

@@ -60,13 +60,17 @@ both!(a_git_redirection_through_commondir_is_held_back_by_apply, |user| {
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&format!("session {id} (workdir {})", case.work.display())), "{err}");
     assert!(err.contains(".git/commondir: makes the host run code later"), "{err}");
+    // The copy is a repository by another name: its config is held back too.
+    assert!(err.contains("evil/g/config: makes the host run code later"), "{err}");
     assert_eq!(std::fs::read_to_string(case.work.join("notes.txt")).unwrap(), "fine\n", "the rest is applied");
     assert!(!case.work.join(".git/commondir").exists());
     host_git(&case, &case.work, &["status"]);
     assert!(!marker.exists(), "the host's git ran the agent's command");
-    // The control: had `apply` taken the file, the host's git would have run it.
-    let held = case.state.join("sessions").join(&id).join("changes/.git/commondir");
-    std::fs::copy(held, case.work.join(".git/commondir")).unwrap();
+    // The control: had `apply` taken the files, the host's git would have run the command.
+    let changes = case.state.join("sessions").join(&id).join("changes");
+    for held in [".git/commondir", "evil/g/config"] {
+        std::fs::copy(changes.join(held), case.work.join(held)).unwrap();
+    }
     host_git(&case, &case.work, &["status"]);
     assert!(marker.exists(), "the attack does not work here, so the test proves nothing");
 });
@@ -193,6 +197,8 @@ fn alice(case: &Case) -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::write(home.join(".ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted\n").unwrap();
     std::fs::write(home.join("notes.txt"), "alice's notes\n").unwrap();
+    std::fs::create_dir_all(home.join(".config/gh")).unwrap();
+    std::fs::write(home.join(".config/gh/hosts.yml"), "oauth_token: planted\n").unwrap();
     let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     passwd.push_str(&format!("alice:x:1001:1001::{}:/bin/sh\n", home.display()));
     let file = dir.join("passwd");
@@ -248,4 +254,52 @@ both!(another_users_home_listed_read_only_shows_no_credentials, |user| {
     assert_ne!(lines[0], "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted", "{s:?}");
     assert!(!s.stdout.contains("planted"), "{s:?}");
     assert_eq!(lines[1], "alice's notes", "{s:?}");
+    // A part of her home shown alone keeps its credentials hidden too.
+    let config = home.join(".config");
+    let policy = case.policy(&format!("[filesystem]\nread_only = [{:?}]\n", config.display().to_string()));
+    case.script("agent.sh", &format!("cat {}/gh/hosts.yml 2>/dev/null || echo hidden\n", config.display()));
+    let s = crate::suite::egress::run_in_mount_namespace(
+        &case,
+        "mount --bind \"$0\" /etc/passwd",
+        &passwd,
+        &["--policy", &policy],
+        &["/bin/sh", "agent.sh"],
+    );
+    assert_eq!(s.lines(), ["hidden"], "{s:?}");
+});
+
+// `mkdir cfg; echo '{"hooks": …}' > cfg/settings.json; ln -s cfg .claude`: the settings file
+// the agent CLI runs hooks from, reached through a link that no name on the list matched.
+both!(a_link_standing_for_an_agent_settings_directory_is_held_back, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "mkdir cfg && echo '{\"hooks\": {}}' > cfg/settings.json && ln -s cfg .claude\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    let out = case.subcommand(&["apply"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(".claude: makes the host run code later"), "{err}");
+    assert!(case.work.join(".claude").symlink_metadata().is_err(), "{err}");
+});
+
+// Two sessions written through one tree: the second could swap a directory for a link under
+// the first one's persistence sweep, which runs with the supervisor's rights.
+both!(a_second_session_written_through_an_overlapping_workdir_is_refused, |user| {
+    let case = Case::new(user);
+    case.script("hold.sh", "touch started; while [ ! -e release ]; do sleep 0.02; done\n");
+    let mut first = case.command(&["--no-ephemeral"], &["/bin/sh", "hold.sh"]).spawn().unwrap();
+    for _ in 0..500 {
+        if case.work.join("started").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = case.run_with(&["--no-ephemeral"], &["/bin/true"], |_| {});
+    std::fs::write(case.work.join("release"), "").unwrap();
+    let first_status = first.wait().unwrap();
+    assert!(first_status.success());
+    assert_eq!(second.code, 2, "{second:?}");
+    assert!(second.stderr.contains("writes through"), "{}", second.stderr);
+    // On an overlay it may run meanwhile, and written through once the first has ended.
+    let again = case.run_with(&["--no-ephemeral"], &["/bin/true"], |_| {});
+    assert_eq!(again.code, 0, "{again:?}");
 });

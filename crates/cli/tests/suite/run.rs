@@ -1304,7 +1304,12 @@ both!(a_filesystem_entry_run_cannot_enforce_is_refused_naming_it, |user| {
         ("writable = [\"./src/*.rs\"]", "a pattern inside the workdir"),
         ("writable = [\"./build\"]", "which does not exist in the workdir"),
         ("read_only = [\"./missing\"]", "which does not exist in the workdir"),
+        ("writable = [\"./link\"]", "a symlink in the workdir"),
     ] {
+        if !case.work.join("link").exists() {
+            std::fs::create_dir_all(case.work.join("src")).unwrap();
+            std::os::unix::fs::symlink("src", case.work.join("link")).unwrap();
+        }
         let policy = case.policy(&format!("[filesystem]\n{text}\n"));
         let s = case.run_with(&["--policy", &policy], &["/bin/true"], |_| {});
         assert_eq!(s.code, 2, "{text}: {s:?}");
@@ -1386,11 +1391,12 @@ both!(exec_rules_judge_the_program_that_runs_not_its_argv0, |user| {
                   ln -s /usr/bin/id ./link; try ./link -u\n\
                   try /lib64/ld-linux-x86-64.so.2 /usr/bin/id -u\n\
                   try /lib64/ld-linux-x86-64.so.2 ./copy -u\n\
+                  try /lib64/ld-linux-x86-64.so.2 --library-path /usr/lib ./copy -u\n\
                   try /usr/bin/python3 -c 'import os; os.execv(\"/usr/bin/id\", [\"true\"])'\n\
                   try ls\n";
     case.script("agent.sh", script);
     let s = case.run(&["--policy", &policy], &["/bin/bash", "agent.sh"]);
-    assert_eq!(s.lines(), [["refused"; 8].as_slice(), &["ran: ls"]].concat(), "{s:?}");
+    assert_eq!(s.lines(), [["refused"; 9].as_slice(), &["ran: ls"]].concat(), "{s:?}");
     // The record names what was asked and what ran.
     let execs: Vec<Value> = case.events(&s).into_iter().filter(|r| r["kind"] == "exec").collect();
     let disguised = execs.iter().find(|r| r["input"]["argv"][0] == "ls" && r["input"]["argv"][1] == "-u").unwrap();
@@ -1480,4 +1486,22 @@ print('copy ran', ran)
 "#;
     let s = case.python(&[], code);
     assert_eq!(s.lines(), ["copy ran 0"], "{s:?}");
+});
+
+// With dotfiles kept in a repository (`~/.config -> ~/dotfiles/config`) and the agent run in
+// that repository, `cat config/gh/hosts.yml` read the token: the masks were made only where
+// the home's paths are, not where their links lead.
+both!(a_credential_reached_through_a_home_symlink_into_the_workdir_is_hidden, |user| {
+    let case = Case::new(user);
+    std::fs::create_dir_all(case.work.join("config/gh")).unwrap();
+    std::fs::write(case.work.join("config/gh/hosts.yml"), "oauth_token: planted\n").unwrap();
+    std::fs::write(case.work.join("config/editor.toml"), "ok\n").unwrap();
+    std::os::unix::fs::symlink(case.work.join("config"), case.home.join(".config")).unwrap();
+    if user == User::Unprivileged && is_root() {
+        for entry in walk(&case.work) {
+            std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    let s = case.sh(&[], "cat config/gh/hosts.yml 2>/dev/null || echo hidden\ncat config/editor.toml\n");
+    assert_eq!(s.lines(), ["hidden", "ok"], "{s:?}");
 });
