@@ -186,9 +186,11 @@ fn on_writable_mount(file: &OwnedFd) -> io::Result<bool> {
     Ok(!st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
-/// Size to executables under `dirs`: regular files with an execute bit, symlinks not followed
-/// (their targets are found where they lie), one level of subdirectories (`/usr/lib/git-core`
-/// is reached from `/usr/lib`).
+/// Size to executables: the dynamic loaders wherever the system keeps them, and the regular
+/// files with an execute bit in each system directory and its `bin`, `sbin`, `libexec`,
+/// `local/bin` and `local/sbin` (symlinks not followed: their targets are found where they
+/// lie). Helpers kept elsewhere (`/usr/lib/git-core`) are not indexed: a copy of one is judged
+/// as a writable program of its own.
 fn index(dirs: &[PathBuf]) -> HashMap<u64, Vec<PathBuf>> {
     let mut out: HashMap<u64, Vec<PathBuf>> = HashMap::new();
     let mut add = |path: PathBuf, meta: &std::fs::Metadata| {
