@@ -377,33 +377,13 @@ impl RootPlan {
         // mount read-only (a bind copies its source's flags, so the order matters).
         if let Some(inside) = &opts.writable_inside {
             for path in inside.iter().filter(|p| p.starts_with(&opts.workdir) && p.exists()) {
-                let target = staged(path)?;
-                ops.push(Op::Mount {
-                    source: Some(target.clone()),
-                    target,
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                });
+                ops.push(rec_bind(staged(path)?, staged(path)?));
             }
-            ops.push(Op::Mount {
-                source: None,
-                target: staged(&opts.workdir)?,
-                fstype: None,
-                flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-                data: None,
-            });
+            ops.push(read_only_again(staged(&opts.workdir)?, libc::MS_BIND));
         }
         // Pinned before the read-only binds under them: those are made on the pinned mount.
         for path in opts.pinned.iter().filter(|p| p.starts_with(&opts.workdir) && p.is_dir() && !p.is_symlink()) {
-            let target = staged(path)?;
-            ops.push(Op::Mount {
-                source: Some(target.clone()),
-                target,
-                fstype: None,
-                flags: libc::MS_BIND | libc::MS_REC,
-                data: None,
-            });
+            ops.push(rec_bind(staged(path)?, staged(path)?));
         }
         for path in opts.protected.iter().filter(|p| p.starts_with(&opts.workdir) && p.exists()) {
             let target = staged(path)?;
@@ -506,13 +486,7 @@ impl RootPlan {
 fn snapshot_dir(ops: &mut Vec<Op>, keep: &Path, target: CString, dir: &Path) -> Result<(), PlanError> {
     let entries = std::fs::read_dir(dir).map_err(|e| PlanError::Flags { path: dir.to_path_buf(), source: e })?;
     ops.push(Op::Mkdir(c(keep)?));
-    ops.push(Op::Mount {
-        source: Some(target.clone()),
-        target: c(keep)?,
-        fstype: None,
-        flags: libc::MS_BIND | libc::MS_REC,
-        data: None,
-    });
+    ops.push(rec_bind(target.clone(), c(keep)?));
     ops.push(fresh("tmpfs", target.clone(), libc::MS_NOSUID | libc::MS_NODEV, "mode=0755,size=64k"));
     let base = Path::new(std::ffi::OsStr::from_bytes(target.to_bytes())).to_path_buf();
     for entry in entries.flatten() {
@@ -531,22 +505,22 @@ fn snapshot_dir(ops: &mut Vec<Op>, keep: &Path, target: CString, dir: &Path) -> 
         } else {
             continue;
         }
-        ops.push(Op::Mount {
-            source: Some(c(&from)?),
-            target: c(&to)?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
-        });
+        ops.push(rec_bind(c(&from)?, c(&to)?));
     }
-    ops.push(Op::Mount {
-        source: None,
-        target,
-        fstype: None,
-        flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-        data: None,
-    });
+    ops.push(read_only_again(target, 0));
     Ok(())
+}
+
+/// A recursive bind of `source` at `target`.
+fn rec_bind(source: CString, target: CString) -> Op {
+    Op::Mount { source: Some(source), target, fstype: None, flags: libc::MS_BIND | libc::MS_REC, data: None }
+}
+
+/// `target`'s mount made read-only (`bind`: `MS_BIND` to change the mount's own flags, or 0
+/// for the filesystem's), without set-id files or devices.
+fn read_only_again(target: CString, bind: libc::c_ulong) -> Op {
+    let flags = libc::MS_REMOUNT | bind | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    Op::Mount { source: None, target, fstype: None, flags, data: None }
 }
 
 /// Adds the steps that make a directory and its missing parents in the staged root.
