@@ -153,7 +153,8 @@ impl<T: Trail> ExecGate<'_, T> {
             let verdict = candidates
                 .iter()
                 .map(|names| self.decider.decide(self.profile, &Request::Exec { argv: names, cwd: &cwd }))
-                .max_by_key(|v| v.decision)
+                // The first of the strictest: on a tie, the reason speaks of the exec as asked.
+                .reduce(|best, v| if v.decision > best.decision { v } else { best })
                 .unwrap_or_else(|| self.decider.decide(self.profile, &Request::Exec { argv: &argv, cwd: &cwd }));
             let mut reason = verdict.explanation();
             rules = verdict.rule_ids();
