@@ -1505,3 +1505,20 @@ both!(a_credential_reached_through_a_home_symlink_into_the_workdir_is_hidden, |u
     let s = case.sh(&[], "cat config/gh/hosts.yml 2>/dev/null || echo hidden\ncat config/editor.toml\n");
     assert_eq!(s.lines(), ["hidden", "ok"], "{s:?}");
 });
+
+// Nothing of `/home` and `/root` is shown but the session's own (empty) home and what the
+// policy lists.
+both!(home_and_root_show_nothing_but_what_the_policy_lists, |user| {
+    let case = Case::new(user);
+    let code = format!(
+        "{PRELUDE}for d in ['/home', '/root']:\n    print(sorted(os.listdir(d)) if os.path.isdir(d) and d != {home:?} else 'absent')\n\
+         print(os.listdir({home:?}))\n",
+        home = case.home.display().to_string()
+    );
+    let s = case.python(&[], &code);
+    let lines = s.lines();
+    for line in &lines[..2] {
+        assert!(*line == "absent" || *line == "[]", "{s:?}");
+    }
+    assert_eq!(lines[2], "[]", "the home is empty: {s:?}");
+});
