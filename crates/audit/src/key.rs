@@ -66,19 +66,27 @@ impl HostKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
                 fill_random(&mut secret).map_err(err)?;
-                let created = OpenOptions::new()
+                // Written whole under a name of its own, then linked into place: a session
+                // starting at the same moment sees no key or the whole key, never an empty file.
+                let mut suffix = [0u8; 8];
+                fill_random(&mut suffix).map_err(err)?;
+                let mut tmp = path.as_os_str().to_owned();
+                tmp.push(format!(".{}.tmp", hex::encode(&suffix)));
+                let tmp = std::path::PathBuf::from(tmp);
+                let written = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .custom_flags(libc_nofollow())
-                    .open(path);
-                match created {
-                    Ok(mut file) => {
-                        file.write_all(format!("{}\n", hex::encode(&secret)).as_bytes())
-                            .and_then(|()| file.sync_all())
-                            .map_err(err)?;
-                        Ok(HostKey { signing: SigningKey::from_bytes(&secret) })
-                    }
+                    .open(&tmp)
+                    .and_then(|mut file| {
+                        file.write_all(format!("{}\n", hex::encode(&secret)).as_bytes())?;
+                        file.sync_all()
+                    });
+                let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(HostKey { signing: SigningKey::from_bytes(&secret) }),
                     // Another writer made it first: use theirs.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
                     Err(e) => Err(err(e)),
@@ -153,6 +161,27 @@ fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Sessions starting together once read a key file another had created but not yet written:
+    // "it does not hold 64 hex digits", and the session did not start.
+    #[test]
+    fn sessions_starting_together_all_get_the_one_key() {
+        for round in 0..20 {
+            let dir = std::env::temp_dir().join(format!("portcullis-key-race-{}-{round}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("audit.key");
+            let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let handles: Vec<_> =
+                    (0..6).map(|_| s.spawn(|| HostKey::load_or_create(&path).map(|k| k.signing.to_bytes()))).collect();
+                handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+            });
+            assert!(keys.windows(2).all(|w| w[0] == w[1]), "round {round}: two keys");
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert_eq!(left.len(), 1, "no temporary file is left: {left:?}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 
     #[test]
     fn a_key_is_made_once_private_and_refused_when_others_can_read_it() {

@@ -100,7 +100,10 @@ impl Case {
     }
 
     pub(super) fn command(&self, args: &[&str], command: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
+        // No session outlives its test, whatever happens to the test: the supervisor gets
+        // SIGKILL when the test's thread ends, and the sandbox dies with the supervisor.
+        let mut cmd = Command::new("/usr/bin/setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"]).arg(&self.bin);
         cmd.arg("run").arg("--json").args(args);
         if self.user == User::Unprivileged {
             cmd.arg("--dangerously-allow-partial-sandbox=cgroups");
