@@ -171,6 +171,19 @@ pub(crate) struct ResponseHead {
 pub(crate) struct Reject(pub(crate) u16, pub(crate) &'static str);
 
 pub(crate) fn parse_request(head: &[u8]) -> Result<RequestHead, Reject> {
+    // SECURITY: one reading of the head for the proxy and the destination alike. A bare CR or
+    // LF, or a folded line, is read one way here and another way there: refused, not guessed.
+    for (i, &b) in head.iter().enumerate() {
+        let bare_cr = b == b'\r' && head.get(i + 1) != Some(&b'\n');
+        let bare_lf = b == b'\n' && (i == 0 || head[i - 1] != b'\r');
+        if bare_cr || bare_lf {
+            return Err(Reject(400, "a bare CR or LF in the request head"));
+        }
+        let folded = b == b'\n' && matches!(head.get(i + 1), Some(b' ' | b'\t'));
+        if folded {
+            return Err(Reject(400, "a folded header line (obsolete line folding)"));
+        }
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -223,21 +236,59 @@ pub(crate) enum Framing {
     Close,
 }
 
-/// A request's body framing; conflicting or unusable framing is refused (request smuggling).
+/// The fields that frame a request: never dropped, renamed or doubled on the way.
+const FRAMING_FIELDS: &[&str] = &["content-length", "transfer-encoding", "host"];
+
+/// A request's body framing. Anything two readers could frame differently is refused with
+/// 400, never guessed (request smuggling):
+///
+/// - `Connection` naming a framing field (a proxy that drops what `Connection` names would
+///   send the body without its length: `Connection: keep-alive, content-length`);
+/// - `Transfer-Encoding` and `Content-Length` together (CL.TE, TE.CL);
+/// - `Transfer-Encoding` other than one field of exactly `chunked` (TE.TE: `xchunked`,
+///   `chunked, identity`, a second field), or on HTTP/1.0;
+/// - `Content-Length` repeated, listed twice or not a plain number;
+/// - a field name that some servers read as a framing field (`Content_Length`);
+/// - a body on `GET`, `HEAD`, `OPTIONS` or `TRACE` (CL.0: a destination that ignores such a
+///   body reads it as the next request).
 pub(crate) fn request_framing(h: &RequestHead) -> Result<Framing, Reject> {
+    for name in h.headers.iter().map(|(n, _)| n) {
+        if name.contains('_') && FRAMING_FIELDS.contains(&name.replace('_', "-").as_str()) {
+            return Err(Reject(400, "a header field name spelled like a framing field"));
+        }
+    }
+    for field in FRAMING_FIELDS {
+        if lists(&h.headers, "connection", field) || lists(&h.headers, "proxy-connection", field) {
+            return Err(Reject(400, "Connection names a framing field"));
+        }
+    }
     let te: Vec<&(String, Vec<u8>)> = h.headers.iter().filter(|(n, _)| n == "transfer-encoding").collect();
     let cl: Vec<&(String, Vec<u8>)> = h.headers.iter().filter(|(n, _)| n == "content-length").collect();
-    if !te.is_empty() {
+    let framing = if !te.is_empty() {
         if !cl.is_empty() {
             return Err(Reject(400, "both Transfer-Encoding and Content-Length"));
         }
-        let last = te.iter().flat_map(|(_, v)| v.split(|&b| b == b',')).next_back().map(<[u8]>::trim_ascii);
-        return match last {
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
-            _ => Err(Reject(400, "a request body must end with chunked transfer coding")),
-        };
+        if te.len() != 1 || !te[0].1.trim_ascii().eq_ignore_ascii_case(b"chunked") || h.version == 0 {
+            return Err(Reject(400, "Transfer-Encoding must be one field of exactly `chunked` (HTTP/1.1)"));
+        }
+        Framing::Chunked
+    } else {
+        match cl.as_slice() {
+            [] => Framing::None,
+            [(_, v)] => match std::str::from_utf8(v.trim_ascii()) {
+                Ok(t) if !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()) => {
+                    Framing::Length(t.parse().map_err(|_| Reject(400, "bad Content-Length"))?)
+                }
+                _ => return Err(Reject(400, "bad Content-Length")),
+            },
+            _ => return Err(Reject(400, "Content-Length repeated")),
+        }
+    };
+    let bodiless = ["GET", "HEAD", "OPTIONS", "TRACE"].iter().any(|m| h.method.eq_ignore_ascii_case(m));
+    if bodiless && !matches!(framing, Framing::None | Framing::Length(0)) {
+        return Err(Reject(400, "a body on a request whose method takes none"));
     }
-    content_length(&cl).map(|l| l.map_or(Framing::None, Framing::Length)).ok_or(Reject(400, "bad Content-Length"))
+    Ok(if framing == Framing::Length(0) { Framing::None } else { framing })
 }
 
 /// A response's body framing, given the request's method.
@@ -292,8 +343,10 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// The head sent upstream: origin-form target, `Host` set to the URL's authority (a client's
-/// own `Host` could name another site on the same server), hop-by-hop fields dropped.
-pub(crate) fn upstream_head(h: &RequestHead, path: &str, authority: &str) -> Vec<u8> {
+/// own `Host` could name another site on the same server), hop-by-hop fields dropped, and
+/// the framing written by the proxy from what it framed (`framing`), so the destination
+/// frames exactly the bytes the proxy forwards.
+pub(crate) fn upstream_head(h: &RequestHead, path: &str, authority: &str, framing: Framing) -> Vec<u8> {
     let listed: Vec<String> = h
         .headers
         .iter()
@@ -309,8 +362,14 @@ pub(crate) fn upstream_head(h: &RequestHead, path: &str, authority: &str) -> Vec
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(authority.as_bytes());
     out.extend_from_slice(b"\r\n");
+    match framing {
+        Framing::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::None | Framing::Close => {}
+    }
     for (name, value) in &h.headers {
-        if HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| l == name) {
+        let framing_field = name == "content-length" || name == "transfer-encoding";
+        if framing_field || HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| l == name) {
             continue;
         }
         out.extend_from_slice(name.as_bytes());
@@ -469,7 +528,7 @@ pub(crate) async fn copy_body(
 pub fn inspect_request_head(head: &[u8]) -> Result<(String, String, String, Vec<u8>), u16> {
     let h = parse_request(head).map_err(|r| r.0)?;
     let framing = request_framing(&h).map_err(|r| r.0)?;
-    let upstream = upstream_head(&h, "/", "example.test");
+    let upstream = upstream_head(&h, "/", "example.test", framing);
     Ok((h.method, h.target, format!("{framing:?}"), upstream))
 }
 
@@ -489,8 +548,8 @@ mod tests {
         );
         assert_eq!(request_framing(&h), Ok(Framing::Length(5)));
         assert!(!client_keeps_alive(&h));
-        let up = String::from_utf8(upstream_head(&h, "/x", "a.test")).unwrap();
-        assert_eq!(up, "POST /x HTTP/1.1\r\nHost: a.test\r\ncontent-length: 5\r\n\r\n");
+        let up = String::from_utf8(upstream_head(&h, "/x", "a.test", Framing::Length(5))).unwrap();
+        assert_eq!(up, "POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\n");
         let h = req("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(request_framing(&h).unwrap_err().0, 400, "smuggling shapes are refused");
         let h = req("POST http://a.test/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");

@@ -602,7 +602,7 @@ async fn forward(
     } else {
         url.host_str().unwrap_or_default().to_owned()
     };
-    let out_head = http::upstream_head(head, &path, &authority);
+    let out_head = http::upstream_head(head, &path, &authority, framing);
     // A kept connection may have been closed by the server meanwhile: one retry on a new one
     // when nothing of the request needed to be re-sent but the head.
     for attempt in 0..2 {
@@ -630,7 +630,13 @@ async fn forward(
         match exchange(eg, conn, up, head, &out_head, framing, &mut rec).await {
             Exchange::Done { keep: both } => {
                 eg.record_connection(&rec);
-                if !both {
+                // SECURITY: a destination that answered more than the one request (it read a
+                // body as a request of its own: CL.0) is not asked again on this connection,
+                // or its extra answer would come back as the answer to the next request. After
+                // a request with a body the connection is not kept either: the extra answer
+                // may still be on its way.
+                let unsolicited = upstream.as_ref().is_some_and(|u| !u.conn.buffered().is_empty());
+                if !both || unsolicited || framing != Framing::None {
                     *upstream = None;
                 }
                 return both && http::client_keeps_alive(head);

@@ -1,4 +1,5 @@
 mod proxy;
+mod smuggling;
 mod tunnels;
 
 use std::io::{Read, Write};
