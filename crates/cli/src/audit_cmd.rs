@@ -544,12 +544,14 @@ fn print_record_at(out: &mut impl Write, r: &Stored, json: bool, colour: bool, t
         Some(Decision::Allow) => ("allow", ""),
         None => ("     ", ""),
     };
+    // What the agent named (argv, hosts, paths, tools) is escaped for the terminal.
     let what = describe(r);
+    let what = portcullis_guard::terminal::printable(&what);
     let reason = rec
         .decision
         .as_ref()
         .filter(|d| d.decision != Decision::Allow && !d.reason.is_empty())
-        .map(|d| format!(" — {}", d.reason))
+        .map(|d| format!(" — {}", portcullis_guard::terminal::printable(&d.reason)))
         .unwrap_or_default();
     let latency = rec.latency_us.map(|u| format!(" ({u} µs)")).unwrap_or_default();
     let when = clock(rec.ts_ms);

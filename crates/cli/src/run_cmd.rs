@@ -26,6 +26,11 @@ use serde_json::{Value, json};
 
 use crate::sessions;
 
+/// Text the agent controls, safe for the terminal (`portcullis_guard::terminal`).
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    portcullis_guard::terminal::printable(text)
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "The agent and everything it starts run as PID 1's children in new user, mount, PID, \
 network, IPC and UTS namespaces: system directories read-only, the workdir as an overlay (or \
@@ -1167,12 +1172,12 @@ fn change_lines(changed: &[Change], extra: &[PathBuf]) -> Vec<String> {
         } else {
             0
         };
-        let (shown, skipped) = after.split_at(inside);
-        let protected = std::iter::once(c).chain(shown).any(|d| changes::is_persistence(d, extra));
+        let (folded, skipped) = after.split_at(inside);
+        let protected = std::iter::once(c).chain(folded).any(|d| changes::is_persistence(d, extra));
         let note = if protected { HOST } else { "" };
         lines.push(match inside {
-            0 => format!("{} {}{note}", c.kind.letter(), c.path.display()),
-            n => format!("{} {}/ ({n} inside){note}", c.kind.letter(), c.path.display()),
+            0 => format!("{} {}{note}", c.kind.letter(), shown(&c.path.to_string_lossy())),
+            n => format!("{} {}/ ({n} inside){note}", c.kind.letter(), shown(&c.path.to_string_lossy())),
         });
         rest = skipped;
     }
@@ -1189,8 +1194,8 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
     for d in summary["denials"].as_array().into_iter().flatten().take(20) {
         eprintln!(
             "    denied: {}: {}",
-            d["command"].as_str().unwrap_or_default(),
-            d["reason"].as_str().unwrap_or_default()
+            shown(d["command"].as_str().unwrap_or_default()),
+            shown(d["reason"].as_str().unwrap_or_default())
         );
     }
     if ephemeral {
@@ -1220,7 +1225,11 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
                 format!(" (keys {})", k.join(", "))
             });
             let mark = if f["quarantined"] == true { "quarantined" } else { "KEPT" };
-            eprintln!("    {mark} {}{}", f["path"].as_str().unwrap_or_default(), keys.unwrap_or_default());
+            eprintln!(
+                "    {mark} {}{}",
+                shown(f["path"].as_str().unwrap_or_default()),
+                shown(&keys.unwrap_or_default())
+            );
         }
         if moved > 0 {
             eprintln!("    `portcullis apply --force {id}` puts them back");
@@ -1245,7 +1254,7 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
             let mark = if d["allowed"].as_u64() == Some(0) { "denied " } else { "" };
             eprintln!(
                 "    {mark}{}: {} up, {} down",
-                d["destination"].as_str().unwrap_or_default(),
+                shown(d["destination"].as_str().unwrap_or_default()),
                 fmt_bytes(d["up"].as_u64().unwrap_or_default()),
                 fmt_bytes(d["down"].as_u64().unwrap_or_default()),
             );

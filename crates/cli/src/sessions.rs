@@ -385,7 +385,7 @@ pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {
         for c in &saved.changes {
             let note =
                 if changes::is_persistence(c, &saved.extra) { "  (runs on the host: apply needs --force)" } else { "" };
-            println!("{} {}{note}", c.kind.letter(), c.path.display());
+            println!("{} {}{note}", c.kind.letter(), crate::run_cmd::shown(&c.path.to_string_lossy()));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -397,7 +397,7 @@ pub(crate) fn diff(args: &DiffArgs) -> Result<ExitCode> {
 
 /// One change as a unified diff (through `diff -u`), or a line saying what it is.
 fn patch(saved: &Saved, c: &Change) -> Result<()> {
-    let rel = c.path.display();
+    let rel = crate::run_cmd::shown(&c.path.to_string_lossy()).into_owned();
     let (old, new) = (saved.workdir.join(&c.path), saved.dir.join("changes").join(&c.path));
     let (old_arg, new_arg) = match (c.kind, c.entry) {
         (_, EntryType::Dir) => {
@@ -406,6 +406,7 @@ fn patch(saved: &Saved, c: &Change) -> Result<()> {
         }
         (_, EntryType::Symlink) => {
             let target = std::fs::read_link(&new).map(|t| t.display().to_string()).unwrap_or_default();
+            let target = crate::run_cmd::shown(&target);
             println!("{} {rel} -> {target} (symlink)", c.kind.letter());
             return Ok(());
         }
@@ -413,16 +414,20 @@ fn patch(saved: &Saved, c: &Change) -> Result<()> {
         (ChangeKind::Added, _) => (PathBuf::from("/dev/null"), new),
         (ChangeKind::Modified, _) => (old, new),
     };
-    std::io::stdout().flush().ok();
-    let status = Command::new("diff")
+    // The files' lines are the agent's: printed with their control characters escaped, so
+    // an escape sequence in a changed file cannot redraw the terminal its reviewer reads.
+    let out = Command::new("diff")
         .args(["-u", "--label", &format!("a/{rel}"), "--label", &format!("b/{rel}")])
         .arg(&old_arg)
         .arg(&new_arg)
-        .status()
+        .output()
         .context("cannot run `diff` (install diffutils, or use --stat)")?;
-    if status.code().is_none_or(|c| c > 1) {
+    if out.status.code().is_none_or(|c| c > 1) {
         bail!("`diff` failed on `{rel}`");
     }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(portcullis_guard::terminal::printable_lines(&text).as_bytes())?;
     Ok(())
 }
 
@@ -442,7 +447,8 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<ExitCode> {
         };
         let clashes = changes::changed_since(&saved.changes, &saved.workdir, started);
         if !clashes.is_empty() {
-            let list: Vec<String> = clashes.iter().map(|p| format!("  {}", p.display())).collect();
+            let list: Vec<String> =
+                clashes.iter().map(|p| format!("  {}", crate::run_cmd::shown(&p.to_string_lossy()))).collect();
             bail!(
                 "{} of the session's changes would overwrite files changed in `{}` since session {} started:\n{}\n\
                  nothing was applied; `portcullis diff {}` shows the session's version, and --overwrite replaces them",
@@ -467,7 +473,11 @@ pub(crate) fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     if !done.held.is_empty() {
         eprintln!("held back {} (review them with `portcullis diff {}`):", done.held.len(), saved.id);
         for (path, why) in &done.held {
-            eprintln!("  {}: {why}", path.display());
+            eprintln!(
+                "  {}: {}",
+                crate::run_cmd::shown(&path.to_string_lossy()),
+                crate::run_cmd::shown(&why.to_string())
+            );
         }
         let forced = done.held.iter().any(|(_, why)| *why != changes::Held::SymlinkOverDirectory);
         if forced {

@@ -6,3 +6,4 @@ pub mod gitconfig;
 pub mod host;
 pub mod path;
 pub mod shell;
+pub mod terminal;

@@ -149,7 +149,12 @@ impl SessionLog {
         }
         for alert in alerts {
             if !self.muted.load(std::sync::atomic::Ordering::Relaxed) {
-                let line = format!("portcullis: ALERT {}: {}", alert.trigger, alert.message);
+                // The message quotes what the agent named (a tool, a host): escaped for the terminal.
+                let line = format!(
+                    "portcullis: ALERT {}: {}",
+                    alert.trigger,
+                    portcullis_guard::terminal::printable(&alert.message)
+                );
                 match self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                     Some(held) => held.push(line),
                     None => eprintln!("{line}"),

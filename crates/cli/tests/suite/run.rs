@@ -1525,3 +1525,42 @@ both!(home_and_root_show_nothing_but_what_the_policy_lists, |user| {
     }
     assert_eq!(lines[2], "[]", "the home is empty: {s:?}");
 });
+
+// Text the agent controls reached the terminal raw: a file named `ESC[2K ESC[1A` erased lines
+// of the "files changed" list a user reads before `apply`, and one named
+// `nl\n  limits hit: none` printed a fake summary line. Also a changed file's content in
+// `diff`, and an exec's argv in `audit show`.
+both!(agent_text_cannot_rewrite_the_summary_the_diff_or_the_audit_trail, |user| {
+    let case = Case::new(user);
+    case.script(
+        "agent.sh",
+        "touch \"$(printf 'a\\033[2K\\033[1Ab')\" \"$(printf 'nl\\n  limits hit: none')\"\n\
+         printf 'clear \\033[2J here\\n' > f\ncp /bin/true \"$(printf 'e\\033[31mx')\"; ./e*\n",
+    );
+    let mut cmd = Command::new(&case.bin);
+    cmd.args(["run", "--dangerously-allow-partial-sandbox=cgroups", "--", "/bin/sh", "agent.sh"])
+        .current_dir(&case.work)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &case.home)
+        .env("PORTCULLIS_STATE_DIR", &case.state);
+    if user == User::Unprivileged && is_root() {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "a raw escape reached the terminal: {stderr:?}");
+    assert_eq!(stderr.lines().filter(|l| l.trim_start().starts_with("limits hit:")).count(), 1, "{stderr}");
+    assert!(stderr.contains("A a\\x1b[2K\\x1b[1Ab") && stderr.contains("A nl\\n  limits hit: none"), "{stderr}");
+    for args in [&["diff"][..], &["diff", "--stat"][..]] {
+        let out = case.subcommand(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && !text.contains('\u{1b}'), "{args:?}: {text:?}");
+    }
+    let diff = String::from_utf8_lossy(&case.subcommand(&["diff"]).stdout).into_owned();
+    assert!(diff.contains("+clear \\x1b[2J here"), "{diff}");
+    let show = case.subcommand(&["audit", "show", "--store", case.state.join("audit").to_str().unwrap()]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains("./e\\x1b[31mx") && !show.contains('\u{1b}'), "{show}");
+});
