@@ -179,7 +179,9 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
         Ok(())
     } else if meta.is_file() {
-        fs::copy(from, to).map(|_| ())
+        let (src, dst) = (fs::File::open(from)?, fs::File::create(to)?);
+        portcullis_sandbox::changes::copy_sparse(&src, &dst)?;
+        dst.set_permissions(meta.permissions())
     } else {
         Ok(())
     }

@@ -251,12 +251,50 @@ fn walk(upper: &Path, lower: &Path, saved: &Path, rel: &Path, out: &mut Vec<Chan
             out.push(Change { path: rel_path, kind, entry: EntryType::Symlink });
         } else if ft.is_file() {
             made(saved, rel)?;
-            fs::copy(entry.path(), saved.join(&rel_path))?;
+            let from = fs::File::open(entry.path())?;
+            let to = fs::File::create(saved.join(&rel_path))?;
+            copy_sparse(&from, &to)?;
+            to.set_permissions(meta.permissions())?;
             out.push(Change { path: rel_path, kind, entry: EntryType::File });
         }
         // Devices, sockets and fifos the agent made stay in the sandbox.
     }
     Ok(())
+}
+
+/// Copies `from` into `to` (empty) keeping its holes: only the ranges `SEEK_DATA` finds are
+/// written, and the size is set at the end.
+///
+/// SECURITY: `truncate -s 2047M` costs the agent nothing in its overlay (a hole), but a dense
+/// copy writes 2 GiB to the host's disk for each such file, outside every session limit. Copied
+/// sparse, what is saved, and applied, takes no more room than it took in the overlay, whose
+/// size the session's disk limit caps.
+pub fn copy_sparse(from: &fs::File, to: &fs::File) -> io::Result<()> {
+    use rustix::fs::{SeekFrom, seek};
+    use std::os::unix::fs::FileExt;
+    let size = from.metadata()?.len();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut at = 0u64;
+    while at < size {
+        let data = match seek(from, SeekFrom::Data(at)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(from, SeekFrom::Hole(data)).map_err(io::Error::from)?.min(size);
+        let mut pos = data;
+        while pos < hole {
+            let want = usize::try_from(hole - pos).unwrap_or(usize::MAX).min(buf.len());
+            let n = from.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                break;
+            }
+            to.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+        at = hole.max(data + 1);
+    }
+    to.set_len(size)
 }
 
 /// Makes `saved` before the first entry is saved at its top (`rel` empty); deeper entries
@@ -491,8 +529,8 @@ pub fn apply(
                     BENEATH,
                 )
                 .map_err(errno)?;
-                let mut to = fs::File::from(fd);
-                io::copy(&mut &from, &mut to).map_err(io)?;
+                let to = fs::File::from(fd);
+                copy_sparse(&from, &to).map_err(io)?;
                 rustix::fs::fchmod(&to, Mode::from_raw_mode(mode)).map_err(errno)?;
             }
         }
@@ -709,6 +747,32 @@ mod tests {
             assert_eq!(fs::metadata(lower.join("notes.txt")).unwrap().uid(), 4242);
         }
         assert_eq!(fs::read_to_string(lower.join("link")).unwrap(), "hello");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_sparse_file_is_saved_and_applied_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tmp("sparse");
+        let (upper, lower, saved) = (root.join("upper"), root.join("lower"), root.join("saved"));
+        fs::create_dir_all(&upper).unwrap();
+        fs::create_dir_all(&lower).unwrap();
+        let big = fs::File::create(upper.join("big")).unwrap();
+        big.set_len(256 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&big, b"data in the middle", 100 << 20).unwrap();
+        drop(big);
+        let changes = collect(&upper, &lower, &saved).unwrap();
+        let allocated = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
+        let meta = fs::metadata(saved.join("big")).unwrap();
+        assert_eq!(meta.len(), 256 << 20);
+        assert!(allocated(&saved.join("big")) < 1 << 20, "saved dense: {}", allocated(&saved.join("big")));
+        apply(&changes, &saved, &lower, false, &[]).unwrap();
+        assert_eq!(fs::metadata(lower.join("big")).unwrap().len(), 256 << 20);
+        assert!(allocated(&lower.join("big")) < 1 << 20, "applied dense");
+        let mut middle = vec![0u8; 18];
+        std::os::unix::fs::FileExt::read_exact_at(&fs::File::open(lower.join("big")).unwrap(), &mut middle, 100 << 20)
+            .unwrap();
+        assert_eq!(middle, b"data in the middle");
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -1564,3 +1564,21 @@ both!(agent_text_cannot_rewrite_the_summary_the_diff_or_the_audit_trail, |user| 
     let show = String::from_utf8_lossy(&show.stdout);
     assert!(show.contains("./e\\x1b[31mx") && !show.contains('\u{1b}'), "{show}");
 });
+
+// `truncate -s 2047M` three times: the summary said the overlay held 4 KiB, yet the supervisor
+// wrote 6 GiB dense into the session's saved changes, and `apply` would have copied them dense.
+both!(sparse_files_cannot_fill_the_hosts_disk_through_the_saved_changes, |user| {
+    use std::os::unix::fs::MetadataExt;
+    let case = Case::new(user);
+    let s = case.sh(&[], "truncate -s 512M a b c\n");
+    assert_eq!(s.code, 0, "{s:?}");
+    let id = s.summary["session"].as_str().unwrap();
+    let saved = case.state.join("sessions").join(id).join("changes");
+    let allocated: u64 = ["a", "b", "c"].iter().map(|f| std::fs::metadata(saved.join(f)).unwrap().blocks() * 512).sum();
+    assert!(allocated < 1 << 20, "{allocated} bytes written for three holes");
+    let out = case.subcommand(&["apply", id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta = std::fs::metadata(case.work.join("a")).unwrap();
+    assert_eq!(meta.len(), 512 << 20);
+    assert!(meta.blocks() * 512 < 1 << 20, "applied dense");
+});
