@@ -416,6 +416,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let decider = Decider::for_sandbox(&policy);
     let join = cgroup.as_ref().filter(|c| *c.backend() == CgroupBackend::V1);
     let tally = Mutex::new(Tally::default());
+    let monitor_error: Mutex<Option<String>> = Mutex::new(None);
     let cap = limits.execs;
     let gate = ExecGate {
         command: &argv,
@@ -430,11 +431,16 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         // The monitor's thread is started while the init works; it gets the monitor below.
         let (give_monitor, monitor) = std::sync::mpsc::sync_channel::<Monitor>(1);
         if spec.monitor_exec {
-            let gate = &gate;
+            let (gate, log, monitor_error) = (&gate, &log, &monitor_error);
             scope.spawn(move || {
                 let Ok(monitor) = monitor.recv() else { return };
-                if let Err(e) = monitor.run(|req| gate.decide(req)) {
-                    eprintln!("portcullis: the exec monitor stopped: {e}");
+                let stopped = monitor_fault().map_or_else(|| monitor.run(|req| gate.decide(req)), Err);
+                // SECURITY: no exec may run unchecked: a monitor that stops ends the session,
+                // recorded (the kernel then fails every trapped exec with ENOSYS meanwhile).
+                if let Err(e) = stopped {
+                    let why = e.to_string();
+                    log.end_session("monitor_failed", &why);
+                    *monitor_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                 }
             });
         }
@@ -506,6 +512,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     // Failures from here on (a full disk) are reported with the summary and end `run` with 2:
     // the overlay goes with the session, and the trail must be known to be incomplete.
     let mut problems: Vec<String> = Vec::new();
+    if let Some(e) = monitor_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        problems.push(format!("the exec monitor stopped ({e}); the session was ended"));
+    }
     if let Some(e) = log.failure() {
         problems.push(format!(
             "the audit store could not be written ({e}); the call it would have recorded was refused and the \
@@ -690,6 +699,16 @@ fn quarantine(
             .with_context(|| format!("cannot save the quarantine's list in `{}`", dir.display()))?;
     }
     Ok(found)
+}
+
+/// A fault to inject in the exec monitor, for the test that it ends the session: debug builds
+/// only, through `PORTCULLIS_FAULT_MONITOR`. Release builds never fail on purpose.
+fn monitor_fault() -> Option<std::io::Error> {
+    if cfg!(debug_assertions) && std::env::var_os("PORTCULLIS_FAULT_MONITOR").is_some() {
+        Some(std::io::Error::other("a fault injected for a test"))
+    } else {
+        None
+    }
 }
 
 /// Handles a cgroup that cannot be set up: an error, or with `allow_partial` a degraded run.

@@ -222,6 +222,17 @@ impl SessionLog {
         let _ = self.on_failure.set(Box::new(f));
     }
 
+    /// Ends the session (through what [`SessionLog::on_failure`] set) after recording why:
+    /// for a part of the session that stopped, without which it must not go on.
+    pub fn end_session(&self, event: &str, why: &str) {
+        let mut r = Trail::record(self, Kind::Lifecycle, event);
+        r.data.insert("error".into(), Value::String(why.to_owned()));
+        let _ = self.store.commit(r);
+        if let Some(f) = self.on_failure.get() {
+            f();
+        }
+    }
+
     /// The first failure to store a record, if any.
     pub fn failure(&self) -> Option<&str> {
         self.failure.get().map(String::as_str)

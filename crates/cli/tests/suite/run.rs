@@ -1582,3 +1582,17 @@ both!(sparse_files_cannot_fill_the_hosts_disk_through_the_saved_changes, |user| 
     assert_eq!(meta.len(), 512 << 20);
     assert!(meta.blocks() * 512 < 1 << 20, "applied dense");
 });
+
+// An exec monitor that stops must not leave the session running with its execs unchecked, nor
+// only print a line: the session ends, and the trail says why.
+both!(a_monitor_that_stops_ends_the_session_and_is_recorded, |user| {
+    let case = Case::new(user);
+    let s = case.run_with(&[], &["/bin/sh", "-c", "echo ran"], |cmd| {
+        cmd.env("PORTCULLIS_FAULT_MONITOR", "1");
+    });
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(!s.stdout.contains("ran"), "the agent ran unchecked: {s:?}");
+    assert!(s.stderr.contains("the exec monitor stopped"), "{}", s.stderr);
+    let recorded = case.events(&s).into_iter().any(|r| r["event"] == "monitor_failed");
+    assert!(recorded, "no record of the monitor's failure");
+});
