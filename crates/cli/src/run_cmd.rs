@@ -1316,6 +1316,24 @@ mod tests {
     };
 
     #[test]
+    fn what_the_repository_is_configured_to_run_is_persistence() {
+        let work = std::env::temp_dir().join(format!("portcullis-hookspath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.join(".git/hooks")).unwrap();
+        std::fs::create_dir_all(work.join(".githooks")).unwrap();
+        std::fs::create_dir_all(work.join("scripts")).unwrap();
+        std::fs::write(work.join("scripts/pre-commit"), "#!/bin/sh\n").unwrap();
+        std::fs::write(work.join(".git/config"), "[core]\n\thooksPath = .githooks\n").unwrap();
+        std::os::unix::fs::symlink("../../scripts/pre-commit", work.join(".git/hooks/pre-commit")).unwrap();
+        std::os::unix::fs::symlink("/bin/true", work.join(".git/hooks/post-checkout")).unwrap();
+        let work = work.canonicalize().unwrap();
+        let mut found = super::configured_persistence(&work);
+        found.sort();
+        assert_eq!(found, [PathBuf::from(".githooks"), PathBuf::from("scripts/pre-commit")]);
+        std::fs::remove_dir_all(&work).unwrap();
+    }
+
+    #[test]
     fn sizes_read_as_people_write_them() {
         assert_eq!(fmt_bytes(0), "0 B");
         assert_eq!(fmt_bytes(4096), "4.0 KiB");

@@ -314,6 +314,21 @@ mod tests {
     }
 
     #[test]
+    fn a_program_that_cannot_be_identified_does_not_run() {
+        let env = Environment::new(PathBuf::from("/work"), PathBuf::from("/home/u")).unwrap();
+        let policy = Policy::builtin(&env);
+        let decider = Decider::for_sandbox(&policy);
+        let (trail, tally) = (Memory::default(), Mutex::new(Tally::default()));
+        let gate = gate(&policy, &decider, &trail, &tally);
+        let mut unknown = exec(&["ls"]);
+        unknown.program = None;
+        unknown.unidentified = Some("the file went away".into());
+        let why = gate.decide(&unknown).unwrap_err();
+        assert!(why.contains("could not be identified"), "{why}");
+        assert_eq!(trail.records.lock().unwrap()[0].decision.as_ref().unwrap().rules, ["builtin.exec_unidentified"]);
+    }
+
+    #[test]
     fn an_exec_that_cannot_be_recorded_does_not_run() {
         let env = Environment::new(PathBuf::from("/work"), PathBuf::from("/home/u")).unwrap();
         let policy = Policy::builtin(&env);

@@ -848,6 +848,14 @@ mod tests {
             "pkg/.claude/settings.local.json",
             ".mcp.json",
             ".codex/config.toml",
+            ".git/config.worktree",
+            ".git/info/attributes",
+            ".pre-commit-config.yaml",
+            "lefthook.yml",
+            "app/.lefthook.yml",
+            "lefthook-local.yml",
+            ".yarn/releases/yarn-4.cjs",
+            "web/.yarn/plugins/p.cjs",
         ] {
             assert!(is_protected(Path::new(p)), "{p}");
         }
@@ -866,6 +874,20 @@ mod tests {
         }
         assert!(!is_persistence(&file(".claude", EntryType::Dir), &[]));
         assert!(!is_persistence(&file("claude", EntryType::Symlink), &[]));
+    }
+
+    #[test]
+    fn a_repository_by_another_name_has_its_config_recognised() {
+        let root = tmp("gitdir");
+        for d in ["x/objects", "x/refs", "y/objects"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("x/HEAD"), "ref: refs/heads/main\n").unwrap();
+        fs::write(root.join("y/HEAD"), "").unwrap();
+        assert!(is_git_dir_config(&root, Path::new("x/config")));
+        assert!(!is_git_dir_config(&root, Path::new("y/config")), "no refs: not a repository");
+        assert!(!is_git_dir_config(&root, Path::new("x/HEAD")));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

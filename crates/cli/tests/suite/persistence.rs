@@ -294,11 +294,19 @@ both!(a_second_session_written_through_an_overlapping_workdir_is_refused, |user|
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let second = case.run_with(&["--no-ephemeral"], &["/bin/true"], |_| {});
+    // One inside it too.
+    std::fs::create_dir_all(case.work.join("sub")).unwrap();
+    if user == User::Unprivileged && is_root() {
+        std::os::unix::fs::lchown(case.work.join("sub"), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let sub = case.work.join("sub").display().to_string();
+    let nested = case.run_with(&["--no-ephemeral", "--workdir", &sub], &["/bin/true"], |_| {});
     std::fs::write(case.work.join("release"), "").unwrap();
     let first_status = first.wait().unwrap();
     assert!(first_status.success());
     assert_eq!(second.code, 2, "{second:?}");
     assert!(second.stderr.contains("writes through"), "{}", second.stderr);
+    assert_eq!(nested.code, 2, "a workdir inside the first: {nested:?}");
     // On an overlay it may run meanwhile, and written through once the first has ended.
     let again = case.run_with(&["--no-ephemeral"], &["/bin/true"], |_| {});
     assert_eq!(again.code, 0, "{again:?}");
