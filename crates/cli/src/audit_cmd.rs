@@ -600,6 +600,10 @@ fn describe(r: &Stored) -> String {
         }
         Kind::Connect => {
             let mut s = format!("{} {}:{}", rec.event, text(field("host")), text(field("port")));
+            // A tunnel is recorded as it opens and runs, then with its totals at its close.
+            if let Some(phase) = field("phase").and_then(Value::as_str).filter(|p| *p != "close") {
+                s.push_str(&format!(" ({phase})"));
+            }
             if let Some(m) = field("method") {
                 s.push_str(&format!(" {} {}", text(Some(m)), text(field("path"))));
             }

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, json};
 use tokio::io::AsyncWriteExt;
@@ -168,6 +168,24 @@ impl Egress {
     pub(crate) fn record_connection(&self, c: &Connection<'_>) {
         let allowed = c.verdict.as_ref().is_none_or(|v| v.allow);
         self.meter.finish(&c.dest.as_ref().map(Dest::key).unwrap_or_default(), c.up, c.down, allowed);
+        let mut f = Self::connection_fields(c);
+        if c.via != "http" {
+            f.insert("phase".into(), json!("close"));
+        }
+        self.record("connect", f);
+    }
+
+    /// Records a tunnel while it runs (`phase`: `open` once it is allowed and dialled, then
+    /// `progress`), with what it has moved so far. Its destination's totals are counted at
+    /// its close.
+    pub(crate) fn record_tunnel(&self, c: &Connection<'_>, phase: &str) {
+        let mut f = Self::connection_fields(c);
+        f.insert("phase".into(), json!(phase));
+        self.record("connect", f);
+    }
+
+    fn connection_fields(c: &Connection<'_>) -> Map<String, serde_json::Value> {
+        let allowed = c.verdict.as_ref().is_none_or(|v| v.allow);
         let mut f = Map::new();
         f.insert("via".into(), json!(c.via));
         f.insert("agent".into(), json!(c.who.agent));
@@ -201,7 +219,7 @@ impl Egress {
         f.insert("bytes_up".into(), json!(c.up));
         f.insert("bytes_down".into(), json!(c.down));
         f.insert("duration_ms".into(), json!(c.started.elapsed().as_millis() as u64));
-        self.record("connect", f);
+        f
     }
 
     /// Who a request acts for, from `Proxy-Authorization` (`Basic`, user `agent`, `agent/tool`
@@ -443,6 +461,9 @@ async fn connect_tunnel(eg: &Arc<Egress>, mut conn: Conn, head: &http::RequestHe
         return;
     }
     let (client, early) = conn.into_parts();
+    // SECURITY: the allowed tunnel is on the record from its start, not only at its end: a
+    // long exfiltration, or one whose supervisor is killed, is never without a record.
+    eg.record_tunnel(&rec, "open");
     let end = tunnel(eg, client, early, upstream, &mut rec).await;
     rec.error = end;
     eg.record_connection(&rec);
@@ -464,6 +485,11 @@ async fn refuse(eg: &Egress, conn: &mut Conn, dest: &Dest, refusal: Refusal, rec
     }
     eg.record_connection(rec);
 }
+
+/// How often a running tunnel is recorded, at the least.
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
+/// How many bytes a running tunnel moves between two progress records, at the most.
+const PROGRESS_BYTES: u64 = 10 << 20;
 
 /// Relays bytes both ways until the upstream closes, either side fails, the outbound ceiling
 /// is reached (the tunnel is cut), or nothing moves for the idle timeout. Returns why it ended
@@ -513,6 +539,11 @@ pub(crate) async fn tunnel(
     };
     tokio::pin!(up_pump, down_pump);
     let mut up_done = false;
+    // Progress: a record every minute, or every 10 MiB moved, whichever comes first.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (base_up, base_down) = (rec.up, rec.down);
+    let (mut last_at, mut last_bytes) = (Instant::now(), 0u64);
     let result = loop {
         tokio::select! {
             r = &mut up_pump, if !up_done => match r {
@@ -521,10 +552,19 @@ pub(crate) async fn tunnel(
                 Err(e) => break Some(e),
             },
             r = &mut down_pump => break r.err(),
+            _ = tick.tick() => {
+                let (up, down) = (sent_up.load(Ordering::Relaxed), sent_down.load(Ordering::Relaxed));
+                if last_at.elapsed() >= PROGRESS_EVERY || up + down >= last_bytes + PROGRESS_BYTES {
+                    rec.up = base_up + up;
+                    rec.down = base_down + down;
+                    eg.record_tunnel(rec, "progress");
+                    (last_at, last_bytes) = (Instant::now(), up + down);
+                }
+            }
         }
     };
-    rec.up += sent_up.load(Ordering::Relaxed);
-    rec.down += sent_down.load(Ordering::Relaxed);
+    rec.up = base_up + sent_up.load(Ordering::Relaxed);
+    rec.down = base_down + sent_down.load(Ordering::Relaxed);
     if result.as_ref().is_some_and(is_ceiling) {
         rec.verdict = Some(ceiling_verdict());
     }

@@ -75,6 +75,7 @@ pub(crate) async fn serve(eg: Arc<Egress>, mut conn: Conn) {
         return;
     }
     let (client, early) = conn.into_parts();
+    eg.record_tunnel(&rec, "open");
     rec.error = tunnel(&eg, client, early, upstream, &mut rec).await;
     eg.record_connection(&rec);
 }

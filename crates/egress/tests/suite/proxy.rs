@@ -241,12 +241,15 @@ fn connect_and_socks5_tunnels_reach_allowed_destinations_only() {
     assert!(read_response(&mut s).ends_with("got GET /socks 0"));
     drop(s);
     assert_eq!(socks("denied.test", 80).0, 2, "connection not allowed by ruleset");
-    let mut vias: Vec<(String, String)> = records
-        .wait("connect", 3)
+    let recs = records.wait("connect", 5);
+    let opened = recs.iter().filter(|r| r["phase"] == "open").count();
+    assert_eq!(opened, 2, "each allowed tunnel is recorded when it opens: {recs:?}");
+    let mut vias: Vec<(String, String)> = recs
         .iter()
+        .filter(|r| r["phase"] != "open")
         .map(|r| (r["via"].as_str().unwrap().to_owned(), r["decision"].as_str().unwrap().to_owned()))
         .collect();
-    // Tunnels are recorded when they end, so in no fixed order.
+    // Tunnels end in no fixed order.
     vias.sort();
     assert_eq!(
         vias,
@@ -374,4 +377,46 @@ fn a_thousand_concurrent_tunnels_complete_and_release_their_descriptors() {
     assert!(fds() <= fds_before + 4, "{} descriptors open, {fds_before} before", fds());
     let grown = rss().saturating_sub(rss_before);
     assert!(grown < 256 * 1024, "memory grew by {grown} kB");
+}
+
+// An allowed `CONNECT` tunnel was recorded only when it closed: a long exfiltration had no
+// record while it ran, and none at all if the supervisor was killed. It is recorded when it
+// opens, then every 10 MiB (or minute), then at its close with the totals.
+#[test]
+fn a_tunnel_is_on_the_record_while_it_runs() {
+    let o = origin();
+    let (eg, records) = egress(&local_policy(o.port()), Access::default(), None, false);
+    let p = serve(&eg);
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("CONNECT localhost:{} HTTP/1.1\r\n\r\n", o.port()).as_bytes()).unwrap();
+    let mut head = [0u8; 39];
+    s.read_exact(&mut head).unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    let open = records.wait("connect", 1);
+    assert_eq!(open.len(), 1, "recorded before anything moved: {open:?}");
+    assert_eq!((open[0]["phase"].as_str(), open[0]["decision"].as_str()), (Some("open"), Some("allow")));
+    // 12 MiB up, twice, through the tunnel, which stays open: a progress record each time.
+    let body = vec![b'x'; 12 << 20];
+    let mut progress = Vec::new();
+    for round in 1..=2 {
+        s.write_all(format!("POST /up HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        assert!(read_response(&mut s).ends_with(&format!("got POST /up {}", body.len())));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        progress = loop {
+            let p: Vec<_> = records.of("connect").into_iter().filter(|r| r["phase"] == "progress").collect();
+            if p.len() >= round || Instant::now() > deadline {
+                break p;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(progress.len(), round, "a progress record every 10 MiB: {progress:?}");
+        assert!(progress[round - 1]["bytes_up"].as_u64().unwrap() >= (12 << 20) * round as u64, "{progress:?}");
+    }
+    assert!(records.of("connect").iter().all(|r| r["phase"] != "close"), "still open");
+    drop(s);
+    let all = records.wait("connect", progress.len() + 2);
+    let close = all.iter().find(|r| r["phase"] == "close").expect("a record at the close");
+    assert!(close["bytes_up"].as_u64().unwrap() >= 24 << 20, "{close:?}");
 }
