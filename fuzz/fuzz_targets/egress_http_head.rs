@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(upstream.ends_with(b"\r\n\r\n"));
         let body = &upstream[..upstream.len() - 4];
         assert!(!body.windows(4).any(|w| w == b"\r\n\r\n"), "a second head inside the first");
-        let again = inspect_request_head(&upstream).expect("the head sent upstream is one the proxy accepts");
-        assert_eq!((again.0, again.2), (method, framing), "the destination would frame it otherwise");
+        match inspect_request_head(&upstream) {
+            Ok(again) => assert_eq!((again.0, again.2), (method, framing), "the destination would frame it otherwise"),
+            // The proxy adds `Host` and the framing field: a head at the field limit passes it.
+            Err(431) => {}
+            Err(status) => panic!("the head sent upstream is one the proxy would refuse: {status}"),
+        }
     }
 });
