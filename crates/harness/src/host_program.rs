@@ -10,7 +10,7 @@
 //! what the agent influences (tool names, hosts, argv) reaches it only as JSON on stdin.
 
 use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The environment a host program gets: nothing of the supervisor's but these.
@@ -157,17 +157,7 @@ fn executable(p: &Path) -> bool {
 /// `path` without `.` and with `..` taken lexically (for the as-given check; the canonical
 /// path is checked as well).
 fn normal(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
+    portcullis_policy::lexical_normalize(path).unwrap_or_else(|| path.to_path_buf())
 }
 
 #[cfg(test)]

@@ -122,6 +122,11 @@ impl Identifier {
         Ok(program)
     }
 
+    /// What `path` runs, when the session has identified it already (see `known`).
+    pub fn known(&self, path: &str) -> Option<Program> {
+        lock(&self.known).get(path).cloned()
+    }
+
     fn by_descriptor(&self, pid: u32, fd: i32) -> io::Result<Program> {
         let link = format!("/proc/{pid}/fd/{fd}");
         let shown = std::fs::read_link(&link).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();

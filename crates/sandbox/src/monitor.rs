@@ -122,7 +122,15 @@ impl Monitor {
             // unchecked. (The agent's first exec is of a file it found.)
             // An exec through a descriptor is never a miss: it is identified (and recorded) below.
             let by_fd = request.fd.is_some() || crate::identity::fd_path(&request.path).is_some();
-            if !reported && !by_fd && request.unreadable.is_none() && !exists_inside(n.pid, &request.path) {
+            // A path the session already identified under the system directories exists: the
+            // shell's thousandth `/bin/true` needs no second look at the filesystem.
+            let known = if by_fd { None } else { self.identifier.known(&request.path) };
+            if known.is_none()
+                && !reported
+                && !by_fd
+                && request.unreadable.is_none()
+                && !exists_inside(n.pid, &request.path)
+            {
                 match notify::answer(fd, n.id, Some(libc::ENOENT)) {
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                     other => other?,
@@ -130,7 +138,7 @@ impl Monitor {
                 continue;
             }
             if request.unreadable.is_none() {
-                match self.identifier.identify(n.pid, &request.path, request.fd) {
+                match known.map_or_else(|| self.identifier.identify(n.pid, &request.path, request.fd), Ok) {
                     Ok(program) => request.program = Some(program),
                     Err(e) => request.unidentified = Some(e.to_string()),
                 }
