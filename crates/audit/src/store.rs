@@ -242,6 +242,7 @@ impl Store {
             .open(&lock_path)
             .map_err(open_err(&lock_path))?;
         let _held = Flock::exclusive(&lock).map_err(open_err(&lock_path))?;
+        ensure_heads(dir, &key)?;
         let (tail, repaired) = Tail::open(dir)?;
         drop(_held);
         let writer = Writer { lock, tail, written: 0, synced: 0, last_checkpoint: Instant::now(), head_slot: 0 };
@@ -506,18 +507,7 @@ impl Shared {
         event: &str,
         segment: u64,
     ) -> std::ops::Range<usize> {
-        let signature = self.key.sign(&checkpoint_message(chain.seq, &chain.hash));
-        let mut record = Record::new(Kind::Checkpoint, event, "store");
-        record.data = json!({
-            "covers": chain.seq,
-            "hash": hex::encode(&chain.hash),
-            "key": self.key.public().to_string(),
-            "sig": hex::encode(&signature),
-            "segment": segment,
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+        let record = checkpoint_record(&self.key, event, chain.seq, &chain.hash, segment);
         let mut body = Vec::with_capacity(400);
         record.encode_body(&mut body);
         let start = out.len();
@@ -590,15 +580,75 @@ impl Chain {
     fn push(&mut self, out: &mut Vec<u8>, body: &[u8]) {
         let start = out.len();
         self.seq += 1;
-        out.extend_from_slice(b"{\"seq\":");
-        out.extend_from_slice(self.seq.to_string().as_bytes());
-        out.extend_from_slice(b",\"prev\":\"");
-        hex::encode_into(out, &self.hash);
-        out.extend_from_slice(b"\",");
-        out.extend_from_slice(body);
+        encode_line(out, self.seq, &self.hash, body);
         self.hash = *blake3::hash(&out[start..]).as_bytes();
         out.push(b'\n');
     }
+}
+
+/// Appends a stored line without its newline: `{"seq":N,"prev":"<hex>",` + body.
+fn encode_line(out: &mut Vec<u8>, seq: u64, prev: &[u8; 32], body: &[u8]) {
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"prev\":\"");
+    hex::encode_into(out, prev);
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(body);
+}
+
+/// A checkpoint's record: the signed claim that the chain's record `covers` hashes to `hash`.
+fn checkpoint_record(key: &HostKey, event: &str, covers: u64, hash: &[u8; 32], segment: u64) -> Record {
+    let signature = key.sign(&checkpoint_message(covers, hash));
+    let mut record = Record::new(Kind::Checkpoint, event, "store");
+    record.data = json!({
+        "covers": covers,
+        "hash": hex::encode(hash),
+        "key": key.public().to_string(),
+        "sig": hex::encode(&signature),
+        "segment": segment,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    record
+}
+
+/// Makes sure the store can prove its own length: a new store gets its heads before its first
+/// segment, naming the empty chain (record 0, event `created`, signed like any checkpoint).
+///
+/// SECURITY: verification finds records cut from the end by comparing the chain with the
+/// newest head. Heads that could be missing for an innocent reason would let a cut store read
+/// as intact with its heads deleted; with heads made at creation, a store that has segments (or
+/// a prune marker) but lacks a head was tampered with, and is not written to: the next session
+/// would write a new head over the cut.
+fn ensure_heads(dir: &Path, key: &HostKey) -> Result<(), AuditError> {
+    let missing: Vec<usize> = (0..HEADS.len()).filter(|i| dir.join(HEADS[*i]).symlink_metadata().is_err()).collect();
+    let Some(first) = missing.first() else { return Ok(()) };
+    let fresh = segments(dir).map_err(|source| AuditError::Open { path: dir.to_path_buf(), source })?.is_empty()
+        && dir.join("PRUNED").symlink_metadata().is_err();
+    if !fresh {
+        return Err(AuditError::Corrupt {
+            path: dir.join(HEADS[*first]),
+            why: "the store's signed head is missing, so the store cannot prove its length (records may have been \
+                  cut from its end); nothing more is written to it. Run `portcullis audit verify`, keep the store as \
+                  evidence, and move it aside to start a new one"
+                .into(),
+        });
+    }
+    let mut body = Vec::with_capacity(400);
+    checkpoint_record(key, "created", 0, &GENESIS, 1).encode_body(&mut body);
+    let mut line = Vec::with_capacity(body.len() + 96);
+    encode_line(&mut line, 0, &GENESIS, &body);
+    let io = |slot: usize| {
+        let path = dir.join(HEADS[slot]);
+        move |source| AuditError::Open { path, source }
+    };
+    for slot in missing {
+        write_head(dir, slot, 1, &line).map_err(io(slot))?;
+        File::open(dir.join(HEADS[slot])).and_then(|f| f.sync_all()).map_err(io(slot))?;
+    }
+    // The heads' names on disk before the first segment's.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| AuditError::Open { path: dir.to_path_buf(), source })
 }
 
 /// An exclusive `flock`, released on drop.

@@ -163,7 +163,8 @@ fn check_checkpoint(line: &[u8], seq: u64, prev: &[u8; 32], key: &PublicKey) -> 
     let stored: Stored = serde_json::from_slice(line).map_err(|e| format!("the checkpoint is not valid JSON: {e}"))?;
     let data: CheckpointData = serde_json::from_value(serde_json::Value::Object(stored.record.data))
         .map_err(|e| format!("the checkpoint lacks its signed fields: {e}"))?;
-    if data.covers + 1 != seq || data.hash != hex::encode(prev) {
+    // Record 0 is the head a store is created with: it covers the empty chain.
+    if data.covers != seq.saturating_sub(1) || data.hash != hex::encode(prev) {
         return Err(format!(
             "the checkpoint claims to cover record {} with another hash than the chain's",
             data.covers
@@ -333,14 +334,24 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
         }
     }
     report.last_seq = seq;
-    // A store whose first checkpoint was written while this read: its head copy appeared after
-    // the read above, and names no record past what was read.
-    let heads = if heads.is_empty() && !checkpoint_hashes.is_empty() {
+    // Heads are made with the store, before its first segment: read before the segments, they
+    // may be missing only for a store created while this read, whose heads name record 0.
+    let heads = if heads.len() < crate::store::HEADS.len() {
         read_heads(dir)?.into_iter().filter(|h| parse_prefix(&h.line).is_some_and(|p| p.seq <= seq)).collect()
     } else {
         heads
     };
     let head_problem = |what: String| Some(problem(&dir.join("HEAD.0"), 0, 0, None, what));
+    let written = !found.is_empty() || report.pruned.is_some();
+    if written && heads.len() < crate::store::HEADS.len() {
+        report.problem = head_problem(format!(
+            "{} of the store's two signed heads {} missing: a store has both from its creation, so they were deleted, \
+             and the store cannot prove its length (records may have been cut from its end)",
+            crate::store::HEADS.len() - heads.len(),
+            if heads.is_empty() { "are" } else { "is" }
+        ));
+        return Ok(report);
+    }
     // The newest copy whose signature verifies; a copy torn by a crash is passed over.
     let newest = heads
         .iter()
@@ -355,12 +366,9 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
         None if !heads.is_empty() => {
             report.problem = head_problem("no copy of the signed head verifies: they were forged or altered".into());
         }
-        // A writer killed between its first checkpoint and the copy of it leaves no copy yet;
-        // from the second checkpoint on, one must exist.
-        None if checkpoint_hashes.len() > 1 => {
-            report.problem = head_problem("the signed head is missing".into());
-        }
         None => {}
+        // The head the store was created with: it names the empty chain.
+        Some((0, _)) => {}
         Some((head_seq, head)) => {
             if head_seq > seq {
                 report.problem = head_problem(format!(

@@ -148,3 +148,82 @@ fn a_rechained_edit_is_caught_by_the_next_checkpoint() {
     assert!(p.what.contains("checkpoint"), "{p}");
     assert!(p.seq.is_some_and(|s| s <= 101), "{p}");
 }
+
+/// The store cut back to any point, with its heads kept or deleted: never "intact". (A store
+/// once read "intact" with its heads deleted and 1,107 records cut back to its first
+/// checkpoint's 16.)
+#[test]
+fn a_store_cut_back_anywhere_is_never_intact_with_or_without_its_heads() {
+    let root = scratch("cut");
+    let store = open(&root, Options { checkpoint_records: 20, ..Options::default() });
+    for i in 0..100 {
+        store.append(exec("s1", i)).unwrap();
+    }
+    store.close().unwrap();
+    let dir = root.join("audit");
+    let path = segment(&root, 1);
+    let whole = std::fs::read(&path).unwrap();
+    let heads: Vec<(PathBuf, Vec<u8>)> =
+        ["HEAD.0", "HEAD.1"].iter().map(|h| (dir.join(h), std::fs::read(dir.join(h)).unwrap())).collect();
+    assert!(verify(&root).ok(), "the whole store verifies");
+    // Every line's start and a byte inside every line, and the whole store.
+    let mut cuts: Vec<usize> = vec![0, whole.len()];
+    for (i, b) in whole.iter().enumerate() {
+        if *b == b'\n' && i + 1 < whole.len() {
+            cuts.extend([i + 1, i + 1 + 40]);
+        }
+    }
+    let key = super::key(&root).public();
+    let mut checked = 0;
+    for cut in cuts {
+        for keep_heads in [true, false] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            for (head, bytes) in &heads {
+                if keep_heads {
+                    std::fs::write(head, bytes).unwrap();
+                } else {
+                    std::fs::remove_file(head).unwrap();
+                }
+            }
+            let report = portcullis_audit::verify::verify(&dir, &key).unwrap();
+            let expect_problem = !keep_heads || cut < whole.len();
+            assert_eq!(
+                report.problem.is_some(),
+                expect_problem,
+                "cut at byte {cut}, heads kept: {keep_heads}: {report:?}"
+            );
+            if !keep_heads {
+                assert!(report.problem.unwrap().what.contains("missing"), "cut at byte {cut}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 400, "{checked} cuts");
+}
+
+/// Deleting the heads and then letting the next session write would hide a cut under a new
+/// head: the writer refuses the store instead, naming why.
+#[test]
+fn a_store_whose_heads_were_deleted_is_not_written_to() {
+    let root = build("headless");
+    std::fs::remove_file(root.join("audit/HEAD.1")).unwrap();
+    let err = Store::open(&root.join("audit"), super::key(&root), Options::default()).unwrap_err();
+    assert!(err.to_string().contains("HEAD.1") || format!("{err:?}").contains("signed head is missing"), "{err:?}");
+    assert!(format!("{err:?}").contains("cannot prove its length"), "{err:?}");
+    assert!(verify(&root).problem.is_some_and(|p| p.what.contains("missing")));
+}
+
+/// A new store has its heads before its first record, so it can prove its length from the start.
+#[test]
+fn a_new_store_has_its_heads_from_its_creation() {
+    let root = scratch("fresh-heads");
+    let store = open(&root, Options::default());
+    for h in ["HEAD.0", "HEAD.1"] {
+        assert!(root.join("audit").join(h).is_file(), "{h}");
+    }
+    let report = verify(&root);
+    assert!(report.ok() && report.records == 0, "{report:?}");
+    store.commit(exec("s1", 0)).unwrap();
+    store.close().unwrap();
+    assert!(verify(&root).ok());
+}
