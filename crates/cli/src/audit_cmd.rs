@@ -237,8 +237,16 @@ fn verify(dir: &std::path::Path, key: Option<&str>, json: bool) -> Result<ExitCo
     };
     let report = portcullis_audit::verify::verify(dir, &key)
         .with_context(|| format!("cannot read the audit store `{}`", dir.display()))?;
+    // Read only: sessions still running, and sessions whose supervisor was lost (the next
+    // `run` or `proxy` records their end), are reported, not closed.
+    let open = portcullis_harness::live::open_sessions(dir);
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["open_sessions"] = open
+            .iter()
+            .map(|(e, state)| serde_json::json!({"session": e.session, "pid": e.pid, "state": state}))
+            .collect();
+        println!("{value}");
     } else {
         let verdict = if report.ok() { "intact" } else { "TAMPERED" };
         println!("audit store {}: {verdict}", dir.display());
@@ -269,6 +277,9 @@ fn verify(dir: &std::path::Path, key: Option<&str>, json: bool) -> Result<ExitCo
                 t.bytes,
                 t.offset
             );
+        }
+        for (e, state) in &open {
+            println!("  {}", open_note(e, *state));
         }
         println!("  key {}", report.key);
         if let Some(p) = &report.problem {
@@ -307,8 +318,27 @@ fn show(dir: &std::path::Path, session: Option<&str>, json: bool) -> Result<Exit
     }
     if !json {
         writeln!(out, "{} records, {denials} denied", records.len())?;
+        if let Some((e, state)) =
+            portcullis_harness::live::open_sessions(dir).into_iter().find(|(e, _)| e.session == session)
+        {
+            writeln!(out, "{}", open_note(&e, state))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on a session without an end.
+fn open_note(e: &portcullis_harness::live::Entry, state: portcullis_harness::live::State) -> String {
+    match state {
+        portcullis_harness::live::State::Running => {
+            format!("session {} is open: running (supervisor pid {})", e.session, e.pid)
+        }
+        portcullis_harness::live::State::Lost => format!(
+            "session {} is open: its supervisor (pid {}) was lost before the session ended; the next `run` or \
+             `proxy` records its end and removes its cgroup",
+            e.session, e.pid
+        ),
+    }
 }
 
 /// The session of the newest lifecycle record.

@@ -166,9 +166,12 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     let state = sessions::state_root()?;
     let id = sessions::new_id();
     let audit_dir = portcullis_harness::audit::store_dir(policy.audit(), &state);
+    let _live = portcullis_harness::live::Live::begin(&audit_dir, &id, args.agent.as_deref())
+        .with_context(|| format!("cannot register the proxy's session in `{}`", audit_dir.display()))?;
     let store =
         portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
             .context("the proxy's records cannot be stored, so it does not start")?;
+    crate::run_cmd::report_closed(&portcullis_harness::live::close_lost(&audit_dir, &store, &id), false);
     let log = Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()));
     let mut start = log.record(Kind::Lifecycle, "session_start");
     start.data = crate::run_cmd::object(

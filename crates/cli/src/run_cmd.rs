@@ -14,6 +14,7 @@ use portcullis_harness::Decider;
 use portcullis_harness::audit::{SessionLog, Trail};
 use portcullis_harness::exec_gate::{ExecGate, Tally};
 use portcullis_harness::host_program::HostProgram;
+use portcullis_harness::live::Live;
 use portcullis_policy::{Policy, env_name_matches};
 use portcullis_sandbox::cgroup::{Cgroup, CgroupError, CgroupLimits};
 use portcullis_sandbox::changes::{self, Change, ChangeKind, EntryType};
@@ -180,6 +181,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let mut degraded: Vec<String> = missing.iter().map(|f| f.as_str().to_owned()).collect();
 
     let id = sessions::new_id();
+    // Alive while this supervisor holds it: if it is killed, the next session records the end
+    // and removes the cgroup (`live`).
+    let mut live = Live::begin(&audit_dir, &id, args.agent.as_deref())
+        .with_context(|| format!("cannot register the session in `{}`", audit_dir.display()))?;
     // Written through, the workdir is this session's alone until its persistence sweep is done.
     let ephemeral_setting = (settings.filesystem.ephemeral && !args.no_ephemeral) || args.replay_of.is_some();
     let _write_through =
@@ -200,7 +205,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let (born_in, v1) = match backend.filter(|_| !missing.contains(&Feature::Cgroups)) {
         Some(CgroupBackend::V2) => {
             let created = Cgroup::create(CgroupBackend::V2, &cgroup_name, cgroup_limits);
-            (created.map(Some).or_else(|e| cgroup_refused(e, allow_partial, &mut degraded).map(|()| None))?, false)
+            let created =
+                created.map(Some).or_else(|e| cgroup_refused(e, allow_partial, &mut degraded).map(|()| None))?;
+            if let Some(c) = &created {
+                live.set_cgroup(c).context("cannot register the session's cgroup")?;
+            }
+            (created, false)
         }
         Some(CgroupBackend::V1) => (
             None,
@@ -355,6 +365,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let store =
         portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
             .context("the session cannot be recorded, so it does not start")?;
+    report_closed(&portcullis_harness::live::close_lost(&audit_dir, &store, &id), args.quiet);
     let baseline_path = portcullis_audit::alerts::baseline_path(&audit_dir);
     let baseline = portcullis_audit::alerts::Baseline::load(&baseline_path).unwrap_or_else(|e| {
         eprintln!("portcullis: the alert baseline `{}` cannot be read ({e}); starting afresh", baseline_path.display());
@@ -378,7 +389,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let cgroup = match born_in {
         Some(c) => Some(c),
         None if v1 => match Cgroup::create(CgroupBackend::V1, &cgroup_name, cgroup_limits) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                live.set_cgroup(&c).context("cannot register the session's cgroup")?;
+                Some(c)
+            }
             Err(e) => {
                 cgroup_refused(e, allow_partial, &mut degraded)?;
                 degraded.push("processes (no cgroup and no RLIMIT_NPROC)".into());
@@ -699,6 +713,25 @@ fn quarantine(
             .with_context(|| format!("cannot save the quarantine's list in `{}`", dir.display()))?;
     }
     Ok(found)
+}
+
+/// Says which lost sessions (their supervisor killed) a new one closed, and what failed.
+pub(crate) fn report_closed(closed: &[portcullis_harness::live::Closed], quiet: bool) {
+    for c in closed {
+        match &c.error {
+            Some(e) => eprintln!(
+                "portcullis: session {} lost its supervisor, and its end cannot be recorded: {e}",
+                c.entry.session
+            ),
+            None if !quiet => eprintln!(
+                "portcullis: session {} lost its supervisor (pid {}) before it ended; its end is now recorded{}",
+                c.entry.session,
+                c.entry.pid,
+                if c.cgroup_removed.is_empty() { String::new() } else { " and its cgroup removed".to_owned() }
+            ),
+            None => {}
+        }
+    }
 }
 
 /// A fault to inject in the exec monitor, for the test that it ends the session: debug builds

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod exec_gate;
 pub mod host_program;
+pub mod live;
 pub mod persistence;
 
 use portcullis_guard::path::{PathError, PathSettings, Workdir};

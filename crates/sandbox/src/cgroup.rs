@@ -130,6 +130,25 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Takes charge of the cgroup `dirs` that a session left behind (its supervisor was lost):
+    /// dropping it kills what is left in them and removes them. Only directories named like a
+    /// session's (`portcullis-…`) are taken.
+    pub fn adopt(backend: CgroupBackend, dirs: Vec<PathBuf>) -> Self {
+        let dirs = dirs
+            .into_iter()
+            .filter(|d| {
+                d.starts_with("/sys/fs/cgroup")
+                    && d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("portcullis-"))
+            })
+            .collect();
+        Cgroup { backend, dirs }
+    }
+
+    /// The cgroup's directories (one on v2, one per controller on v1).
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
     /// The backend in force.
     pub fn backend(&self) -> &CgroupBackend {
         &self.backend

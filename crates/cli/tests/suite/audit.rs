@@ -132,6 +132,70 @@ both!(killing_the_supervisor_under_load_keeps_every_durable_record_and_the_chain
     assert_eq!(records.last().unwrap()["event"], "session_end");
 });
 
+/// Every file under `dir`, with its bytes.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = super::run::walk(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+both!(a_killed_supervisor_is_closed_by_the_next_session, |user| {
+    use std::io::BufRead;
+    let case = Case::new(user);
+    case.script("agent.sh", "echo started\nsleep 60\n");
+    let mut child = case.command(&[], &["/bin/sh", "agent.sh"]).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let store = case.state.join("audit");
+    let live: Vec<_> = std::fs::read_dir(store.join("live")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let entry: Value = serde_json::from_slice(&std::fs::read(&live[0]).unwrap()).unwrap();
+    let id = entry["session"].as_str().unwrap().to_owned();
+    let cgroup: Vec<std::path::PathBuf> =
+        entry["cgroup"].as_array().map_or(Vec::new(), |a| a.iter().map(|d| d.as_str().unwrap().into()).collect());
+    if user == User::Root {
+        assert!(!cgroup.is_empty(), "a session as root has a cgroup: {entry}");
+    }
+    child.kill().unwrap(); // SIGKILL to the supervisor
+    child.wait().unwrap();
+    for d in &cgroup {
+        assert!(d.is_dir(), "the lost session's cgroup `{}` is left behind", d.display());
+    }
+    // Commands that only read report the session open, and write nothing.
+    let before = files(&store);
+    let (code, out, _) = audit(&case, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("intact") && out.contains(&format!("session {id} is open: its supervisor")), "{out}");
+    let (code, out, _) = audit(&case, &["show", &id]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("was lost before the session ended"), "{out}");
+    assert!(files(&store) == before, "a command that only reads wrote to the store");
+    // The next session records its end, and removes its cgroup.
+    let s = case.run(&[], &["/bin/true"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(s.stderr.contains(&format!("session {id} lost its supervisor")), "{}", s.stderr);
+    let records: Vec<Value> = case.events_of(&id);
+    let end = records.last().unwrap();
+    assert_eq!(end["event"], "session_end", "{end}");
+    assert_eq!(end["data"]["supervisor_lost"], true, "{end}");
+    assert_eq!(end["data"]["closed_by"], s.summary["session"], "{end}");
+    assert_eq!(records.iter().filter(|r| r["event"] == "session_end").count(), 1);
+    for d in &cgroup {
+        assert!(!d.exists(), "the lost session's cgroup `{}` is still there", d.display());
+    }
+    let (code, out, _) = audit(&case, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("is open"), "{out}");
+});
+
 // ---------------------------------------------------------------- the commands
 
 both!(show_query_and_verify_read_a_real_session, |user| {

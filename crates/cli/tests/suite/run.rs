@@ -158,7 +158,11 @@ impl Case {
 
     /// The session's records in the audit store, as stored.
     pub(super) fn events(&self, session: &Session) -> Vec<Value> {
-        let id = session.summary["session"].as_str().unwrap();
+        self.events_of(session.summary["session"].as_str().unwrap())
+    }
+
+    /// Session `id`'s records in the audit store, as stored.
+    pub(super) fn events_of(&self, id: &str) -> Vec<Value> {
         let mut segments: Vec<PathBuf> = std::fs::read_dir(self.state.join("audit"))
             .unwrap()
             .map(|e| e.unwrap().path())
