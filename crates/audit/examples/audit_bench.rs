@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use portcullis_audit::{HostKey, Kind, Options, Record, Store};
+use portcullis_audit::{DecisionRecord, HostKey, Kind, Options, Record, Store};
+use portcullis_policy::Decision;
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n {
         let mut r = Record::new(Kind::Exec, "exec", "20261124-083934-abcdef");
         r.input = Some(json!({"argv": ["git", "status", i], "pid": 4242}));
+        r.decision = Some(DecisionRecord { decision: Decision::Allow, rules: Vec::new(), reason: String::new() });
         store.append(r)?;
     }
     store.close()?;

@@ -12,6 +12,7 @@
 //! See `docs/audit.md` for the schema and what verification proves.
 
 pub mod alerts;
+pub mod fold;
 pub mod key;
 pub mod ocsf;
 pub mod prune;
@@ -55,6 +56,22 @@ pub enum AuditError {
         path: PathBuf,
         /// The first failure, as the system gave it.
         cause: String,
+    },
+    /// The filesystem holding the store has less free space than the store's floor: no new
+    /// session starts, and a running one ends (its end is still recorded, within the floor).
+    #[error(
+        "the filesystem holding the audit store `{path}` has {} free, below the store's floor of {} \
+         ([audit] min_free): sessions are refused until space is freed",
+        mib(*free),
+        mib(*floor)
+    )]
+    LowSpace {
+        /// The store's directory.
+        path: PathBuf,
+        /// The bytes free (to this user).
+        free: u64,
+        /// The floor.
+        floor: u64,
     },
     /// The store's tail is not a record this writer can continue from.
     #[error("the audit store `{path}` cannot be continued: {why}")]
@@ -137,4 +154,9 @@ pub(crate) mod hex {
         }
         Some(out)
     }
+}
+
+/// `12.5 MiB`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }

@@ -62,6 +62,9 @@ pub struct Options {
     pub segment_bytes: u64,
     /// What masks secrets before they are stored.
     pub redactor: Arc<dyn Redactor>,
+    /// The free space the store leaves on its filesystem (0: none). Below it, the store does
+    /// not open, and takes only the records that end sessions (`lifecycle`, `limit`).
+    pub min_free: u64,
 }
 
 impl std::fmt::Debug for Options {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for Options {
             .field("checkpoint_records", &self.checkpoint_records)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("segment_bytes", &self.segment_bytes)
+            .field("min_free", &self.min_free)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +89,7 @@ impl Default for Options {
             checkpoint_interval: Duration::from_secs(5),
             segment_bytes: 64 << 20,
             redactor: Arc::new(Placeholder),
+            min_free: 0,
         }
     }
 }
@@ -183,6 +188,10 @@ struct Shared {
     wake: Condvar,
     writer: Mutex<Writer>,
     failed: Mutex<Option<String>>,
+    /// Set once the filesystem's free space fell below `min_free`: the free bytes then.
+    low_space: std::sync::atomic::AtomicU64,
+    /// Bytes of records queued by this process.
+    appended: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -205,6 +214,9 @@ struct Writer {
     last_checkpoint: Instant,
     /// The head copy written last.
     head_slot: usize,
+    /// When free space was last checked, and the bytes written since.
+    space_checked: Instant,
+    written_since_check: u64,
 }
 
 /// Where the chain ends.
@@ -228,6 +240,12 @@ impl Store {
     /// thread. `dir` is made 0700; one that others can enter or another user owns is refused.
     pub fn open(dir: &Path, key: HostKey, options: Options) -> Result<Store, AuditError> {
         private_dir(dir)?;
+        if options.min_free > 0 {
+            let free = free_space(dir).map_err(|source| AuditError::Open { path: dir.to_path_buf(), source })?;
+            if free < options.min_free {
+                return Err(AuditError::LowSpace { path: dir.to_path_buf(), free, floor: options.min_free });
+            }
+        }
         let open_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| AuditError::Open { path, source }
@@ -245,7 +263,16 @@ impl Store {
         ensure_heads(dir, &key)?;
         let (tail, repaired) = Tail::open(dir)?;
         drop(_held);
-        let writer = Writer { lock, tail, written: 0, synced: 0, last_checkpoint: Instant::now(), head_slot: 0 };
+        let writer = Writer {
+            lock,
+            tail,
+            written: 0,
+            synced: 0,
+            last_checkpoint: Instant::now(),
+            head_slot: 0,
+            space_checked: Instant::now(),
+            written_since_check: 0,
+        };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             key,
@@ -254,6 +281,8 @@ impl Store {
             wake: Condvar::new(),
             writer: Mutex::new(writer),
             failed: Mutex::new(None),
+            low_space: std::sync::atomic::AtomicU64::new(u64::MAX),
+            appended: std::sync::atomic::AtomicU64::new(0),
         });
         let for_thread = shared.clone();
         let committer = std::thread::Builder::new()
@@ -346,6 +375,11 @@ impl Store {
         (value, closed)
     }
 
+    /// The bytes of the records this process has queued.
+    pub fn bytes_appended(&self) -> u64 {
+        self.shared.appended.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The first write failure, if the store has had one.
     pub fn failure(&self) -> Option<String> {
         self.shared.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -380,6 +414,10 @@ impl Shared {
         if let Some(cause) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Err(AuditError::Unwritable { path: self.dir.clone(), cause });
         }
+        let free = self.low_space.load(std::sync::atomic::Ordering::Relaxed);
+        if free != u64::MAX && !matches!(record.kind, Kind::Lifecycle | Kind::Limit) {
+            return Err(AuditError::LowSpace { path: self.dir.clone(), free, floor: self.options.min_free });
+        }
         let redactor = &self.options.redactor;
         for v in [record.input.as_mut(), record.outcome.as_mut()].into_iter().flatten() {
             redactor.redact(v);
@@ -393,6 +431,7 @@ impl Shared {
         }
         let mut body = Vec::with_capacity(256);
         record.encode_body(&mut body);
+        self.appended.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let (ticket, size) = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.closing {
@@ -479,6 +518,8 @@ impl Shared {
             return Err(self.fail(&w.tail.path, &e));
         }
         w.tail.end += out.len() as u64;
+        w.written_since_check += out.len() as u64;
+        self.check_space(&mut w.space_checked, &mut w.written_since_check);
         w.tail.seq = next.seq;
         w.tail.hash = next.hash;
         w.tail.checkpointed = next.checkpointed;
@@ -497,6 +538,21 @@ impl Shared {
             w.tail = tail;
         }
         Ok(())
+    }
+
+    /// Notes, at most once a second or every MiB written, whether the filesystem's free space
+    /// fell below the floor (it can fall for reasons other than this store).
+    fn check_space(&self, checked: &mut Instant, since: &mut u64) {
+        if self.options.min_free == 0 || *since < SPACE_CHECK_BYTES && checked.elapsed() < SPACE_CHECK_INTERVAL {
+            return;
+        }
+        *checked = Instant::now();
+        *since = 0;
+        if let Ok(free) = free_space(&self.dir)
+            && free < self.options.min_free
+        {
+            self.low_space.store(free, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Appends a checkpoint over the chain so far; returns where its line lies in `out`.
@@ -563,6 +619,16 @@ impl Shared {
             self.flush(&mut w, due.then_some("checkpoint")).and_then(|()| self.sync(&mut w))?;
         }
     }
+}
+
+/// How often, at most, the free space under the store is checked while it is written.
+const SPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+const SPACE_CHECK_BYTES: u64 = 1 << 20;
+
+/// The bytes free to this user on the filesystem holding `dir`.
+fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// How long an idle commit thread sleeps when nothing is due (it is woken by the next record).

@@ -584,10 +584,33 @@ fn print_record_at(out: &mut impl Write, r: &Stored, json: bool, colour: bool, t
         .map(|d| format!(" — {}", portcullis_guard::terminal::printable(&d.reason)))
         .unwrap_or_default();
     let latency = rec.latency_us.map(|u| format!(" ({u} µs)")).unwrap_or_default();
+    let repeat = repeat_note(r);
     let when = clock(rec.ts_ms);
     let when = if time_only { when.split_once(' ').map_or(when.as_str(), |(_, t)| t) } else { &when };
-    let text = format!("{when} #{:<6} {:<9} {decision} {what}{reason}{latency}", r.seq, rec.kind.as_str());
+    let text = format!("{when} #{:<6} {:<9} {decision} {what}{repeat}{reason}{latency}", r.seq, rec.kind.as_str());
     if colour && !paint.is_empty() { writeln!(out, "{paint}{text}\x1b[0m") } else { writeln!(out, "{text}") }
+}
+
+/// ` [attempt 2]` on a refusal that repeats the ones before it, with the identical refusals
+/// folded into it (`fold`): ` [attempt 57; 53 more since 09:07:47.569Z folded into this record]`.
+/// An exec retried under another name (a shell searching `PATH`) names the path it tried.
+fn repeat_note(r: &Stored) -> String {
+    let rec = &r.record;
+    let Some(attempt) = rec.data.get("attempt").and_then(Value::as_u64) else { return String::new() };
+    let mut note = format!(" [attempt {attempt}");
+    if rec.kind == Kind::Exec
+        && let Some(tried) = rec.input.as_ref().and_then(|i| i.get("path")).and_then(Value::as_str)
+    {
+        note.push_str(&format!(", as {tried}"));
+    }
+    if let Some(folded) = rec.data.get("folded").and_then(Value::as_u64) {
+        let since = rec.data.get("folded_since_ms").and_then(Value::as_u64).unwrap_or(rec.ts_ms);
+        let since = clock(since);
+        let since = since.split_once(' ').map_or(since.as_str(), |(_, t)| t);
+        note.push_str(&format!("; {folded} more identical since {since} folded into this record"));
+    }
+    note.push(']');
+    note
 }
 
 /// ` (ran /usr/bin/id)` when what an exec ran is not what its `argv[0]` names: another file,

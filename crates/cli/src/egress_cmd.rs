@@ -204,6 +204,7 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     // Until SIGINT or SIGTERM.
     portcullis_sandbox::wait_for_termination().context("cannot wait for a signal")?;
     let egress = served.stop();
+    let _ = log.flush_folded();
     let mut end = log.record(Kind::Lifecycle, "session_end");
     end.data = crate::run_cmd::object(json!({"egress": summary(&egress)}));
     let ended = log.commit(end).and_then(|()| log.store().close().map_err(|e| e.to_string()));

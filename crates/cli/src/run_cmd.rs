@@ -376,8 +376,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         baseline,
         Box::new(portcullis_audit::alerts::SystemClock::new()),
     );
-    let log =
-        Arc::new(SessionLog::new(Arc::new(store), &id, args.agent.as_deref()).with_alerts(alerter, alert_program));
+    let budget = portcullis_harness::audit::Budget::new(
+        policy.audit().session_records_per_second,
+        policy.audit().session_bytes.0,
+    );
+    let log = Arc::new(
+        SessionLog::new(Arc::new(store), &id, args.agent.as_deref())
+            .with_alerts(alerter, alert_program)
+            .with_budget(budget),
+    );
     if args.quiet {
         log.mute_alert_lines();
     } else if spec.terminal {
@@ -484,6 +491,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("{line}");
     }
     let egress = served.map(crate::egress_cmd::Served::stop);
+    // Nothing records any more: the refusals the folding still holds go out (a failure shows
+    // in `log.failure()`).
+    let _ = log.flush_folded();
     let tally = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     // The command was not found inside (nothing was executed): say so when the host has it
     // where the sandbox does not look.
@@ -522,6 +532,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         let mut r = log.record(Kind::Limit, "limit_reached");
         r.data = object(json!({"limit": l}));
         let _ = log.append(r);
+    }
+    // Recorded when it was passed.
+    if let Some(v) = log.volume_hit() {
+        limits_hit.push(v.to_owned());
     }
     // Failures from here on (a full disk) are reported with the summary and end `run` with 2:
     // the overlay goes with the session, and the trail must be known to be incomplete.

@@ -30,7 +30,7 @@ pub fn store_options(settings: &AuditSettings) -> Options {
         portcullis_policy::Durability::Sync => portcullis_audit::Durability::Sync,
         portcullis_policy::Durability::Group => portcullis_audit::Durability::Group,
     };
-    Options { durability, ..Options::default() }
+    Options { durability, min_free: settings.min_free.0, ..Options::default() }
 }
 
 /// Opens the store at `dir` with the host key beside it (made at first use).
@@ -65,7 +65,66 @@ pub struct SessionLog {
     held: Mutex<Option<Vec<String>>>,
     /// No alert lines at all (`run -q`).
     muted: std::sync::atomic::AtomicBool,
+    /// Repeated refusals folded, and the session's record budget; held while a record and
+    /// what the folding lets out with it are queued, so they go to the store in order.
+    writing: Mutex<Writing>,
+    /// The budget the session passed, once it has.
+    volume: OnceLock<String>,
 }
+
+/// What decides which records a session writes, and whether it may write more.
+struct Writing {
+    folder: portcullis_audit::fold::Folder,
+    /// Reused for what the folder lets out.
+    out: Vec<Record>,
+    budget: Option<Budget>,
+}
+
+/// A session's record budget: a rate (a token bucket holding ten seconds' worth) and a total.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Records a second, on average.
+    pub per_second: u64,
+    /// Bytes in all.
+    pub bytes: u64,
+    tokens: f64,
+    refilled: Option<Instant>,
+}
+
+impl Budget {
+    /// `per_second` records a second (bursts of ten seconds' worth) and `bytes` in all.
+    pub fn new(per_second: u64, bytes: u64) -> Self {
+        Budget { per_second, bytes, tokens: (per_second * BUDGET_BURST_SECONDS) as f64, refilled: None }
+    }
+
+    /// Takes `n` records; `Err` names what was passed.
+    fn spend(&mut self, n: usize, bytes_so_far: u64) -> Result<(), String> {
+        let now = Instant::now();
+        let rate = self.per_second as f64;
+        let cap = rate * BUDGET_BURST_SECONDS as f64;
+        if let Some(then) = self.refilled {
+            self.tokens = (self.tokens + now.duration_since(then).as_secs_f64() * rate).min(cap);
+        }
+        self.refilled = Some(now);
+        self.tokens -= n as f64;
+        if self.tokens < 0.0 {
+            return Err(format!(
+                "audit volume (more than {} records a second, sustained: [audit] session_records_per_second)",
+                self.per_second
+            ));
+        }
+        if bytes_so_far > self.bytes {
+            return Err(format!(
+                "audit volume ({} bytes of records: [audit] session_bytes)",
+                portcullis_policy::ByteSize(self.bytes)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The seconds of records at the budget's rate that a session may write at once.
+const BUDGET_BURST_SECONDS: u64 = 10;
 
 impl std::fmt::Debug for SessionLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +147,90 @@ impl SessionLog {
             commands: Mutex::new(Vec::new()),
             held: Mutex::new(None),
             muted: std::sync::atomic::AtomicBool::new(false),
+            writing: Mutex::new(Writing {
+                folder: portcullis_audit::fold::Folder::default(),
+                out: Vec::with_capacity(4),
+                budget: None,
+            }),
+            volume: OnceLock::new(),
         }
+    }
+
+    /// Holds the session to `budget`: past it, the record and the call it describes are
+    /// refused, and the session is ended (through what [`SessionLog::on_failure`] set).
+    pub fn with_budget(self, budget: Budget) -> Self {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner()).budget = Some(budget);
+        self
+    }
+
+    /// The budget the session passed (`audit volume (…)`), if it has.
+    pub fn volume_hit(&self) -> Option<&str> {
+        self.volume.get().map(String::as_str)
+    }
+
+    /// Writes the refusals still held back by the folding: at the session's end, before its
+    /// last records.
+    pub fn flush_folded(&self) -> Result<(), String> {
+        let mut w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let Writing { folder, out, .. } = &mut *w;
+        folder.flush(out);
+        for r in out.drain(..) {
+            self.store.append(r).map_err(|e| self.failed(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Stores `record` through the folding and the budget; with `wait`, returns once it is
+    /// stored as the store's durability asks (a held refusal is not waited for: the call it
+    /// describes does not happen).
+    fn write(&self, record: Record, wait: bool) -> Result<(), String> {
+        let alerts = self.observe(&record);
+        let ticket = {
+            let mut w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let Writing { folder, out, budget } = &mut *w;
+            let mut this = folder.offer(record, out);
+            // What is written counts (a folded refusal does not); the records that end a
+            // session are never refused for volume.
+            let cost = out.iter().filter(|r| !matches!(r.kind, Kind::Lifecycle | Kind::Limit)).count();
+            let mut result = Ok(());
+            if cost > 0
+                && let Some(b) = budget
+                && let Err(why) = b.spend(cost, self.store.bytes_appended())
+            {
+                result = Err(self.over_budget(why));
+                // The refused call's own record goes with it; the held ones it let out are
+                // of calls already refused, and are written.
+                if this {
+                    out.pop();
+                    this = false;
+                }
+            }
+            let mut ticket = None;
+            for r in out.drain(..) {
+                ticket = Some(self.store.append(r).map_err(|e| self.failed(&e))?);
+            }
+            result?;
+            ticket.filter(|_| this)
+        };
+        if wait && let Some(t) = ticket {
+            self.store.wait(t).map_err(|e| self.failed(&e))?;
+        }
+        self.emit(alerts);
+        Ok(())
+    }
+
+    /// Notes the budget passed (once) and ends the session; the text for the refused call.
+    fn over_budget(&self, why: String) -> String {
+        if self.volume.set(why.clone()).is_ok() {
+            // On the record when it happens, not only at the end.
+            let mut r = Trail::record(self, Kind::Limit, "limit_reached");
+            r.data.insert("limit".into(), Value::String(why.clone()));
+            let _ = self.store.append(r).map_err(|e| self.failed(&e));
+            if let Some(f) = self.on_failure.get() {
+                f();
+            }
+        }
+        format!("the session passed its {why}; it is being ended")
     }
 
     /// Holds alert lines back instead of printing them: for a session whose agent draws on the
@@ -250,10 +392,7 @@ impl SessionLog {
 
     /// Queues `record`: for records that describe what already happened.
     pub fn append(&self, record: Record) -> Result<(), String> {
-        let alerts = self.observe(&record);
-        self.store.append(record).map_err(|e| self.failed(&e))?;
-        self.emit(alerts);
-        Ok(())
+        self.write(record, false)
     }
 }
 
@@ -266,10 +405,7 @@ impl Trail for SessionLog {
     }
 
     fn commit(&self, record: Record) -> Result<(), String> {
-        let alerts = self.observe(&record);
-        self.store.commit(record).map_err(|e| self.failed(&e))?;
-        self.emit(alerts);
-        Ok(())
+        self.write(record, true)
     }
 }
 

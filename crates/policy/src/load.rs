@@ -350,7 +350,8 @@ const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "execs", "memory", "pr
 const TOOL_KEYS: &[&str] = &["allow", "ask", "deny", "rate", "default", "exec_default"];
 const HOOK_EVENTS: &[&str] = &["pre_tool_use", "post_tool_use", "user_prompt_submit"];
 const HOOK_KEYS: &[&str] = &["matcher", "command", "timeout", "on_error"];
-const AUDIT_KEYS: &[&str] = &["retention", "dir", "durability"];
+const AUDIT_KEYS: &[&str] =
+    &["retention", "dir", "durability", "min_free", "session_records_per_second", "session_bytes"];
 /// Characters that mean something to a shell, refused in a program's string form.
 /// (`~/` is not among them: Portcullis expands it at the start of the program's path.)
 const SHELL_SYNTAX: &str = "|&;<>()$`\\\"'*?[]{}!#";
@@ -1127,8 +1128,14 @@ impl<'s> Loader<'s> {
     }
 
     fn audit(&mut self, node: Option<&Node<'s>>) -> AuditSettings {
-        let mut audit =
-            AuditSettings { retention: Duration::from_secs(90 * 86_400), dir: None, durability: Durability::Group };
+        let mut audit = AuditSettings {
+            retention: Duration::from_secs(90 * 86_400),
+            dir: None,
+            durability: Durability::Group,
+            min_free: ByteSize(128 << 20),
+            session_records_per_second: 2000,
+            session_bytes: ByteSize(512 << 20),
+        };
         let Some(t) = node.and_then(|n| self.expect_table(n, "audit")) else {
             return audit;
         };
@@ -1137,6 +1144,23 @@ impl<'s> Loader<'s> {
             audit.retention = r;
         }
         audit.dir = t.get("dir").and_then(|n| self.string(n, "audit.dir")).map(PathBuf::from);
+        if let Some(b) = t.get("min_free").and_then(|n| self.size(n, "audit.min_free")) {
+            audit.min_free = b;
+        }
+        if let Some(b) = t.get("session_bytes").and_then(|n| self.size(n, "audit.session_bytes")) {
+            audit.session_bytes = b;
+        }
+        if let Some(n) = t.get("session_records_per_second") {
+            match self.integer(n, "audit.session_records_per_second") {
+                Some(0) => self.problem(
+                    n.span(),
+                    "`audit.session_records_per_second` must be at least 1: a session records its own start".into(),
+                    None,
+                ),
+                Some(r) => audit.session_records_per_second = r,
+                None => {}
+            }
+        }
         if let Some(n) = t.get("durability") {
             match self.string(n, "audit.durability").as_deref() {
                 Some("sync") => audit.durability = Durability::Sync,

@@ -161,6 +161,14 @@ pub struct AuditSettings {
     pub dir: Option<PathBuf>,
     /// See [`Durability`].
     pub durability: Durability,
+    /// The free space the store leaves on its filesystem: below it, sessions do not start, and
+    /// running ones end.
+    pub min_free: ByteSize,
+    /// Records a second one session may write, averaged over ten seconds (repeated refusals
+    /// are folded first, and do not count).
+    pub session_records_per_second: u64,
+    /// Bytes of records one session may write in all.
+    pub session_bytes: ByteSize,
 }
 
 /// `[alerts]`.

@@ -89,7 +89,8 @@ both!(a_full_store_refuses_the_call_and_ends_the_session_naming_the_cause, |user
     let case = Case::new(user);
     let small = case.work.parent().unwrap().join("small");
     std::fs::create_dir_all(&small).unwrap();
-    let policy = case.policy(&format!("[audit]\ndir = \"{}/audit\"\n", small.display()));
+    // No floor: this is the disk filling regardless (the floor has its own test).
+    let policy = case.policy(&format!("[audit]\ndir = \"{}/audit\"\nmin_free = \"0 B\"\n", small.display()));
     case.script("agent.sh", "i=0\nwhile [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done\necho survived\n");
     let s = run_in_mount_namespace(
         &case,
@@ -102,6 +103,134 @@ both!(a_full_store_refuses_the_call_and_ends_the_session_naming_the_cause, |user
     assert_eq!(s.code, 2, "{s:?}");
     assert!(s.stderr.contains("No space left on device"), "the cause is not named: {}", s.stderr);
     assert!(s.stderr.contains("audit store"), "{}", s.stderr);
+});
+
+/// A python agent sending `count` lookups to the sandbox's resolver, one at a time, each name
+/// made by `name(i)`; prints how many were answered.
+fn dns_flood(name: &str, seconds: f64) -> String {
+    format!(
+        r#"import socket, struct, time
+def query(name, qid):
+    q = struct.pack('>HHHHHH', qid, 0x0100, 1, 0, 0, 0)
+    for label in name.split('.'):
+        q += bytes([len(label)]) + label.encode()
+    return q + b'\0' + struct.pack('>HH', 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect(('127.0.0.1', 53))
+answered, i, end = 0, 0, time.time() + {seconds}
+while time.time() < end:
+    i += 1
+    s.send(query({name}, i & 0xffff))
+    try:
+        s.recv(512)
+        answered += 1
+    except socket.timeout:
+        pass
+    if i % 500 == 0:
+        print('answered', answered, flush=True)
+print('answered', answered, flush=True)
+"#
+    )
+}
+
+/// The last `answered N` line the flood printed.
+fn answered(s: &Session) -> u64 {
+    s.stdout.lines().rev().find_map(|l| l.strip_prefix("answered ")?.parse().ok()).unwrap_or(0)
+}
+
+both!(a_flood_of_one_refused_lookup_is_folded_and_every_attempt_counted, |user| {
+    let case = Case::new(user);
+    let s = case.python(&[], &dns_flood("'exfil.attacker.example'", 2.0));
+    assert_eq!(s.code, 0, "{s:?}");
+    let sent = answered(&s);
+    assert!(sent > 200, "the flood was too slow to test anything: {sent} lookups");
+    let records: Vec<Value> = case.events(&s).into_iter().filter(|r| r["kind"] == "dns").collect();
+    // The first two of each interval whole, the last with the count it stands for.
+    assert!(records.len() <= 3 * 4, "{} records for {sent} identical refusals", records.len());
+    let counted: u64 = records.iter().map(|r| 1 + r["data"]["folded"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(counted, sent, "every attempt is counted: {records:#?}");
+    assert_eq!(records.last().unwrap()["data"]["attempt"], sent);
+    assert!(!s.limits_hit().contains("audit volume"), "{}", s.limits_hit());
+});
+
+both!(a_flood_of_distinct_refused_lookups_ends_the_session_at_its_record_budget, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[audit]\nsession_records_per_second = 200\n");
+    let s = case.python(&["--policy", &policy], &dns_flood("f'n{i}.attacker.example'", 20.0));
+    assert!(s.limits_hit().contains("audit volume"), "{s:?}");
+    assert!(s.summary["duration_ms"].as_u64().unwrap() < 15_000, "the session was not ended: {s:?}");
+    let records = case.events(&s);
+    // Ten seconds' worth at once, then the rate: far fewer than the flood sent.
+    let seconds = s.summary["duration_ms"].as_u64().unwrap() / 1000 + 1;
+    assert!(records.len() as u64 <= 2000 + 200 * seconds + 50, "{} records", records.len());
+    let limit = records.iter().find(|r| r["event"] == "limit_reached").expect("the limit is on the record");
+    assert!(limit["data"]["limit"].as_str().unwrap().contains("session_records_per_second"), "{limit}");
+    assert_eq!(records.last().unwrap()["event"], "session_end", "the end is still recorded");
+});
+
+both!(a_store_below_its_free_space_floor_refuses_new_sessions_and_ends_running_ones, |user| {
+    if !mapping_available(user) {
+        return;
+    }
+    let case = Case::new(user);
+    // A session does not start below the floor.
+    let policy = case.policy("[audit]\nmin_free = \"1000 TiB\"\n");
+    let s = case.run_with(&["--policy", &policy], &["/bin/sh", "-c", "echo ran"], |_| {});
+    assert_ne!(s.code, 0, "{s:?}");
+    assert!(!s.stdout.contains("ran"), "{s:?}");
+    assert!(s.stderr.contains("below the store's floor") && s.stderr.contains("min_free"), "{}", s.stderr);
+    // A running session ends when the store's filesystem falls below it: 16 MiB, a floor of
+    // 12, a flood of distinct refusals filling it, and no record budget to stop it first.
+    let small = case.work.parent().unwrap().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let policy = case.policy(&format!(
+        "[audit]\ndir = \"{}/audit\"\nmin_free = \"12 MiB\"\nsession_records_per_second = 1000000\n",
+        small.display()
+    ));
+    case.script("agent.py", &dns_flood("f'n{i}.attacker.example'", 60.0));
+    let s = run_in_mount_namespace(
+        &case,
+        "mount -t tmpfs -o size=16m,mode=0777 tmpfs \"$0\"",
+        &small,
+        &["--policy", &policy],
+        &["/usr/bin/python3", "agent.py"],
+    );
+    assert_eq!(s.code, 2, "{s:?}");
+    assert!(s.summary["duration_ms"].as_u64().unwrap() < 50_000, "the session was not ended: {s:?}");
+    let problems = s.summary["problems"].to_string();
+    assert!(problems.contains("below the store's floor"), "the cause is not named: {problems}");
+});
+
+both!(a_retried_refusal_is_marked_as_a_repeat_on_the_record, |user| {
+    // A shell searching its PATH tries each directory (here one named twice), and a resolver
+    // retries a refused lookup: each is a real attempt, and reads as one.
+    let case = Case::new(user);
+    let key = case.home.join(".ssh/id_ed25519");
+    let s = case.sh(
+        &[],
+        &format!("PATH=/usr/bin:/usr/bin head -c 4 {} || true\ngetent hosts attacker.example || true\n", key.display()),
+    );
+    let records = case.events(&s);
+    let heads: Vec<&Value> =
+        records.iter().filter(|r| r["kind"] == "exec" && r["input"]["argv"][0] == "head").collect();
+    assert!(heads.len() >= 2, "the shell tried each directory: {heads:#?}");
+    for (i, r) in heads.iter().enumerate() {
+        assert_eq!(r["decision"]["decision"], "deny");
+        let attempt = if i == 0 { Value::Null } else { Value::from(i as u64 + 1) };
+        assert_eq!(r["data"]["attempt"], attempt, "{r}");
+    }
+    for qtype in ["A", "AAAA"] {
+        let lookups: Vec<&Value> =
+            records.iter().filter(|r| r["kind"] == "dns" && r["input"]["qtype"] == qtype).collect();
+        for (i, r) in lookups.iter().enumerate() {
+            let attempt = if i == 0 { Value::Null } else { Value::from(i as u64 + 1) };
+            assert_eq!(r["data"]["attempt"], attempt, "{r}");
+        }
+    }
+    let id = s.summary["session"].as_str().unwrap();
+    let (_, out, _) = audit(&case, &["show", id]);
+    assert!(out.contains("[attempt 2, as /usr/bin/head]"), "{out}");
 });
 
 // ---------------------------------------------------------------- crash safety
