@@ -213,9 +213,12 @@ pub(crate) fn replay(dir: &Path, args: &ReplayArgs) -> Result<ExitCode> {
                 continue;
             }
             let argv = r.record.input.as_ref().and_then(|i| i.get("argv"));
-            let found = (from..again.len())
-                .chain(0..from)
-                .find(|&i| !used[i] && again[i].record.input.as_ref().and_then(|x| x.get("argv")) == argv);
+            let same = |i: usize| again[i].record.input.as_ref().and_then(|x| x.get("argv")) == argv;
+            // A repeated refusal may be folded differently in the re-run (`fold`): it matches
+            // any identical one.
+            let found = (from..again.len()).chain(0..from).find(|&i| !used[i] && same(i)).or_else(|| {
+                r.record.data.contains_key("attempt").then(|| (0..again.len()).find(|&i| same(i))).flatten()
+            });
             call.outcome_matches = Some(match found {
                 Some(i) => {
                     used[i] = true;
@@ -225,7 +228,16 @@ pub(crate) fn replay(dir: &Path, args: &ReplayArgs) -> Result<ExitCode> {
                 None => false,
             });
         }
-        let extra: Vec<String> = again.iter().zip(&used).filter(|(_, u)| !**u).map(|(r, _)| describe(r)).collect();
+        let repeated = |r: &Stored| {
+            r.record.data.contains_key("attempt")
+                && rec.calls.iter().any(|c| {
+                    c.record.kind == Kind::Exec
+                        && c.record.input.as_ref().and_then(|i| i.get("argv"))
+                            == r.record.input.as_ref().and_then(|i| i.get("argv"))
+                })
+        };
+        let extra: Vec<String> =
+            again.iter().zip(&used).filter(|(r, u)| !**u && !repeated(r)).map(|(r, _)| describe(r)).collect();
         rerun = json!({
             "session": session,
             "exit_code": exit_code,

@@ -449,6 +449,24 @@ fn an_alert_command_with_shell_syntax_is_refused_by_the_policy_check() {
 
 // ---------------------------------------------------------------- replay
 
+both!(a_session_whose_refusals_were_folded_still_replays, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
+    case.script("agent.sh", "i=0\nwhile [ $i -lt 300 ]; do /usr/bin/id 2>/dev/null; i=$((i+1)); done\nexit 0\n");
+    let s = case.run(&["--policy", &policy], &["/bin/sh", "agent.sh"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    let id = s.summary["session"].as_str().unwrap().to_owned();
+    let refused: Vec<Value> =
+        case.events(&s).into_iter().filter(|r| r["kind"] == "exec" && r["decision"]["decision"] == "deny").collect();
+    assert!(refused.len() < 300, "the refusals were not folded: {}", refused.len());
+    let counted: u64 = refused.iter().map(|r| 1 + r["data"]["folded"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(counted, 300, "every refusal is counted");
+    let (code, out, err) = audit(&case, &["replay", &id, "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(report["reconstructed"], true, "{report}");
+});
+
 both!(a_fifty_call_session_replays_exactly_and_a_new_policy_shows_the_calls_it_flips, |user| {
     let case = Case::new(user);
     let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
