@@ -224,6 +224,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     // A replay never writes through: it must not change the workdir it re-runs in.
     let ephemeral = (settings.filesystem.ephemeral && !args.no_ephemeral) || args.replay_of.is_some();
     let disk = limits.disk.map_or(2 << 30, |d| d.0);
+    let disk_limit = disk;
     let as_root = rustix::process::getuid().is_root();
     let ids = if as_root {
         let slot = sessions::agent_slot(&state, args.agent.as_deref().unwrap_or_default(), AGENT_SLOTS)?;
@@ -563,13 +564,25 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         _ => None,
     };
     let changed: Vec<Change> = match (upper, &dir) {
-        (Some(upper), Some(dir)) => changes::collect(&upper, &workdir, &dir.join("changes")).unwrap_or_else(|e| {
-            problems.push(format!(
-                "cannot save the session's changes to `{}`: {e}; the overlay's changes are lost",
-                dir.display()
-            ));
-            Vec::new()
-        }),
+        (Some(upper), Some(dir)) => changes::collect(&upper, &workdir, &dir.join("changes"), disk_limit)
+            .unwrap_or_else(|e| {
+                if let Some(over) = e.get_ref().and_then(|e| e.downcast_ref::<changes::OverLimit>()) {
+                    let l = format!(
+                        "disk (the changes hold {}, past {}; not saved)",
+                        fmt_bytes(over.data),
+                        fmt_bytes(over.limit)
+                    );
+                    let mut r = log.record(Kind::Limit, "limit_reached");
+                    r.data = object(json!({"limit": l}));
+                    let _ = log.append(r);
+                    limits_hit.push(l);
+                }
+                problems.push(format!(
+                    "cannot save the session's changes to `{}`: {e}; the overlay's changes are lost",
+                    dir.display()
+                ));
+                Vec::new()
+            }),
         _ => Vec::new(),
     };
     if let Some(dir) = &dir

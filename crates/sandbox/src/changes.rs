@@ -196,7 +196,15 @@ pub fn untouched(upper: &Path) -> bool {
 /// Walks `upper` (the overlay's upper layer), copying what it holds under `saved` (made when
 /// there is something to save) and comparing against `lower` (the real workdir). Returns the
 /// changes, sorted by path.
-pub fn collect(upper: &Path, lower: &Path, saved: &Path) -> io::Result<Vec<Change>> {
+///
+/// `limit` is the session's disk limit: the data the upper's files hold (their allocated
+/// blocks, holes left out, which is what [`copy_sparse`] writes) is counted against it before
+/// anything is written, and past it nothing is saved ([`OverLimit`] inside the error).
+pub fn collect(upper: &Path, lower: &Path, saved: &Path, limit: u64) -> io::Result<Vec<Change>> {
+    let data = allocated(upper)?;
+    if data > limit {
+        return Err(io::Error::other(OverLimit { data, limit }));
+    }
     let mut out = Vec::new();
     walk(upper, lower, saved, Path::new(""), &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -260,6 +268,32 @@ fn walk(upper: &Path, lower: &Path, saved: &Path, rel: &Path, out: &mut Vec<Chan
         // Devices, sockets and fifos the agent made stay in the sandbox.
     }
     Ok(())
+}
+
+/// The changes to save hold more data than the session's disk limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the session's changes hold {data} bytes of data, past its disk limit of {limit}; they were not saved")]
+pub struct OverLimit {
+    /// The bytes of data (allocated blocks) in the upper layer's files.
+    pub data: u64,
+    /// The limit.
+    pub limit: u64,
+}
+
+/// The bytes allocated to the regular files under `dir` (holes take none), not following
+/// symlinks.
+pub fn allocated(dir: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            total = total.saturating_add(allocated(&entry.path())?);
+        } else if meta.is_file() {
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+        }
+    }
+    Ok(total)
 }
 
 /// Copies `from` into `to` (empty) keeping its holes: only the ranges `SEEK_DATA` finds are
@@ -721,7 +755,7 @@ mod tests {
         fs::write(lower.join("src/tool"), "old").unwrap();
         fs::write(upper.join("src/tool"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(upper.join("src/tool"), fs::Permissions::from_mode(0o6755)).unwrap();
-        let changes = collect(&upper, &lower, &saved).unwrap();
+        let changes = collect(&upper, &lower, &saved, u64::MAX).unwrap();
         let summary: Vec<(String, ChangeKind)> =
             changes.iter().map(|c| (c.path.display().to_string(), c.kind)).collect();
         assert_eq!(
@@ -761,7 +795,7 @@ mod tests {
         big.set_len(256 << 20).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&big, b"data in the middle", 100 << 20).unwrap();
         drop(big);
-        let changes = collect(&upper, &lower, &saved).unwrap();
+        let changes = collect(&upper, &lower, &saved, u64::MAX).unwrap();
         let allocated = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
         let meta = fs::metadata(saved.join("big")).unwrap();
         assert_eq!(meta.len(), 256 << 20);
@@ -773,6 +807,15 @@ mod tests {
         std::os::unix::fs::FileExt::read_exact_at(&fs::File::open(lower.join("big")).unwrap(), &mut middle, 100 << 20)
             .unwrap();
         assert_eq!(middle, b"data in the middle");
+        // The holes do not count against the disk limit; the data does, before anything is
+        // written.
+        fs::remove_dir_all(&saved).unwrap();
+        assert!(collect(&upper, &lower, &saved, 1 << 20).is_ok(), "a hole counted against the limit");
+        fs::remove_dir_all(&saved).unwrap();
+        fs::write(upper.join("dense"), vec![7u8; 2 << 20]).unwrap();
+        let err = collect(&upper, &lower, &saved, 1 << 20).unwrap_err();
+        assert!(err.get_ref().is_some_and(|e| e.is::<OverLimit>()), "{err}");
+        assert!(!saved.exists(), "written before it was counted");
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -782,10 +825,10 @@ mod tests {
         let (upper, lower, saved) = (root.join("upper"), root.join("lower"), root.join("saved"));
         fs::create_dir_all(&upper).unwrap();
         fs::create_dir_all(&lower).unwrap();
-        assert!(collect(&upper, &lower, &saved).unwrap().is_empty());
+        assert!(collect(&upper, &lower, &saved, u64::MAX).unwrap().is_empty());
         assert!(!saved.exists(), "a session that changed nothing writes nothing");
         fs::write(upper.join("only.txt"), "x").unwrap();
-        let changes = collect(&upper, &lower, &saved).unwrap();
+        let changes = collect(&upper, &lower, &saved, u64::MAX).unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(fs::read_to_string(saved.join("only.txt")).unwrap(), "x");
         fs::remove_dir_all(&root).unwrap();
