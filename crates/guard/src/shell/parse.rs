@@ -1293,8 +1293,13 @@ mod fast_path_agrees {
             let fast = parse_with(&line, true);
             if line.contains("&&") || line.contains("||") {
                 // tree-sitter-bash lets `&&` bind tighter than `|` (`a && b | c` becomes
-                // `(a && b) | c`); bash does the opposite. Compare the commands only.
-                prop_assert_eq!(argv(&fast), argv(&slow), "{}", line);
+                // `(a && b) | c`); bash does the opposite. Compare the commands only, without
+                // the input an `xargs` is fed, which depends on that grouping
+                // (`git | echo && git > out | xargs`).
+                let words = |p: &Parsed| -> Vec<Vec<String>> {
+                    argv(p).into_iter().map(|a| a.into_iter().filter(|w| w != super::XARGS_INPUT).collect()).collect()
+                };
+                prop_assert_eq!(words(&fast), words(&slow), "{}", line);
             } else {
                 prop_assert_eq!(ranked(fast), ranked(slow), "{}", line);
             }
