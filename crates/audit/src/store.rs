@@ -260,8 +260,9 @@ impl Store {
             .open(&lock_path)
             .map_err(open_err(&lock_path))?;
         let _held = Flock::exclusive(&lock).map_err(open_err(&lock_path))?;
-        ensure_heads(dir, &key)?;
+        let (newest_head, restored) = ensure_heads(dir, &key)?;
         let (tail, repaired) = Tail::open(dir)?;
+        check_not_cut(dir, &key, &tail)?;
         drop(_held);
         let writer = Writer {
             lock,
@@ -269,7 +270,9 @@ impl Store {
             written: 0,
             synced: 0,
             last_checkpoint: Instant::now(),
-            head_slot: 0,
+            // The next head goes over the older copy, so the two stay one checkpoint apart
+            // whichever process writes them.
+            head_slot: newest_head,
             space_checked: Instant::now(),
             written_since_check: 0,
         };
@@ -292,6 +295,12 @@ impl Store {
         let store = Store { shared, committer: Mutex::new(Some(committer)), repaired: repaired.clone() };
         if let Some(r) = repaired {
             store.commit(repair_record(&r))?;
+        }
+        if let Some(slot) = restored {
+            let mut record = Record::new(Kind::Lifecycle, "store_head_restored", "store");
+            record.data.insert("restored".into(), json!(HEADS[slot]));
+            record.data.insert("from".into(), json!(HEADS[slot ^ 1]));
+            store.commit(record)?;
         }
         Ok(store)
     }
@@ -652,6 +661,33 @@ impl Chain {
     }
 }
 
+/// Refuses a store whose newest valid head names a record past its end: records were cut
+/// from it, and writing on would hide the cut under a new head.
+fn check_not_cut(dir: &Path, key: &HostKey, tail: &Tail) -> Result<(), AuditError> {
+    let public = key.public();
+    let newest = HEADS
+        .iter()
+        .filter_map(|h| {
+            let text = std::fs::read(dir.join(h)).ok()?;
+            let line = text.splitn(2, |b| *b == b'\n').nth(1)?;
+            crate::verify::head_seq(line.strip_suffix(b"\n").unwrap_or(line), &public)
+        })
+        .max()
+        .unwrap_or(0);
+    if newest > tail.seq {
+        return Err(AuditError::Corrupt {
+            path: tail.path.clone(),
+            why: format!(
+                "the store ends at record {}, but its signed head names record {newest}: records were cut from its \
+                 end; nothing more is written to it. Run `portcullis audit verify`, keep the store as evidence, and \
+                 move it aside to start a new one",
+                tail.seq
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Appends a stored line without its newline: `{"seq":N,"prev":"<hex>",` + body.
 fn encode_line(out: &mut Vec<u8>, seq: u64, prev: &[u8; 32], body: &[u8]) {
     out.extend_from_slice(b"{\"seq\":");
@@ -679,42 +715,82 @@ fn checkpoint_record(key: &HostKey, event: &str, covers: u64, hash: &[u8; 32], s
     record
 }
 
-/// Makes sure the store can prove its own length: a new store gets its heads before its first
-/// segment, naming the empty chain (record 0, event `created`, signed like any checkpoint).
+/// Makes sure the store can prove its own length, and that it was not cut back; returns the
+/// slot of the newest valid head (the next head is written to the other, the older one) and
+/// a head copy restored from the other, if one was.
+///
+/// A new store gets its heads before its first segment, naming the empty chain (record 0,
+/// event `created`, signed like any checkpoint).
 ///
 /// SECURITY: verification finds records cut from the end by comparing the chain with the
 /// newest head. Heads that could be missing for an innocent reason would let a cut store read
 /// as intact with its heads deleted; with heads made at creation, a store that has segments (or
-/// a prune marker) but lacks a head was tampered with, and is not written to: the next session
-/// would write a new head over the cut.
-fn ensure_heads(dir: &Path, key: &HostKey) -> Result<(), AuditError> {
-    let missing: Vec<usize> = (0..HEADS.len()).filter(|i| dir.join(HEADS[*i]).symlink_metadata().is_err()).collect();
-    let Some(first) = missing.first() else { return Ok(()) };
-    let fresh = segments(dir).map_err(|source| AuditError::Open { path: dir.to_path_buf(), source })?.is_empty()
-        && dir.join("PRUNED").symlink_metadata().is_err();
-    if !fresh {
-        return Err(AuditError::Corrupt {
-            path: dir.join(HEADS[*first]),
-            why: "the store's signed head is missing, so the store cannot prove its length (records may have been \
-                  cut from its end); nothing more is written to it. Run `portcullis audit verify`, keep the store as \
-                  evidence, and move it aside to start a new one"
-                .into(),
-        });
-    }
-    let mut body = Vec::with_capacity(400);
-    checkpoint_record(key, "created", 0, &GENESIS, 1).encode_body(&mut body);
-    let mut line = Vec::with_capacity(body.len() + 96);
-    encode_line(&mut line, 0, &GENESIS, &body);
-    let io = |slot: usize| {
-        let path = dir.join(HEADS[slot]);
-        move |source| AuditError::Open { path, source }
+/// a prune marker) but no valid head was tampered with, and is not written to: the next session
+/// would write a new head over the cut. One copy missing while the other verifies (a store
+/// written before heads were made at creation, or one copy deleted) is restored from the other,
+/// and the restoration is recorded in the chain (`store_head_restored`): the cut that could hide
+/// behind it reaches back no further than the older copy, as with a copy torn by a crash.
+fn ensure_heads(dir: &Path, key: &HostKey) -> Result<(usize, Option<usize>), AuditError> {
+    let io = |path: PathBuf| move |source| AuditError::Open { path, source };
+    let public = key.public();
+    let read = |slot: usize| -> Result<Option<Option<u64>>, AuditError> {
+        match std::fs::read(dir.join(HEADS[slot])) {
+            Ok(text) => {
+                let line = text.splitn(2, |b| *b == b'\n').nth(1).unwrap_or_default();
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                Ok(Some(crate::verify::head_seq(line, &public)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(dir.join(HEADS[slot]))(e)),
+        }
     };
-    for slot in missing {
-        write_head(dir, slot, 1, &line).map_err(io(slot))?;
-        File::open(dir.join(HEADS[slot])).and_then(|f| f.sync_all()).map_err(io(slot))?;
+    let heads = [read(0)?, read(1)?];
+    let fresh =
+        segments(dir).map_err(io(dir.to_path_buf()))?.is_empty() && dir.join("PRUNED").symlink_metadata().is_err();
+    let newest = (0..HEADS.len()).filter_map(|i| Some((heads[i]??, i))).max().map(|(_, i)| i);
+    let corrupt = |why: &str| AuditError::Corrupt {
+        path: dir.join(HEADS[0]),
+        why: format!(
+            "{why}, so the store cannot prove its length (records may have been cut from its end); nothing more \
+             is written to it. Run `portcullis audit verify`, keep the store as evidence, and move it aside to \
+             start a new one"
+        ),
+    };
+    let write = |slot: usize, line: &[u8], segment: u64| -> Result<(), AuditError> {
+        write_head(dir, slot, segment, line).map_err(io(dir.join(HEADS[slot])))?;
+        File::open(dir.join(HEADS[slot])).and_then(|f| f.sync_all()).map_err(io(dir.join(HEADS[slot])))
+    };
+    let sync_dir = || File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir.to_path_buf()));
+    match (heads, newest) {
+        ([Some(_), Some(_)], Some(slot)) => Ok((slot, None)),
+        ([Some(_), Some(_)], None) if !fresh => Err(corrupt("no copy of the store's signed head verifies")),
+        (_, Some(slot)) if !fresh => {
+            // One copy missing, the other valid: restored from it.
+            let missing = slot ^ 1;
+            if heads[missing].is_some() {
+                return Ok((slot, None));
+            }
+            let text = std::fs::read(dir.join(HEADS[slot])).map_err(io(dir.join(HEADS[slot])))?;
+            std::fs::write(dir.join(HEADS[missing]), &text).map_err(io(dir.join(HEADS[missing])))?;
+            File::open(dir.join(HEADS[missing])).and_then(|f| f.sync_all()).map_err(io(dir.join(HEADS[missing])))?;
+            sync_dir()?;
+            Ok((slot, Some(missing)))
+        }
+        _ if !fresh => Err(corrupt("the store's signed heads are missing")),
+        _ => {
+            // A new store (or one whose creation was cut short): both copies name the empty chain.
+            let mut body = Vec::with_capacity(400);
+            checkpoint_record(key, "created", 0, &GENESIS, 1).encode_body(&mut body);
+            let mut line = Vec::with_capacity(body.len() + 96);
+            encode_line(&mut line, 0, &GENESIS, &body);
+            for slot in 0..HEADS.len() {
+                write(slot, &line, 1)?;
+            }
+            // The heads' names on disk before the first segment's.
+            sync_dir()?;
+            Ok((1, None))
+        }
     }
-    // The heads' names on disk before the first segment's.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| AuditError::Open { path: dir.to_path_buf(), source })
 }
 
 /// An exclusive `flock`, released on drop.
@@ -812,6 +888,17 @@ impl Tail {
         loop {
             let len =
                 self.file.metadata().map_err(|source| AuditError::Open { path: self.path.clone(), source })?.len();
+            if len < self.end {
+                // Writers only append (and cut off partial records past their own end): the
+                // segment was cut behind this writer's back.
+                return Err(AuditError::Corrupt {
+                    path: self.path.clone(),
+                    why: format!(
+                        "it is {len} bytes, shorter than the {} this writer left: records were cut from its end",
+                        self.end
+                    ),
+                });
+            }
             if len == self.end {
                 let next = dir.join(segment_name(self.number + 1));
                 if !next.exists() {

@@ -149,6 +149,14 @@ fn read_heads(dir: &Path) -> std::io::Result<Vec<Head>> {
     Ok(heads)
 }
 
+/// The record a head copy's line names, when its signature verifies under `key`.
+pub(crate) fn head_seq(line: &[u8], key: &PublicKey) -> Option<u64> {
+    let p = parse_prefix(line)?;
+    let prev: [u8; 32] = hex::decode_bytes(p.prev)?;
+    check_checkpoint(line, p.seq, &prev, key).ok()?;
+    Some(p.seq)
+}
+
 /// A checkpoint's signed fields.
 #[derive(Deserialize)]
 struct CheckpointData {
@@ -353,15 +361,7 @@ pub fn verify(dir: &Path, key: &PublicKey) -> std::io::Result<Report> {
         return Ok(report);
     }
     // The newest copy whose signature verifies; a copy torn by a crash is passed over.
-    let newest = heads
-        .iter()
-        .filter_map(|h| {
-            let p = parse_prefix(&h.line)?;
-            let prev: [u8; 32] = hex::decode_bytes(p.prev)?;
-            check_checkpoint(&h.line, p.seq, &prev, key).ok()?;
-            Some((p.seq, h))
-        })
-        .max_by_key(|(s, _)| *s);
+    let newest = heads.iter().filter_map(|h| Some((head_seq(&h.line, key)?, h))).max_by_key(|(s, _)| *s);
     match newest {
         None if !heads.is_empty() => {
             report.problem = head_problem("no copy of the signed head verifies: they were forged or altered".into());

@@ -108,6 +108,25 @@ fn a_checkpoint_signed_with_another_key_is_found() {
     let root = build("forge");
     let other_root = scratch("forge-other");
     let other = HostKey::load_or_create(&other_root.join("audit.key")).unwrap();
+    // The store's heads do not verify under another key: a writer holding it is refused.
+    let refused = Store::open(
+        &root.join("audit"),
+        HostKey::load_or_create(&other_root.join("audit.key")).unwrap(),
+        Options::default(),
+    );
+    assert!(format!("{:?}", refused.unwrap_err()).contains("no copy of the store's signed head verifies"));
+    // A forger who also replaces the heads with ones of its own key gets to write.
+    drop(
+        Store::open(
+            &other_root.join("audit"),
+            HostKey::load_or_create(&other_root.join("audit.key")).unwrap(),
+            Options::default(),
+        )
+        .unwrap(),
+    );
+    for h in ["HEAD.0", "HEAD.1"] {
+        std::fs::copy(other_root.join("audit").join(h), root.join("audit").join(h)).unwrap();
+    }
     let forger = Store::open(&root.join("audit"), other, Options::default()).unwrap();
     forger.append(exec("forged", 0)).unwrap();
     forger.close().unwrap();
@@ -202,15 +221,78 @@ fn a_store_cut_back_anywhere_is_never_intact_with_or_without_its_heads() {
 }
 
 /// Deleting the heads and then letting the next session write would hide a cut under a new
-/// head: the writer refuses the store instead, naming why.
+/// head: with both gone the writer refuses the store, naming why; with one gone it restores it
+/// from the other and says so in the chain.
 #[test]
 fn a_store_whose_heads_were_deleted_is_not_written_to() {
     let root = build("headless");
-    std::fs::remove_file(root.join("audit/HEAD.1")).unwrap();
-    let err = Store::open(&root.join("audit"), super::key(&root), Options::default()).unwrap_err();
-    assert!(err.to_string().contains("HEAD.1") || format!("{err:?}").contains("signed head is missing"), "{err:?}");
-    assert!(format!("{err:?}").contains("cannot prove its length"), "{err:?}");
+    let dir = root.join("audit");
+    std::fs::remove_file(dir.join("HEAD.1")).unwrap();
     assert!(verify(&root).problem.is_some_and(|p| p.what.contains("missing")));
+    let store = Store::open(&dir, super::key(&root), Options::default()).unwrap();
+    store.close().unwrap();
+    assert!(dir.join("HEAD.1").is_file());
+    let text: String = portcullis_audit::store::segments(&dir)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(text.contains("store_head_restored"), "the restoration is on the record");
+    assert!(verify(&root).ok());
+    for h in ["HEAD.0", "HEAD.1"] {
+        std::fs::remove_file(dir.join(h)).unwrap();
+    }
+    let err = format!("{:?}", Store::open(&dir, super::key(&root), Options::default()).unwrap_err());
+    assert!(err.contains("heads are missing") && err.contains("cannot prove its length"), "{err}");
+}
+
+/// A writer that finds the store shorter than its head says never writes on over the cut.
+#[test]
+fn a_writer_refuses_a_store_cut_back_under_its_heads() {
+    let root = build("cut-writer");
+    let path = segment(&root, 1);
+    let mut l = lines(&path);
+    l.truncate(10);
+    write_lines(&path, &l);
+    for (i, (_, p)) in portcullis_audit::store::segments(&root.join("audit")).unwrap().iter().enumerate() {
+        if i > 0 {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let err = format!("{:?}", Store::open(&root.join("audit"), super::key(&root), Options::default()).unwrap_err());
+    assert!(err.contains("records were cut from its end"), "{err}");
+}
+
+/// Every process writes its head over the older copy: after many short sessions neither copy
+/// names the empty chain, so damaging the newest copy lets a cut reach back one checkpoint at
+/// most. (Each process once began with the same copy, leaving the other at "created".)
+#[test]
+fn a_store_cut_back_with_its_newest_head_damaged_reaches_back_one_checkpoint_at_most() {
+    let root = scratch("short-sessions");
+    for session in 0..5 {
+        let store = open(&root, Options::default());
+        for i in 0..20 {
+            store.append(exec(&format!("s{session}"), i)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let dir = root.join("audit");
+    let seq_of = |h: &str| -> u64 {
+        let text = std::fs::read_to_string(dir.join(h)).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap()
+    };
+    let (newest, older) = if seq_of("HEAD.0") > seq_of("HEAD.1") { ("HEAD.0", "HEAD.1") } else { ("HEAD.1", "HEAD.0") };
+    let older_seq = seq_of(older) as usize;
+    assert!(older_seq > 0, "a copy still names the empty chain after five sessions");
+    let path = segment(&root, 1);
+    let whole = lines(&path);
+    std::fs::write(dir.join(newest), "1\n{\"seq\":9").unwrap();
+    for cut in 0..older_seq {
+        write_lines(&path, &whole[..cut]);
+        let report = verify(&root);
+        assert!(report.problem.is_some(), "cut to {cut} records of {}: {report:?}", whole.len());
+    }
 }
 
 /// A new store has its heads before its first record, so it can prove its length from the start.
