@@ -16,7 +16,6 @@
 //! happens. Floods of distinct calls cannot be folded; the session's record budget bounds them.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use portcullis_policy::Decision;
 use serde_json::Value;
@@ -29,7 +28,7 @@ pub struct Folder {
     window_ms: u64,
     whole: u32,
     max_keys: usize,
-    runs: HashMap<u64, Run>,
+    runs: HashMap<Vec<u8>, Run>,
     /// Runs holding a record back, and the earliest time one of them is due.
     held: usize,
     due_ms: u64,
@@ -150,53 +149,42 @@ impl Folder {
     }
 }
 
-/// The identity of a refusal, or `None` for a record that is never folded.
-fn fold_key(record: &Record) -> Option<u64> {
+/// The identity of a refusal, or `None` for a record that is never folded: the fields that
+/// make it the same refusal, in canonical JSON, compared whole (a hash of them could be made to
+/// collide by an agent choosing names, folding one refusal into another's count).
+fn fold_key(record: &Record) -> Option<Vec<u8>> {
     let decision = record.decision.as_ref()?;
     if decision.decision == Decision::Allow
         || !matches!(record.kind, Kind::Exec | Kind::Connect | Kind::Dns | Kind::ToolCall | Kind::Hook)
     {
         return None;
     }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    record.kind.hash(&mut h);
-    record.event.hash(&mut h);
-    record.tool.hash(&mut h);
-    record.agent.hash(&mut h);
-    decision.decision.as_str().hash(&mut h);
-    decision.rules.hash(&mut h);
-    decision.reason.hash(&mut h);
-    match &record.input {
-        Some(Value::Object(map)) => {
-            for (k, v) in map {
-                // What differs between attempts at one exec: the process, the name tried.
-                if record.kind == Kind::Exec && (k == "pid" || k == "path") {
-                    continue;
-                }
-                k.hash(&mut h);
-                hash_value(v, &mut h);
-            }
-        }
-        Some(v) => hash_value(v, &mut h),
-        None => {}
+    // A refusal after traffic moved (a tunnel cut at the outbound ceiling) carries figures of
+    // its own: never folded.
+    if let Some(o) = &record.outcome
+        && ["bytes_up", "bytes_down"].iter().any(|k| o.get(*k).and_then(Value::as_u64).unwrap_or(0) > 0)
+    {
+        return None;
     }
-    Some(h.finish())
-}
-
-fn hash_value(v: &Value, h: &mut impl Hasher) {
-    let _ = serde_json::to_writer(HashWriter(h), v);
-}
-
-struct HashWriter<'a, H: Hasher>(&'a mut H);
-
-impl<H: Hasher> std::io::Write for HashWriter<'_, H> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let input = match &record.input {
+        // What differs between attempts at one exec: the process, the name tried.
+        Some(Value::Object(map)) if record.kind == Kind::Exec => Value::Object(
+            map.iter().filter(|(k, _)| *k != "pid" && *k != "path").map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    let key = serde_json::json!([
+        record.kind.as_str(),
+        record.event,
+        record.tool,
+        record.agent,
+        decision.decision.as_str(),
+        decision.rules,
+        decision.reason,
+        input,
+    ]);
+    serde_json::to_vec(&key).ok()
 }
 
 #[cfg(test)]
@@ -257,6 +245,20 @@ mod tests {
         let out = run(&mut f, records);
         assert_eq!(out.len(), 105);
         assert!(out.iter().all(|r| !r.data.contains_key("folded")));
+    }
+
+    #[test]
+    fn a_refusal_after_traffic_moved_keeps_its_own_figures() {
+        let cut = |up: u64| {
+            let mut r = refused("cdn.example", 5);
+            r.kind = Kind::Connect;
+            r.outcome = Some(json!({"bytes_up": up, "bytes_down": 0}));
+            r
+        };
+        let mut f = Folder::default();
+        let out = run(&mut f, (1..=5).map(|i| cut(i << 20)).collect());
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|r| !r.data.contains_key("attempt")));
     }
 
     #[test]

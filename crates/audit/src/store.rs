@@ -326,6 +326,12 @@ impl Store {
         self.shared.append(record)
     }
 
+    /// As [`Store::append`], for the records a session writes as it ends (bounded in number):
+    /// taken below the free-space floor too, as the records that end sessions are.
+    pub fn append_closing(&self, record: Record) -> Result<Ticket, AuditError> {
+        self.shared.append_inner(record, true)
+    }
+
     /// Appends `record` and returns once it is stored as the durability setting asks.
     pub fn commit(&self, record: Record) -> Result<(), AuditError> {
         let ticket = self.shared.append(record)?;
@@ -419,12 +425,16 @@ impl Shared {
         AuditError::Unwritable { path: path.to_path_buf(), cause }
     }
 
-    fn append(&self, mut record: Record) -> Result<Ticket, AuditError> {
+    fn append(&self, record: Record) -> Result<Ticket, AuditError> {
+        self.append_inner(record, false)
+    }
+
+    fn append_inner(&self, mut record: Record, closing: bool) -> Result<Ticket, AuditError> {
         if let Some(cause) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Err(AuditError::Unwritable { path: self.dir.clone(), cause });
         }
         let free = self.low_space.load(std::sync::atomic::Ordering::Relaxed);
-        if free != u64::MAX && !matches!(record.kind, Kind::Lifecycle | Kind::Limit) {
+        if free != u64::MAX && !closing && !matches!(record.kind, Kind::Lifecycle | Kind::Limit) {
             return Err(AuditError::LowSpace { path: self.dir.clone(), free, floor: self.options.min_free });
         }
         let redactor = &self.options.redactor;

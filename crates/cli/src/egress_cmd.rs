@@ -166,7 +166,7 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     let state = sessions::state_root()?;
     let id = sessions::new_id();
     let audit_dir = portcullis_harness::audit::store_dir(policy.audit(), &state);
-    let _live = portcullis_harness::live::Live::begin(&audit_dir, &id, args.agent.as_deref())
+    let mut live = portcullis_harness::live::Live::begin(&audit_dir, &id, args.agent.as_deref())
         .with_context(|| format!("cannot register the proxy's session in `{}`", audit_dir.display()))?;
     let store =
         portcullis_harness::audit::open_store(&audit_dir, portcullis_harness::audit::store_options(policy.audit()))
@@ -178,6 +178,7 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
         json!({"proxy": args.listen.to_string(), "dns": args.dns.map(|d| d.to_string()), "policy": args.policy}),
     );
     log.commit(start).map_err(|e| anyhow::anyhow!("{e}")).context("the proxy's records cannot be stored")?;
+    live.started();
     let access = Access { agent: args.agent.clone(), agent_locked: false, password };
     let mut options = options(&settings, access);
     options.timeouts.head = args.head_timeout;
@@ -208,6 +209,9 @@ pub(crate) fn proxy(args: &ProxyArgs) -> Result<ExitCode> {
     let mut end = log.record(Kind::Lifecycle, "session_end");
     end.data = crate::run_cmd::object(json!({"egress": summary(&egress)}));
     let ended = log.commit(end).and_then(|()| log.store().close().map_err(|e| e.to_string()));
+    if ended.is_ok() {
+        live.finish();
+    }
     eprintln!("portcullis: proxy stopped: {} bytes out, {} in", egress.meter().outbound(), egress.meter().inbound());
     if let Some(e) = log.failure() {
         bail!("some records could not be stored ({e}); the proxy refused everything after the first");

@@ -423,6 +423,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     log.commit(start)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the session cannot be recorded, so it does not start")?;
+    live.started();
     if !args.quiet {
         eprintln!("portcullis: session {id}: {}", enforced.join(", "));
         if !degraded.is_empty() {
@@ -603,7 +604,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "session": id, "exit_code": exit.code, "duration_ms": started.elapsed().as_millis() as u64,
         "execs": tally.execs,
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
-        "changed": changed,
+        "denied": tally.denied,
+        // The summary (and the end record) stays bounded however much the agent did; the
+        // session's directory keeps every change for `diff` and `apply`.
+        "changed": changed.iter().take(CHANGES_LISTED).collect::<Vec<_>>(),
+        "changed_total": changed.len(),
         "limits_hit": limits_hit, "degraded": degraded, "not_enforced": not_enforced, "audit": log.store().dir(),
         "disk": disk.iter().map(|d| json!({"place": d.place, "used": d.used, "size": d.size})).collect::<Vec<_>>(),
     });
@@ -638,8 +643,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         }
         closed.map_err(|e| e.to_string())
     });
-    if let Err(e) = ended {
-        problems.push(format!("cannot record the end of the session: {e}"));
+    match ended {
+        Ok(()) => live.finish(),
+        // Left open: the next session records an end for it.
+        Err(e) => problems.push(format!("cannot record the end of the session: {e}")),
     }
     summary["problems"] = json!(problems);
     if args.json {
@@ -652,6 +659,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
 }
+
+/// How many changed paths the summary and the end record list; past them they count.
+const CHANGES_LISTED: usize = 1000;
 
 /// First host uid of the per-agent ranges used when `run` starts as root: 65,536 ids per agent
 /// (one user namespace's worth), 1,024 slots, from 2^30 up: far above the ranges `/etc/subuid`
@@ -1268,7 +1278,7 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
     let ms = summary["duration_ms"].as_u64().unwrap_or_default();
     let took = if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) };
     eprintln!("portcullis: session {id} ended: exit {} after {took}", summary["exit_code"]);
-    let denials = summary["denials"].as_array().map(Vec::len).unwrap_or_default();
+    let denials = summary["denied"].as_u64().unwrap_or_default();
     eprintln!("  execs: {} ({denials} denied)", summary["execs"]);
     for d in summary["denials"].as_array().into_iter().flatten().take(20) {
         eprintln!(

@@ -38,6 +38,13 @@ pub use resolver_server::Plan;
 pub trait Recorder: Send + Sync {
     /// Records an event of `kind` with `fields`; false when it could not be written.
     fn record(&self, kind: &str, fields: serde_json::Map<String, serde_json::Value>) -> bool;
+
+    /// False once the trail takes no more from this session for any reason (a record of
+    /// another part of it failed, or the session passed its record budget): the egress then
+    /// denies everything, as after a failure of its own.
+    fn accepting(&self) -> bool {
+        true
+    }
 }
 
 /// How the proxy authenticates and whom it serves.
@@ -172,6 +179,6 @@ impl Egress {
 
     /// False once a record could not be written.
     fn recording(&self) -> bool {
-        !self.failed.load(std::sync::atomic::Ordering::SeqCst)
+        !self.failed.load(std::sync::atomic::Ordering::SeqCst) && self.recorder.accepting()
     }
 }

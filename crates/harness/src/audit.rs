@@ -94,7 +94,7 @@ pub struct Budget {
 impl Budget {
     /// `per_second` records a second (bursts of ten seconds' worth) and `bytes` in all.
     pub fn new(per_second: u64, bytes: u64) -> Self {
-        Budget { per_second, bytes, tokens: (per_second * BUDGET_BURST_SECONDS) as f64, refilled: None }
+        Budget { per_second, bytes, tokens: per_second.saturating_mul(BUDGET_BURST_SECONDS) as f64, refilled: None }
     }
 
     /// Takes `n` records; `Err` names what was passed.
@@ -174,10 +174,16 @@ impl SessionLog {
         let mut w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let Writing { folder, out, .. } = &mut *w;
         folder.flush(out);
+        // Each held refusal stands for attempts no other record counts: every one is tried,
+        // below the free-space floor too (there are at most as many as the folder keeps keys).
+        let mut first = Ok(());
         for r in out.drain(..) {
-            self.store.append(r).map_err(|e| self.failed(&e))?;
+            if let Err(e) = self.store.append_closing(r) {
+                let e = self.failed(&e);
+                first = first.and(Err(e));
+            }
         }
-        Ok(())
+        first
     }
 
     /// Stores `record` through the folding and the budget; with `wait`, returns once it is
@@ -198,9 +204,10 @@ impl SessionLog {
                 && let Err(why) = b.spend(cost, self.store.bytes_appended())
             {
                 result = Err(self.over_budget(why));
-                // The refused call's own record goes with it; the held ones it let out are
-                // of calls already refused, and are written.
-                if this {
+                // A call gated on its record (`commit`) is refused, and its record goes with
+                // it. A record of what already happened is written all the same: it is the
+                // only trace of it. The held ones let out are of calls already refused.
+                if wait && this {
                     out.pop();
                     this = false;
                 }
@@ -413,6 +420,10 @@ impl Trail for SessionLog {
 /// warning a `limit`. They describe what already happened, so they are queued, not waited on;
 /// the first that cannot be stored makes the egress deny everything after it.
 impl portcullis_egress::Recorder for SessionLog {
+    fn accepting(&self) -> bool {
+        self.failure.get().is_none() && self.volume.get().is_none()
+    }
+
     fn record(&self, kind: &str, fields: Map<String, Value>) -> bool {
         // One pass, moving each field (key and value) where it belongs: the proxy records every
         // request, and this runs on its path.

@@ -20,12 +20,30 @@ use crate::audit::Trail;
 pub struct Tally {
     /// Execs seen (PATH misses excluded: the monitor answers those itself).
     pub execs: u64,
-    /// Refused execs: the command and the reason, a shell's retries of one refusal folded.
+    /// Refused execs: the command and the reason, a shell's retries of one refusal folded;
+    /// the first [`DENIALS_LISTED`] of them (memory and the summary stay bounded under a flood).
     pub denials: Vec<(String, String)>,
+    /// Refused execs in all, counted as `denials` counts them.
+    pub denied: u64,
     /// The exec cap refused an exec.
     pub cap_hit: bool,
     /// The first failure to store a record, if any.
     pub sink_error: Option<String>,
+    /// The command refused last (a retry of it is not counted again).
+    last_denied: Option<String>,
+}
+
+/// How many refusals the summary lists; past them it counts.
+pub const DENIALS_LISTED: usize = 100;
+
+impl Tally {
+    fn deny(&mut self, command: String, reason: &str) {
+        self.denied += 1;
+        if self.denials.len() < DENIALS_LISTED {
+            self.denials.push((command.clone(), reason.to_owned()));
+        }
+        self.last_denied = Some(command);
+    }
 }
 
 /// Decides execs for one session.
@@ -201,15 +219,15 @@ impl<T: Trail> ExecGate<'_, T> {
             // Fail closed: an exec that cannot be recorded does not run.
             tally.sink_error.get_or_insert_with(|| e.clone());
             let reason = format!("the audit store cannot be written: {e}");
-            tally.denials.push((command, reason.clone()));
+            tally.deny(command, &reason);
             return Err(reason);
         }
         if decision == Decision::Allow {
             return Ok(());
         }
         // A shell retries a refused exec along its PATH; one refusal is reported once.
-        if tally.denials.last().is_none_or(|(c, _)| *c != command) {
-            tally.denials.push((command, reason.clone()));
+        if tally.last_denied.as_deref() != Some(command.as_str()) {
+            tally.deny(command, &reason);
         }
         Err(reason)
     }

@@ -61,13 +61,16 @@ pub enum State {
     Lost,
 }
 
-/// A running session's claim, held by its supervisor; dropping it (after the `session_end`
-/// is stored) removes the file.
+/// A running session's claim, held by its supervisor. Once the session's start is recorded
+/// ([`Live::started`]) only [`Live::finish`], called when its end is stored, removes the file:
+/// a supervisor that returns early on an error, or unwinds, leaves it for the next command to
+/// close with an end. Before, dropping it removes it (nothing of the session is on record).
 #[derive(Debug)]
 pub struct Live {
     file: File,
     path: PathBuf,
     entry: Entry,
+    started: bool,
 }
 
 fn live_dir(audit_dir: &Path) -> PathBuf {
@@ -96,7 +99,7 @@ impl Live {
                 .map_or(0, |d| d.as_millis() as u64),
             ..Entry::default()
         };
-        let live = Live { file, path, entry };
+        let live = Live { file, path, entry, started: false };
         live.write()?;
         std::fs::rename(&new, &live.path)?;
         Ok(live)
@@ -119,9 +122,23 @@ impl Live {
     }
 }
 
+impl Live {
+    /// The session's start is on record: from now on its file goes only with its end.
+    pub fn started(&mut self) {
+        self.started = true;
+    }
+
+    /// The session's end is stored: its file goes.
+    pub fn finish(mut self) {
+        self.started = false;
+    }
+}
+
 impl Drop for Live {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.started {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -198,7 +215,7 @@ pub fn close_lost(audit_dir: &Path, store: &Store, by: &str) -> Vec<Closed> {
         }
         let entry = read_entry(&path, &file);
         let backend = if entry.cgroup_v1 { CgroupBackend::V1 } else { CgroupBackend::V2 };
-        let cgroup = Cgroup::adopt(backend, entry.cgroup.clone());
+        let cgroup = Cgroup::adopt(backend, &format!("portcullis-{}", entry.session), entry.cgroup.clone());
         let left = cgroup.pids().len();
         let dirs = cgroup.dirs().to_vec();
         drop(cgroup);

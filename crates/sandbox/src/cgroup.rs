@@ -130,15 +130,17 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Takes charge of the cgroup `dirs` that a session left behind (its supervisor was lost):
-    /// dropping it kills what is left in them and removes them. Only directories named like a
-    /// session's (`portcullis-…`) are taken.
-    pub fn adopt(backend: CgroupBackend, dirs: Vec<PathBuf>) -> Self {
+    /// Takes charge of the cgroup `dirs` that a session named `name` left behind (its
+    /// supervisor was lost): dropping it kills what is left in them and removes them. Only
+    /// plain paths under `/sys/fs/cgroup` whose last part is `name` are taken.
+    pub fn adopt(backend: CgroupBackend, name: &str, dirs: Vec<PathBuf>) -> Self {
+        use std::path::Component;
         let dirs = dirs
             .into_iter()
             .filter(|d| {
                 d.starts_with("/sys/fs/cgroup")
-                    && d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("portcullis-"))
+                    && d.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+                    && d.file_name().is_some_and(|n| n == name)
             })
             .collect();
         Cgroup { backend, dirs }
