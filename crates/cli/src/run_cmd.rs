@@ -1211,6 +1211,16 @@ fn enforced_list(
             fmt_limit(limits.memory),
             limits.processes.map_or("unlimited".into(), |p| p.to_string())
         ));
+    } else {
+        // Without a cgroup the rlimit floor holds: address space (a coarse bound, four times
+        // the memory limit) and processes per uid.
+        let space = spec.rlimits.iter().find(|(r, _)| *r == portcullis_sandbox::rlimit::Resource::AddressSpace);
+        let procs = spec.rlimits.iter().find(|(r, _)| *r == portcullis_sandbox::rlimit::Resource::Processes);
+        out.push(format!(
+            "rlimits (address space {}, processes {})",
+            space.map_or("unlimited".into(), |(_, b)| fmt_bytes(*b)),
+            procs.map_or("unlimited".into(), |(_, p)| p.to_string())
+        ));
     }
     if let Some(w) = limits.wall_clock {
         out.push(format!("wall clock {}", fmt_duration(w)));

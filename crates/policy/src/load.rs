@@ -244,12 +244,13 @@ struct Raw {
     read_only: Option<Vec<Entry>>,
     hidden: Option<Vec<Entry>>,
     ephemeral: Option<bool>,
-    wall_clock: Option<Duration>,
+    // `Some(None)`: set to "unlimited"; `None`: not set (the built-in default applies).
+    wall_clock: Option<Option<Duration>>,
     tool_calls: Option<u64>,
     execs: Option<u64>,
-    memory: Option<ByteSize>,
-    processes: Option<u64>,
-    disk: Option<ByteSize>,
+    memory: Option<Option<ByteSize>>,
+    processes: Option<Option<u64>>,
+    disk: Option<Option<ByteSize>>,
     tokens: Option<u64>,
     usd: Option<f64>,
     tools_allow: Option<Vec<Entry>>,
@@ -346,6 +347,26 @@ const ENV_KEYS: &[&str] = &["pass"];
 const NETWORK_KEYS: &[&str] = &["allow", "deny", "allow_cidrs", "outbound_bytes", "local_ports", "dns"];
 const DNS_KEYS: &[&str] = &["strict", "max_label_length", "max_label_entropy", "max_unique_subdomains"];
 const FS_KEYS: &[&str] = &["writable", "read_only", "hidden", "ephemeral"];
+/// The limits a policy that sets none gets: a session ends, not the host.
+pub(crate) const DEFAULT_WALL_CLOCK: Duration = Duration::from_secs(2 * 3600);
+/// Processes and threads in a session's tree.
+pub(crate) const DEFAULT_PROCESSES: u64 = 4096;
+/// Disk a session may write (its overlay; `/tmp` gets half).
+pub(crate) const DEFAULT_DISK: u64 = 2 << 30;
+/// Memory: 4 GiB, or half the host's, whichever is smaller.
+pub(crate) const DEFAULT_MEMORY_CAP: u64 = 4 << 30;
+
+/// The default memory limit on this host: [`DEFAULT_MEMORY_CAP`] or half of `MemTotal`,
+/// whichever is smaller.
+pub(crate) fn default_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib.saturating_mul(1024))
+    });
+    total.map_or(DEFAULT_MEMORY_CAP, |t| (t / 2).min(DEFAULT_MEMORY_CAP))
+}
+
 const LIMIT_KEYS: &[&str] = &["wall_clock", "tool_calls", "execs", "memory", "processes", "disk", "tokens", "usd"];
 const TOOL_KEYS: &[&str] = &["allow", "ask", "deny", "rate", "default", "exec_default"];
 const HOOK_EVENTS: &[&str] = &["pre_tool_use", "post_tool_use", "user_prompt_submit"];
@@ -505,6 +526,21 @@ impl<'s> Loader<'s> {
                 None
             }
         }
+    }
+
+    /// A limit: `"unlimited"` (`Some(None)`), or what `read` reads.
+    fn or_unlimited<T>(
+        &mut self,
+        node: &Node<'s>,
+        path: &str,
+        read: fn(&mut Self, &Node<'s>, &str) -> Option<T>,
+    ) -> Option<Option<T>> {
+        if let DeValue::String(s) = node.get_ref()
+            && s.trim().eq_ignore_ascii_case("unlimited")
+        {
+            return Some(None);
+        }
+        read(self, node, path).map(Some)
     }
 
     fn integer(&mut self, node: &Node<'s>, path: &str) -> Option<u64> {
@@ -826,12 +862,13 @@ impl<'s> Loader<'s> {
             let path = p("limits");
             if let Some(t) = self.expect_table(node, &path) {
                 self.check_keys(t, &path, LIMIT_KEYS);
-                raw.wall_clock = self.field(t, &path, "wall_clock", Self::duration);
+                raw.wall_clock = self.field(t, &path, "wall_clock", |s, n, p| s.or_unlimited(n, p, Self::duration));
                 raw.tool_calls = self.field(t, &path, "tool_calls", Self::integer);
                 raw.execs = self.field(t, &path, "execs", Self::integer);
-                raw.memory = self.field(t, &path, "memory", Self::size);
-                raw.processes = self.field(t, &path, "processes", Self::integer);
-                raw.disk = self.field(t, &path, "disk", Self::size);
+                raw.memory = self.field(t, &path, "memory", |s, n, p| s.or_unlimited(n, p, Self::size));
+                raw.processes = self.field(t, &path, "processes", |s, n, p| s.or_unlimited(n, p, Self::integer));
+                // The overlay and `/tmp` are sized filesystems: a disk limit is always finite.
+                raw.disk = self.field(t, &path, "disk", Self::size).map(Some);
                 raw.tokens = self.field(t, &path, "tokens", Self::integer);
                 raw.usd = self.field(t, &path, "usd", Self::float);
             }
@@ -1001,13 +1038,15 @@ impl<'s> Loader<'s> {
                 read_only: texts(raw.read_only.as_ref()),
                 hidden: BUILTIN_HIDDEN.iter().map(|s| (*s).to_owned()).chain(texts(raw.hidden.as_ref())).collect(),
             },
+            // SECURITY: what the policy leaves unset gets the built-in default, finite and
+            // scaled to the host; no limit at all is only ever an explicit "unlimited".
             limits: Limits {
-                wall_clock: raw.wall_clock,
+                wall_clock: raw.wall_clock.unwrap_or(Some(DEFAULT_WALL_CLOCK)),
                 tool_calls: raw.tool_calls,
                 execs: raw.execs,
-                memory: raw.memory,
-                processes: raw.processes,
-                disk: raw.disk,
+                memory: raw.memory.unwrap_or_else(|| Some(ByteSize(default_memory()))),
+                processes: raw.processes.unwrap_or(Some(DEFAULT_PROCESSES)),
+                disk: raw.disk.unwrap_or(Some(ByteSize(DEFAULT_DISK))),
                 tokens: raw.tokens,
                 usd: raw.usd,
             },

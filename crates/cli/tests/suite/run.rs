@@ -697,6 +697,112 @@ both!(a_memory_bomb_is_killed_and_reported, |user| {
     }
 });
 
+// A policy without `[limits]` once ran with no memory, process or wall-clock limit at all.
+both!(a_policy_without_limits_still_stops_a_fork_bomb, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[network]\nallow = [\"example.com\"]\n");
+    // Threads count as processes for the kernel's limits; small stacks keep the address space
+    // (which the memory rlimit bounds without a cgroup) out of the way.
+    let code = "import threading, time\nthreading.stack_size(64 << 10)\nn = 0\ntry:\n    while n < 6000:\n        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n        n += 1\nexcept RuntimeError:\n    pass\nprint('started', n, flush=True)\nimport os\nos._exit(0)\n";
+    let s = case.python(&["--policy", &policy], code);
+    let started: u64 =
+        s.lines().first().and_then(|l| l.strip_prefix("started ")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!((100..4096).contains(&started), "the default process limit did not hold: {s:?}");
+    if user == User::Root {
+        assert!(s.limits_hit().contains("processes (4096"), "{}", s.limits_hit());
+    }
+    assert!(s.stderr.contains("processes 4096)"), "the banner names the limit: {}", s.stderr);
+});
+
+both!(a_policy_without_limits_still_stops_a_memory_balloon, |user| {
+    let case = Case::new(user);
+    let policy = case.policy("[network]\nallow = [\"example.com\"]\n");
+    // As root, pages written, so the cgroup counts them; without a cgroup, address space
+    // reserved but not touched (the rlimit's bound, four times the limit, is then reached
+    // without using the host's memory). Both go past the default limit.
+    let code = if user == User::Root {
+        "x = []\nfor i in range(200):\n    x.append(b'x' * (64 << 20))\nprint('survived', flush=True)\n"
+    } else {
+        "import mmap\nx = []\nfor i in range(64):\n    x.append(mmap.mmap(-1, 1 << 30))\nprint('survived', flush=True)\n"
+    };
+    case.script("agent.py", code);
+    let s = if user == User::Root {
+        // Inside an outer cgroup a little above the default limit: were the limit missing, this
+        // cgroup, not the host, would stop the balloon.
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let rel = own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+            list.split(',').any(|c| c == "memory").then(|| path.trim_start_matches('/').to_owned())
+        });
+        let rel = rel.expect("a v1 memory hierarchy, where the tests run as root");
+        let outer =
+            Path::new("/sys/fs/cgroup/memory").join(rel).join(format!("portcullis-test-outer-{}", std::process::id()));
+        std::fs::create_dir(&outer).unwrap();
+        std::fs::write(outer.join("memory.limit_in_bytes"), (6u64 << 30).to_string()).unwrap();
+        let outer_tasks = outer.join("tasks");
+        let inner = case.command(&["--policy", &policy], &["/usr/bin/python3", "agent.py"]);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(&outer_tasks);
+        cmd.arg(inner.get_program()).args(inner.get_args()).current_dir(inner.get_current_dir().unwrap()).env_clear();
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let s = Session::from(cmd.stdin(Stdio::null()).output().unwrap());
+        let _ = std::fs::remove_dir(&outer);
+        s
+    } else {
+        case.run(&["--policy", &policy], &["/usr/bin/python3", "agent.py"])
+    };
+    assert!(!s.stdout.contains("survived"), "the balloon outgrew the default limit: {s:?}");
+    if user == User::Root {
+        assert_eq!(s.code, 137, "{s:?}");
+        assert!(s.limits_hit().contains("memory ("), "{}", s.limits_hit());
+    } else {
+        // The address-space rlimit refuses the reservation (ENOMEM).
+        assert!(s.stderr.contains("Cannot allocate memory"), "{s:?}");
+    }
+});
+
+/// The init is a copy of the supervisor: its environment area once held the supervisor's whole
+/// host environment (a token exported in the user's shell), kept from the agent only by the
+/// init's non-dumpable flag.
+#[test]
+fn the_init_holds_none_of_the_supervisors_environment() {
+    if !available(User::Root) {
+        return;
+    }
+    use std::io::BufRead;
+    let case = Case::new(User::Root);
+    case.script("agent.sh", "echo started\nsleep 30\n");
+    let mut cmd = case.command(&[], &["/bin/sh", "agent.sh"]);
+    cmd.env("HOST_SECRET_TOKEN", "s3cr3t-in-the-supervisors-environment");
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let supervisor = child.id().to_string();
+    let init = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .find(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+            stat.contains("(portcullis-init)") && after.split(' ').nth(1) == Some(supervisor.as_str())
+        })
+        .expect("the session's init");
+    let environ = std::fs::read(format!("/proc/{init}/environ")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!environ.is_empty(), "nothing read: the test would prove nothing");
+    let text = String::from_utf8_lossy(&environ);
+    assert!(!text.contains("s3cr3t"), "the init holds the supervisor's environment");
+    assert!(environ.iter().all(|b| *b == 0), "{text:?}");
+}
+
 both!(filling_tmp_hits_enospc_at_the_cap, |user| {
     let case = Case::new(user);
     let policy = case.policy("[limits]\ndisk = \"64 MiB\"\n");

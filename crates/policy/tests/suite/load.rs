@@ -169,3 +169,28 @@ fn environment_pass_lists_refuse_loader_variables_with_their_place() {
     let ok = Policy::load("[environment]\npass = [\"ANTHROPIC_*\", \"GITHUB_TOKEN\"]\n", "p.toml", &env()).unwrap();
     assert_eq!(ok.root().settings().environment, ["ANTHROPIC_*", "GITHUB_TOKEN"]);
 }
+
+/// A policy that sets no limits still bounds a session: a fork bomb or a memory balloon ends
+/// the session, not the host. No limit at all is only ever an explicit "unlimited".
+#[test]
+fn a_policy_without_limits_gets_finite_defaults_and_unlimited_is_explicit() {
+    let policy = Policy::load("[network]\nallow = [\"example.com\"]\n", "p.toml", &env()).unwrap();
+    let limits = &policy.profile(None).unwrap().settings().limits;
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    assert_eq!(limits.memory.map(|m| m.0), Some((total / 2).min(4 << 30)));
+    assert_eq!(limits.processes, Some(4096));
+    assert_eq!(limits.disk.map(|d| d.0), Some(2 << 30));
+    assert_eq!(limits.wall_clock, Some(std::time::Duration::from_secs(7200)));
+    let text = "[limits]\nmemory = \"unlimited\"\nprocesses = \"Unlimited\"\nwall_clock = \"unlimited\"\n";
+    let policy = Policy::load(text, "p.toml", &env()).unwrap();
+    let limits = &policy.profile(None).unwrap().settings().limits;
+    assert_eq!((limits.memory, limits.processes, limits.wall_clock), (None, None, None));
+    // The overlay and /tmp are sized filesystems: the disk limit is always finite.
+    let found = problems("[limits]\ndisk = \"unlimited\"\n");
+    assert!(found.iter().any(|p| p.2.contains("limits.disk")), "{found:#?}");
+}

@@ -270,16 +270,25 @@ pub(crate) fn read_signalfd(fd: &OwnedFd) -> Option<libc::c_int> {
 pub(crate) fn rename(name: &str) -> io::Result<()> {
     let stat = crate::read_kernel_file("/proc/self/stat")?;
     // The fields after the command name's closing parenthesis start with the 3rd; the
-    // argument area's bounds are the 48th and 49th.
-    let bounds = stat
-        .rfind(')')
-        .and_then(|i| {
-            let mut fields = stat[i + 1..].split_ascii_whitespace().skip(48 - 3);
-            Some((fields.next()?.parse::<usize>().ok()?, fields.next()?.parse::<usize>().ok()?))
-        })
-        .filter(|(start, end)| start < end)
-        .ok_or_else(|| io::Error::other("no argument area to rename the process in"))?;
-    let (start, end) = bounds;
+    // argument area's bounds are the 48th and 49th, the environment's the 50th and 51st.
+    let bounds = |first: usize| {
+        stat.rfind(')')
+            .and_then(|i| {
+                let mut fields = stat[i + 1..].split_ascii_whitespace().skip(first - 3);
+                Some((fields.next()?.parse::<usize>().ok()?, fields.next()?.parse::<usize>().ok()?))
+            })
+            .filter(|(start, end)| start < end)
+    };
+    // SECURITY: the init is a copy of the supervisor, and its environment area holds the
+    // supervisor's whole host environment (tokens, proxies, paths). Nothing in the init reads
+    // its environment (the agent gets its own, scrubbed, at its exec): the area is cleared, so
+    // `/proc/1/environ` holds nothing even to a reader past the init's non-dumpable flag.
+    if let Some((start, end)) = bounds(50) {
+        // SAFETY: [start, end) is this process's own environment area, mapped and writable
+        // since its exec; std and libc keep pointers into it, which now point at empty strings.
+        unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start).fill(0) };
+    }
+    let (start, end) = bounds(48).ok_or_else(|| io::Error::other("no argument area to rename the process in"))?;
     let shown = &name.as_bytes()[..name.len().min(end - start - 1)];
     // SAFETY: [start, end) is this process's own argument area, mapped and writable since its
     // exec; nothing in this process reads its arguments after the start (std's copy of argv
