@@ -48,6 +48,10 @@ pub(crate) struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Run the session again even when these layers are missing, as `run` takes the flag
+    /// (comma-separated: namespaces, overlayfs, landlock, seccomp, cgroups).
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',', num_args = 1, require_equals = true, action = clap::ArgAction::Append)]
+    dangerously_allow_partial_sandbox: Vec<crate::run_cmd::Layer>,
 }
 
 /// One recorded call, replayed.
@@ -202,7 +206,7 @@ pub(crate) fn replay(dir: &Path, args: &ReplayArgs) -> Result<ExitCode> {
         .collect();
     let mut rerun = Value::Null;
     if !args.decisions_only {
-        let (session, exit_code) = rerun_session(dir, &rec, &args.session)?;
+        let (session, exit_code) = rerun_session(dir, &rec, &args.session, &args.dangerously_allow_partial_sandbox)?;
         let again =
             read::query(dir, &Filter { session: Some(session.clone()), kinds: vec![Kind::Exec], ..Filter::default() })?;
         // Each recorded exec must occur again (in order), with the same decision.
@@ -333,10 +337,19 @@ fn what_if(rec: &Recorded, file: &Path, env: &Environment, json: bool) -> Result
 
 /// Runs the session's command again, ephemeral, under its policy; returns the new session's id
 /// and exit status.
-fn rerun_session(dir: &Path, rec: &Recorded, original: &str) -> Result<(String, i32)> {
+fn rerun_session(
+    dir: &Path,
+    rec: &Recorded,
+    original: &str,
+    partial: &[crate::run_cmd::Layer],
+) -> Result<(String, i32)> {
     let exe = std::env::current_exe().context("cannot find the portcullis binary")?;
     let mut cmd = Command::new(exe);
     cmd.args(["run", "--json", "--quiet", "--replay-of", original]).arg("--workdir").arg(&rec.workdir);
+    if !partial.is_empty() {
+        let names: Vec<&str> = partial.iter().map(|l| l.name()).collect();
+        cmd.arg(format!("--dangerously-allow-partial-sandbox={}", names.join(",")));
+    }
     // The policy as recorded, in a private file beside the store for the run's length.
     let policy_file = rec.policy_text.as_ref().map(|text| {
         let path = dir.parent().unwrap_or(dir).join(format!("replay-{original}.toml"));

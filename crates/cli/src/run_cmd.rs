@@ -93,7 +93,7 @@ pub(crate) struct RunArgs {
 /// A layer of the sandbox that `--dangerously-allow-partial-sandbox` may let a session run
 /// without.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Layer {
+pub(crate) enum Layer {
     Namespaces,
     Overlayfs,
     Landlock,
@@ -103,6 +103,17 @@ enum Layer {
 }
 
 impl Layer {
+    /// The name the flag takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Layer::Namespaces => "namespaces",
+            Layer::Overlayfs => "overlayfs",
+            Layer::Landlock => "landlock",
+            Layer::Seccomp => "seccomp",
+            Layer::Cgroups => "cgroups",
+        }
+    }
+
     fn feature(self) -> Feature {
         match self {
             Layer::Namespaces => Feature::Namespaces,
@@ -324,7 +335,19 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         // A read-only workdir needs no pin: nothing in it can be renamed.
         pinned: if inside.writable.is_none() { vec![workdir.join(".git")] } else { Vec::new() },
         writable_inside: inside.writable.clone(),
-        resolv_conf: Some("# The sandbox's resolver (portcullis)\nnameserver 127.0.0.1\n".to_owned()),
+        // SECURITY: names resolve only through the sandbox's filtering resolver. The host's
+        // `/etc/hosts` (internal names and addresses) is not shown, and no name service but
+        // files and DNS is consulted (an LDAP or mDNS module would reach past the resolver).
+        etc_files: vec![
+            ("resolv.conf".into(), "# The sandbox's resolver (portcullis)\nnameserver 127.0.0.1\n".into()),
+            (
+                "hosts".into(),
+                format!(
+                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{SANDBOX_HOSTNAME}\n"
+                ),
+            ),
+            ("nsswitch.conf".into(), NSSWITCH.into()),
+        ],
     };
     let landlock = match probe.landlock_abi {
         Some(abi) if !missing.contains(&Feature::Landlock) => {
@@ -349,7 +372,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         seccomp,
         monitor_exec: seccomp,
         rlimits,
-        hostname: "portcullis".into(),
+        hostname: SANDBOX_HOSTNAME.into(),
         ids,
         terminal: portcullis_sandbox::terminal::interactive(),
         egress: true,
@@ -659,6 +682,24 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(125)))
 }
+
+/// The host name inside the sandbox.
+const SANDBOX_HOSTNAME: &str = "portcullis";
+
+/// The sandbox's name-service switch: files and DNS (the sandbox's resolver) only.
+const NSSWITCH: &str = "# The sandbox's name services (portcullis): files, and DNS through its resolver
+passwd: files
+group: files
+shadow: files
+gshadow: files
+hosts: files dns
+networks: files
+protocols: files
+services: files
+ethers: files
+rpc: files
+netgroup: files
+";
 
 /// How many changed paths the summary and the end record list; past them they count.
 const CHANGES_LISTED: usize = 1000;

@@ -57,8 +57,10 @@ pub struct RootOptions {
     /// directories or files, bound on themselves before the workdir's mount is made read-only,
     /// so they keep their own writable mounts). `None`: all of the workdir is writable.
     pub writable_inside: Option<Vec<PathBuf>>,
-    /// What the agent sees as `/etc/resolv.conf` (the sandbox's own resolver), when set.
-    pub resolv_conf: Option<String>,
+    /// Files of `/etc` the agent sees with the given content instead of the host's (each bound
+    /// read-only over the host's, or over where it points when it is a symlink): the sandbox's
+    /// own `resolv.conf`, `hosts` and `nsswitch.conf`. One the host lacks is left out.
+    pub etc_files: Vec<(String, String)>,
 }
 
 /// Directories bound read-only when they exist (symlinks, as on merged-/usr systems, are
@@ -460,8 +462,12 @@ impl RootPlan {
         for (i, dir) in snapshots.iter().enumerate() {
             snapshot_dir(&mut ops, &scratch.join(format!("snapshot{i}")), staged(dir)?, dir)?;
         }
-        if let Some(content) = &opts.resolv_conf {
-            resolv_conf(&mut ops, scratch, &staged, &mut mkdir_all, content)?;
+        for (i, (name, content)) in opts.etc_files.iter().enumerate() {
+            if name.contains('/') || name.starts_with('.') || name.is_empty() {
+                return Err(PlanError::BadPath(PathBuf::from(name)));
+            }
+            let host = Path::new("/etc").join(name);
+            etc_file(&mut ops, &scratch.join(format!("etc{i}")), &host, &staged, &mut mkdir_all, content)?;
         }
         ops.push(Op::Mkdir(staged(Path::new(OLD_ROOT))?));
         ops.push(Op::PivotRoot { new_root: c(&staging)? });
@@ -526,19 +532,21 @@ fn read_only_again(target: CString, bind: libc::c_ulong) -> Op {
 /// Adds the steps that make a directory and its missing parents in the staged root.
 type MkdirAll<'a> = dyn FnMut(&mut Vec<Op>, &Path) -> Result<(), PlanError> + 'a;
 
-/// Shows `content` at `/etc/resolv.conf`: a file in the scratch tmpfs bound read-only over it,
-/// or over where it points when it is a symlink (`/run/systemd/resolve/stub-resolv.conf`),
-/// creating that place on the root's tmpfs when no bind shows it.
-fn resolv_conf(
+/// Shows `content` at `host` (a file of `/etc`): `file`, in the scratch tmpfs, bound read-only
+/// over it, or over where it points when it is a symlink
+/// (`/run/systemd/resolve/stub-resolv.conf`), creating that place on the root's tmpfs when no
+/// bind shows it.
+fn etc_file(
     ops: &mut Vec<Op>,
-    scratch: &Path,
+    file: &Path,
+    host: &Path,
     staged: &dyn Fn(&Path) -> Result<CString, PlanError>,
     mkdir_all: &mut MkdirAll<'_>,
     content: &str,
 ) -> Result<(), PlanError> {
-    let host = Path::new("/etc/resolv.conf");
     let Ok(meta) = std::fs::symlink_metadata(host) else {
-        // No file: the C library's default is a resolver on 127.0.0.1, which is ours.
+        // No file: the C library's defaults (for `resolv.conf`, a resolver on 127.0.0.1, which
+        // is ours).
         return Ok(());
     };
     let target = if meta.file_type().is_symlink() {
@@ -558,10 +566,9 @@ fn resolv_conf(
     } else {
         host.to_path_buf()
     };
-    let file = scratch.join("resolv.conf");
-    ops.push(Op::Write { path: c(&file)?, content: content.as_bytes().to_vec() });
+    ops.push(Op::Write { path: c(file)?, content: content.as_bytes().to_vec() });
     ops.push(Op::Mount {
-        source: Some(c(&file)?),
+        source: Some(c(file)?),
         target: staged(&target)?,
         fstype: None,
         flags: libc::MS_BIND,

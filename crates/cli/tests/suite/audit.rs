@@ -449,6 +449,16 @@ fn an_alert_command_with_shell_syntax_is_refused_by_the_policy_check() {
 
 // ---------------------------------------------------------------- replay
 
+/// `audit replay ID --json`, passing the flag the case's sessions run with (the unprivileged
+/// user has no cgroups here: see the `run` suite's note).
+fn replay<'a>(case: &Case, id: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["replay", id, "--json"];
+    if case.user == User::Unprivileged {
+        args.push("--dangerously-allow-partial-sandbox=cgroups");
+    }
+    args
+}
+
 both!(a_session_whose_refusals_were_folded_still_replays, |user| {
     let case = Case::new(user);
     let policy = case.policy("[tools]\ndeny = [\"Bash(id *)\"]\n");
@@ -461,7 +471,7 @@ both!(a_session_whose_refusals_were_folded_still_replays, |user| {
     assert!(refused.len() < 300, "the refusals were not folded: {}", refused.len());
     let counted: u64 = refused.iter().map(|r| 1 + r["data"]["folded"].as_u64().unwrap_or(0)).sum();
     assert_eq!(counted, 300, "every refusal is counted");
-    let (code, out, err) = audit(&case, &["replay", &id, "--json"]);
+    let (code, out, err) = audit(&case, &replay(&case, &id));
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(report["reconstructed"], true, "{report}");
@@ -481,7 +491,7 @@ both!(a_fifty_call_session_replays_exactly_and_a_new_policy_shows_the_calls_it_f
     let id = s.summary["session"].as_str().unwrap().to_owned();
     let execs: Vec<Value> = case.events(&s).into_iter().filter(|r| r["kind"] == "exec").collect();
     assert!(execs.len() >= 50, "{} execs", execs.len());
-    let (code, out, err) = audit(&case, &["replay", &id, "--json"]);
+    let (code, out, err) = audit(&case, &replay(&case, &id));
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(report["calls"].as_u64(), Some(execs.len() as u64), "{report}");

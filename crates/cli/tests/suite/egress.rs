@@ -240,6 +240,36 @@ both!(allowed_names_are_reachable_and_everything_else_is_not, |user| {
     assert!(s.summary["egress"]["destinations"].as_array().unwrap().len() >= 3, "{}", s.summary);
 });
 
+// The host's /etc/hosts (internal names and addresses) once showed inside, and its names
+// resolved without the filtering resolver.
+both!(the_hosts_own_host_entries_are_not_seen_inside, |user| {
+    if !mapping_available(user) {
+        return;
+    }
+    let case = Case::new(user);
+    let hosts = case.work.parent().unwrap().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.77.0.9 build-cache.corp.internal\n").unwrap();
+    std::fs::set_permissions(&hosts, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let probe = "grep -c corp /etc/hosts; getent hosts build-cache.corp.internal || echo unresolved; \
+                 getent hosts localhost >/dev/null && echo localhost; getent hosts portcullis >/dev/null && echo self; \
+                 grep '^hosts:' /etc/nsswitch.conf\n";
+    case.script("agent.sh", probe);
+    let s = run_in_mount_namespace(&case, "mount --bind \"$0\" /etc/hosts", &hosts, &[], &["/bin/sh", "agent.sh"]);
+    s.check_enforced(case.user);
+    assert_eq!(s.lines(), ["0", "unresolved", "localhost", "self", "hosts: files dns"], "{s:?}");
+    // Allowed by the policy, the name resolves through the sandbox's resolver.
+    let policy = case.policy("[network]\nallow = [\"build-cache.corp.internal\"]\nallow_cidrs = [\"10.77.0.0/16\"]\n");
+    case.script("agent.sh", "getent hosts build-cache.corp.internal || echo unresolved\n");
+    let s = run_in_mount_namespace(
+        &case,
+        "mount --bind \"$0\" /etc/hosts",
+        &hosts,
+        &["--policy", &policy],
+        &["/bin/sh", "agent.sh"],
+    );
+    assert!(s.stdout.starts_with("10.77.0.9"), "{s:?}");
+});
+
 both!(the_outbound_ceiling_stops_an_upload, |user| {
     if !mapping_available(user) {
         return;

@@ -1188,7 +1188,7 @@ fn on_cgroup_v2_the_agent_is_born_in_its_sessions_cgroup() {
     }
     let case = Case::new(User::Root);
     // No memory or process limits: this host's v2 hierarchy may have no controllers.
-    let policy = case.policy("[limits]\nwall_clock = \"1m\"\n");
+    let policy = case.policy("[limits]\nwall_clock = \"1m\"\nmemory = \"unlimited\"\nprocesses = \"unlimited\"\n");
     let s = case.run_with(&["--policy", &policy], &["/bin/cat", "/proc/self/cgroup"], |cmd| {
         cmd.env("PORTCULLIS_CGROUP", "v2");
     });

@@ -47,7 +47,7 @@ fn python(f: &Fixture, code: &str) -> String {
         protected: Vec::new(),
         pinned: Vec::new(),
         writable_inside: None,
-        resolv_conf: None,
+        etc_files: Vec::new(),
     })
     .unwrap();
     let walls = Walls {
