@@ -263,6 +263,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let inside = inside_workdir(&settings.filesystem, &home, &workdir)?;
     let read_only = outside_paths(&settings.filesystem.read_only, &home, &workdir);
+    check_writable_outside(&settings.filesystem.writable, &home, &workdir)?;
     let writable = outside_paths(&settings.filesystem.writable, &home, &workdir);
     // SECURITY: the built-in credential paths of every home a tree the sandbox shows holds
     // (another user's home listed in `read_only`), and of the project itself (a `.ssh` in the
@@ -1063,6 +1064,35 @@ fn outside_paths(list: &[String], home: &Path, workdir: &Path) -> Vec<PathBuf> {
         .map(|p| expand(p, home, workdir))
         .filter(|p| !p.starts_with(workdir) && (p.is_dir() || p.is_file()))
         .collect()
+}
+
+/// Refuses a `writable` entry outside the workdir that `run` cannot bind: a pattern, or a path
+/// that does not exist. Such an entry was once skipped silently, and the agent's writes there
+/// failed with nothing to say why (`~/.claude.json` before its first login). A `read_only`
+/// entry that does not exist shows nothing, and is passed over.
+fn check_writable_outside(list: &[String], home: &Path, workdir: &Path) -> Result<()> {
+    for text in list {
+        let path = expand(text.strip_suffix("/**").unwrap_or(text), home, workdir);
+        let path = portcullis_policy::lexical_normalize(&path).unwrap_or(path);
+        if path.starts_with(workdir) {
+            continue;
+        }
+        if text.strip_suffix("/**").unwrap_or(text).contains(['*', '?', '[']) {
+            bail!(
+                "`[filesystem] writable` has `{text}`, a pattern, which `run` cannot bind; name directories or files \
+                 (a trailing `/**` is fine)"
+            );
+        }
+        if !(path.is_dir() || path.is_file()) {
+            bail!(
+                "`[filesystem] writable` has `{text}`, and `{}` does not exist (or is not a file or directory), so \
+                 `run` cannot make it writable; create it first (a directory with `mkdir -p`, a file with `touch`) \
+                 or remove the entry",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `~/x` in home, `./x` or `x` in the workdir, `/x` as is.

@@ -1425,6 +1425,9 @@ both!(a_filesystem_entry_run_cannot_enforce_is_refused_naming_it, |user| {
         ("writable = [\"./build\"]", "which does not exist in the workdir"),
         ("read_only = [\"./missing\"]", "which does not exist in the workdir"),
         ("writable = [\"./link\"]", "a symlink in the workdir"),
+        // Outside the workdir: once skipped silently, and the agent's writes failed unexplained.
+        ("writable = [\".\", \"~/.claude.json\"]", "does not exist"),
+        ("writable = [\".\", \"~/.cache/*\"]", "a pattern"),
     ] {
         if !case.work.join("link").exists() {
             std::fs::create_dir_all(case.work.join("src")).unwrap();
