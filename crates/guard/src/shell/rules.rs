@@ -378,6 +378,59 @@ fn is_version_suffix(rest: &str) -> bool {
     !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
+/// True when a `git` command points `core.hooksPath` somewhere hooks could run from: in a
+/// `-c` option (`git -c core.hooksPath=.evil commit`), through `GIT_CONFIG_*` variables, or as a
+/// `git config` write or unset. The key is matched without case, as git matches it. Pointing it
+/// at `/dev/null` or at nothing turns hooks off (Claude Code starts each session with
+/// `git -c core.hooksPath=/dev/null … ls-files`), and reading it changes nothing: both pass.
+fn redirects_git_hooks(cmd: &Command) -> bool {
+    const KEY: &str = "core.hookspath";
+    let off = |value: &str| matches!(value.trim_matches(['"', '\'']), "" | "/dev/null");
+    let args = cmd.args();
+    // `-c key=value` (and `-ckey=value`, `--config-env`), anywhere before the subcommand.
+    for w in args {
+        let lower = w.text.to_ascii_lowercase();
+        let Some(at) = lower.find(KEY) else { continue };
+        if w.dynamic {
+            return true;
+        }
+        let rest = &w.text[at + KEY.len()..];
+        // `--config-env=core.hooksPath=VAR` takes the value from a variable: unknown here.
+        if lower.starts_with("--config-env") {
+            return true;
+        }
+        match rest.strip_prefix('=') {
+            Some(value) if !off(value) => return true,
+            Some(_) => {}
+            None if rest.is_empty() => {}
+            None => return true,
+        }
+    }
+    // `git config … core.hooksPath VALUE`: a write unless it only reads.
+    if let Some(pos) = args.iter().position(|w| w.text.eq_ignore_ascii_case(KEY)) {
+        let reads = args[..pos]
+            .iter()
+            .any(|w| matches!(w.text.as_str(), "--get" | "--get-all" | "--get-regexp" | "--list" | "-l" | "get"));
+        let unsets = args[..pos].iter().any(|w| w.text.starts_with("--unset") || w.text == "unset");
+        let value = args.get(pos + 1);
+        if unsets || (!reads && value.is_some_and(|v| v.dynamic || !off(&v.text))) {
+            return true;
+        }
+    }
+    // The environment's own config: `GIT_CONFIG_KEY_n=core.hooksPath`, `GIT_CONFIG_PARAMETERS`.
+    cmd.assignments.iter().any(|(name, w)| {
+        if name == "GIT_CONFIG_PARAMETERS" {
+            return w.dynamic || w.text.to_ascii_lowercase().contains(KEY);
+        }
+        let Some(n) = name.strip_prefix("GIT_CONFIG_KEY_") else { return false };
+        if !(w.dynamic || w.text.eq_ignore_ascii_case(KEY)) {
+            return false;
+        }
+        let value = cmd.assignments.iter().find(|(v, _)| v.strip_prefix("GIT_CONFIG_VALUE_") == Some(n));
+        !value.is_some_and(|(_, v)| !v.dynamic && off(&v.text))
+    })
+}
+
 fn any_arg(cmd: &Command, f: impl Fn(&Word) -> bool) -> bool {
     cmd.args().iter().any(f)
 }
@@ -838,7 +891,7 @@ pub(crate) fn check(
         {
             add(&PERSISTENCE, deny, Some(i), format!("`{}` installs a service", text()));
         }
-        if name == "git" && any_arg(cmd, |w| w.text.contains("core.hooksPath")) {
+        if name == "git" && redirects_git_hooks(cmd) {
             add(&PERSISTENCE, deny, Some(i), "`git config core.hooksPath` redirects git hooks".into());
         }
         let writes = written_paths(cmd);
