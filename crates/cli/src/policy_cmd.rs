@@ -70,6 +70,7 @@ Examples:
   portcullis policy explain --read ~/.ssh/id_ed25519
   portcullis policy explain --connect 169.254.169.254:80 --json
   portcullis policy explain --policy portcullis.toml --agent reviewer --exec git push origin main
+  portcullis policy explain --in-run --exec curl -sO https://pypi.org/simple/   (as `run` decides it)
 
 Replay a shell history through a draft policy, one decision per line:
   jq -R . ~/.bash_history | portcullis policy explain --policy draft.toml --jsonl | grep -v '"allow"'
@@ -100,6 +101,11 @@ pub(crate) struct ExplainArgs {
     /// Print JSON: `decision`, `rules` and `reason`.
     #[arg(long)]
     json: bool,
+    /// Decide an --exec as `portcullis run` does inside its sandbox: the guards its walls answer
+    /// (write_outside, inline_code, shell_escape, network_transfer) deferred to those walls
+    /// unless the policy sets them, and an ask refused, since no one approves an exec there.
+    #[arg(long)]
+    in_run: bool,
     /// Leave out the built-in guards (shell analysis, path checks): the policy's rules alone.
     #[arg(long)]
     no_guards: bool,
@@ -268,14 +274,23 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode> {
     } else {
         let workdir = Workdir::open_dir(env.workdir(), env.home(), Decider::path_settings(&policy))
             .with_context(|| format!("cannot open the workdir `{}`", env.workdir().display()))?;
-        // Execs are decided as inside `run`'s sandbox.
+        // With --in-run, execs are decided as inside `run`'s sandbox: the guards its walls
+        // answer deferred to them, and an ask refused (no one approves an exec there).
         Some((Decider::new(&policy, Some(workdir)), Decider::for_sandbox(&policy)))
     };
+    let in_run = args.in_run;
     let decide = |profile: &Profile, request: &OwnedRequest| -> serde_json::Value {
         let request = request.as_request();
         match &decider {
-            Some((_, sandbox)) if matches!(request, portcullis_policy::Request::Exec { .. }) => {
-                verdict_json(&sandbox.decide(profile, &request))
+            Some((_, sandbox)) if in_run && matches!(request, portcullis_policy::Request::Exec { .. }) => {
+                let verdict = sandbox.decide(profile, &request);
+                let mut answer = verdict_json(&verdict);
+                if verdict.decision == Decision::Ask {
+                    answer["decision"] = json!(Decision::Deny);
+                    answer["reason"] =
+                        json!(portcullis_harness::exec_gate::unapproved(&verdict, &verdict.explanation()));
+                }
+                answer
             }
             Some((d, _)) => verdict_json(&d.decide(profile, &request)),
             None => {

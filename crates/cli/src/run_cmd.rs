@@ -629,6 +629,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         "execs": tally.execs,
         "denials": tally.denials.iter().map(|(c, r)| json!({"command": c, "reason": r})).collect::<Vec<_>>(),
         "denied": tally.denied,
+        "guards_deferred": portcullis_harness::deferred_guards(&policy)
+            .into_iter()
+            .map(|g| json!({"guard": g, "to": portcullis_harness::walled_by(g)}))
+            .collect::<Vec<_>>(),
         // The summary (and the end record) stays bounded however much the agent did; the
         // session's directory keeps every change for `diff` and `apply`.
         "changed": changed.iter().take(CHANGES_LISTED).collect::<Vec<_>>(),
@@ -1361,6 +1365,15 @@ fn print_summary(summary: &Value, changed: &[Change], extra: &[PathBuf], ephemer
     eprintln!("portcullis: session {id} ended: exit {} after {took}", summary["exit_code"]);
     let denials = summary["denied"].as_u64().unwrap_or_default();
     eprintln!("  execs: {} ({denials} denied)", summary["execs"]);
+    let deferred: Vec<String> = summary["guards_deferred"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| format!("{} ({})", g["guard"].as_str().unwrap_or_default(), g["to"].as_str().unwrap_or_default()))
+        .collect();
+    if !deferred.is_empty() {
+        eprintln!("    guards deferred to the walls: {}", deferred.join(", "));
+    }
     for d in summary["denials"].as_array().into_iter().flatten().take(20) {
         eprintln!(
             "    denied: {}: {}",

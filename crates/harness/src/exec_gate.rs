@@ -33,6 +33,20 @@ pub struct Tally {
     last_denied: Option<String>,
 }
 
+/// The refusal of an exec that needs approval where no one can give it, saying which policy
+/// line would let it run.
+///
+/// Never "needs approval" alone where nothing can approve: the agent (and the person reading
+/// its output) must see that it was refused.
+pub fn unapproved(verdict: &crate::Verdict<'_>, reason: &str) -> String {
+    let how = match verdict.guards.iter().find(|g| g.decision == Decision::Ask) {
+        Some(g) => format!("`{} = \"allow\"` under [guards]", g.id.strip_prefix("guard.").unwrap_or(&g.id)),
+        None => "an allow rule for it under [tools]".to_owned(),
+    };
+    let why = reason.strip_prefix("needs approval ").unwrap_or(reason);
+    format!("refused: needs approval ({why}), and no approver is attached; to let it run, the policy needs {how}")
+}
+
 /// How many refusals the summary lists; past them it counts.
 pub const DENIALS_LISTED: usize = 100;
 
@@ -187,25 +201,7 @@ impl<T: Trail> ExecGate<'_, T> {
                 }
             }
             match decision {
-                Decision::Ask => {
-                    // No one approves an exec here: say which policy line would let it run.
-                    let how = match verdict.guards.iter().find(|g| g.decision == Decision::Ask) {
-                        Some(g) => {
-                            format!("`{} = \"allow\"` under [guards]", g.id.strip_prefix("guard.").unwrap_or(&g.id))
-                        }
-                        None => "an allow rule for it under [tools]".to_owned(),
-                    };
-                    // Never "needs approval" alone where nothing can approve: the agent (and the
-                    // person reading its output) must see that it was refused.
-                    let why = reason.strip_prefix("needs approval ").unwrap_or(&reason);
-                    (
-                        Decision::Deny,
-                        format!(
-                            "refused: needs approval ({why}), and no approver is attached; to let it run, the policy \
-                             needs {how}"
-                        ),
-                    )
-                }
+                Decision::Ask => (Decision::Deny, unapproved(&verdict, &reason)),
                 d => (d, reason),
             }
         };

@@ -79,10 +79,30 @@ impl Verdict<'_> {
 ///   the same walls, with every exec (its whole argv, the inline code included) on the record.
 ///   They refused `python3 -m venv` (ensurepip runs `python -c`) and npm scripts (`node -e`).
 ///
-/// The guards whose concern reaches past the walls still decide: the network's (what an
-/// allowed destination is sent), remote history (`force_push`), credentials, the workdir's
-/// own work (`destructive_delete`, `git_discard`) and the rest.
-pub const WALLED_GUARDS: &[&str] = &["write_outside", "inline_code", "shell_escape"];
+/// - `network_transfer`: every connection leaves through the sandbox's proxy and resolver,
+///   which refuse a destination the policy does not list (the 403 names the rule) and count
+///   every byte against the outbound ceiling. The guard asked about `curl`, `wget`, `git`,
+///   `pip` to hosts the policy allows, where its ask could only be a refusal.
+///
+/// The guards whose concern reaches past the walls still decide: remote history
+/// (`force_push`), credentials, the workdir's own work (`destructive_delete`, `git_discard`)
+/// and the rest.
+pub const WALLED_GUARDS: &[&str] = &["write_outside", "inline_code", "shell_escape", "network_transfer"];
+
+/// The wall that answers each of [`WALLED_GUARDS`], for the session's summary.
+pub fn walled_by(guard: &str) -> &'static str {
+    match guard {
+        "write_outside" => "the mounts and Landlock",
+        "network_transfer" => "the egress proxy",
+        _ => "the sandbox (every exec recorded)",
+    }
+}
+
+/// The guards [`Decider::for_sandbox`] turns off for `policy`: those of [`WALLED_GUARDS`] the
+/// policy does not set.
+pub fn deferred_guards(policy: &Policy) -> Vec<&'static str> {
+    WALLED_GUARDS.iter().copied().filter(|id| policy.guards().get(id).is_none()).collect()
+}
 
 /// Decides requests with a policy and the guards it configures.
 #[derive(Debug)]
@@ -103,11 +123,9 @@ impl Decider {
     /// approve an exec), which broke everyday builds and gained nothing.
     pub fn for_sandbox(policy: &Policy) -> Self {
         let mut decider = Decider::new(policy, None);
-        for id in WALLED_GUARDS {
-            if policy.guards().get(id).is_none() {
-                // The id is one of the shell families; setting it cannot fail.
-                let _ = decider.shell.set(id, None);
-            }
+        for id in deferred_guards(policy) {
+            // The id is one of the shell families; setting it cannot fail.
+            let _ = decider.shell.set(id, None);
         }
         decider
     }

@@ -60,6 +60,25 @@ os.rename(out + '.tmp', out)
 threading.Event().wait()
 "#;
 
+/// Writes `ROOT/simple/demo/` linking to a wheel of `demo 1.0` in `ROOT/files/`.
+const MAKE_INDEX_PY: &str = r#"
+import hashlib, os, sys, zipfile
+root = sys.argv[1]
+os.makedirs(os.path.join(root, 'files'))
+os.makedirs(os.path.join(root, 'simple', 'demo'))
+wheel = os.path.join(root, 'files', 'demo-1.0-py3-none-any.whl')
+nl = chr(10)
+with zipfile.ZipFile(wheel, 'w') as z:
+    z.writestr('demo/__init__.py', 'VERSION = "1.0"' + nl)
+    z.writestr('demo-1.0.dist-info/METADATA', nl.join(['Metadata-Version: 2.1', 'Name: demo', 'Version: 1.0', '']))
+    z.writestr('demo-1.0.dist-info/WHEEL', nl.join(['Wheel-Version: 1.0', 'Generator: test', 'Root-Is-Purelib: true', 'Tag: py3-none-any', '']))
+    z.writestr('demo-1.0.dist-info/RECORD', '')
+digest = hashlib.sha256(open(wheel, 'rb').read()).hexdigest()
+open(os.path.join(root, 'simple', 'index.html'), 'w').write('<a href="demo/">demo</a>' + nl)
+open(os.path.join(root, 'simple', 'demo', 'index.html'), 'w').write(
+    '<a href="../../files/demo-1.0-py3-none-any.whl#sha256=%s">demo-1.0-py3-none-any.whl</a>' % digest + nl)
+"#;
+
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -99,6 +118,8 @@ impl Servers {
         git(&["commit", "-q", "-m", "first"], &src);
         git(&["clone", "-q", "--bare", src.to_str().unwrap(), root.join("repo.git").to_str().unwrap()], dir.path());
         git(&["update-server-info"], &root.join("repo.git"));
+        // A package index as pip reads one (PEP 503), with one real wheel.
+        run_ok(Command::new("/usr/bin/python3").args(["-c", MAKE_INDEX_PY]).arg(&root));
         let ports = dir.path().join("ports.json");
         let child = Command::new("/usr/bin/python3")
             .args(["-c", SERVE_PY])
@@ -238,6 +259,46 @@ both!(allowed_names_are_reachable_and_everything_else_is_not, |user| {
     assert!(dns.iter().any(|e| e["input"]["name"] == "denied.test" && e["decision"]["decision"] == "deny"), "{dns:?}");
     assert!(dns.iter().any(|e| e["input"]["qtype"] == "TXT" && e["decision"]["decision"] == "deny"), "{dns:?}");
     assert!(s.summary["egress"]["destinations"].as_array().unwrap().len() >= 3, "{}", s.summary);
+});
+
+// Under the built-in guards, `network_transfer` once asked about (so refused) every `curl`,
+// `wget`, `git` and `pip` to a host the policy allows: the proxy answers that concern.
+both!(allowed_hosts_just_work_with_real_clients_and_others_get_the_proxys_403, |user| {
+    if !mapping_available(user) {
+        return;
+    }
+    let servers = Servers::start();
+    let case = Case::new(user);
+    let policy = case.policy("[network]\nallow = [\"allowed.test\"]\nallow_cidrs = [\"127.0.0.0/8\"]\n");
+    let p = servers.http;
+    let script = format!(
+        "curl -s http://allowed.test:{p}/hello.txt; echo\n\
+         wget -q -O - http://allowed.test:{p}/hello.txt; echo\n\
+         git clone -q http://allowed.test:{p}/repo.git clone && cat clone/README\n\
+         PIP_DISABLE_PIP_VERSION_CHECK=1 /usr/bin/python3 -m pip download -q --no-cache-dir --no-deps \
+           --index-url http://allowed.test:{p}/simple/ --trusted-host allowed.test -d dl demo >/dev/null 2>pip.err; ls dl || cat pip.err\n\
+         curl -s -o /dev/null -D - http://unlisted.test/ | grep -i -E '^(HTTP/|x-portcullis-denied)' | cut -c1-60\n\
+         wget -q -O /dev/null http://unlisted.test/ 2>&1; echo \"wget: $?\"\n"
+    );
+    case.script("agent.sh", &script);
+    let s = run_mapped(&case, &["--policy", &policy], &["/bin/sh", "agent.sh"]);
+    let lines = s.lines();
+    assert_eq!(
+        &lines[..5],
+        [
+            "hello from upstream",
+            "hello from upstream",
+            "cloned through the proxy",
+            "demo-1.0-py3-none-any.whl",
+            "HTTP/1.1 403 Forbidden"
+        ],
+        "{s:?}"
+    );
+    assert!(lines[5].to_ascii_lowercase().starts_with("x-portcullis-denied: default.network"), "{s:?}");
+    assert_eq!(lines[6], "wget: 8", "wget got the proxy's error answer: {s:?}");
+    assert_eq!(s.summary["denials"], serde_json::json!([]), "no exec was refused: {}", s.summary);
+    let deferred = s.summary["guards_deferred"].to_string();
+    assert!(deferred.contains("network_transfer") && deferred.contains("the egress proxy"), "{deferred}");
 });
 
 // The host's /etc/hosts (internal names and addresses) once showed inside, and its names

@@ -104,6 +104,24 @@ fn explain_without_a_policy_uses_the_builtin_default() {
     assert_eq!(v["rules"][0]["origin"], "builtin");
 }
 
+/// `--in-run` shows an exec as `run` decides it: the guards its walls answer deferred, and an
+/// ask refused. Without it, explain keeps every guard (as the hook outside `run` will).
+#[test]
+fn explain_in_run_shows_the_guards_deferred_to_the_walls() {
+    let dir = TempDir::new();
+    let upload = ["--exec", "curl", "-s", "-d", "@notes.txt", "https://files.example/upload"];
+    let v = explain_json(&dir, &upload);
+    assert_eq!(v["decision"], "ask", "{v}");
+    let mut in_run = vec!["--in-run"];
+    in_run.extend_from_slice(&upload);
+    let v = explain_json(&dir, &in_run);
+    assert_eq!(v["decision"], "allow", "the proxy decides where it may go: {v}");
+    let v = explain_json(&dir, &["--in-run", "--exec", "git", "reset", "--hard"]);
+    assert_eq!(v["decision"], "deny", "{v}");
+    assert!(v["reason"].as_str().unwrap().starts_with("refused: needs approval"), "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("no approver is attached"), "{v}");
+}
+
 #[test]
 fn explain_jsonl_answers_each_line_and_denies_unreadable_ones() {
     let dir = TempDir::new();
