@@ -213,7 +213,8 @@ impl<T: Trail> ExecGate<'_, T> {
         record.decision = Some(DecisionRecord { decision, rules, reason: reason.clone() });
         record.latency_us = Some(started.elapsed().as_micros() as u64);
         let recorded = self.trail.commit(record);
-        let command = argv.join(" ");
+        // For people: the command an agent CLI's shell wrapper stands for (the record keeps argv).
+        let command = portcullis_sandbox::monitor::shown_command(&argv);
         if let Err(e) = recorded {
             // Fail closed: an exec that cannot be recorded does not run.
             tally.sink_error.get_or_insert_with(|| e.clone());

@@ -204,8 +204,66 @@ fn tell(listener: std::os::fd::BorrowedFd<'_>, n: &notify::Notification, argv: &
     {
         return;
     }
-    let line = format!("portcullis: `{}` was not run: {}\n", one_line(&argv.join(" "), 200), one_line(why, 400));
+    let line = format!("portcullis: `{}` was not run: {}\n", one_line(&shown_command(argv), 200), one_line(why, 400));
     let _ = rustix::io::write(&stderr, line.as_bytes());
+}
+
+/// The command an exec stands for, for people: its argv, or, for an agent CLI's shell wrapper,
+/// the command inside it. Claude Code runs each Bash tool call as
+/// `bash -c "source ~/.claude/shell-snapshots/snapshot-….sh … && eval '<command>' < /dev/null
+/// && pwd -P >| /tmp/claude-…-cwd"`: a refusal quoting that would not name what the agent
+/// asked for. The record keeps the whole argv.
+pub fn shown_command(argv: &[String]) -> String {
+    wrapped_command(argv).unwrap_or_else(|| argv.join(" "))
+}
+
+/// The `<command>` of a snapshot-sourcing `eval '<command>'` wrapper, if `argv` is one.
+fn wrapped_command(argv: &[String]) -> Option<String> {
+    let shell = argv.first()?.rsplit('/').next()?;
+    if !matches!(shell, "bash" | "sh" | "zsh" | "dash") {
+        return None;
+    }
+    let flag = argv.iter().skip(1).position(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('c'))?;
+    let script = argv.get(flag + 2)?;
+    if !script.contains("shell-snapshots/snapshot-") {
+        return None;
+    }
+    let at = script.find("eval ")? + "eval ".len();
+    shell_word(&script[at..]).filter(|w| !w.is_empty())
+}
+
+/// The first shell word of `text` with its quoting removed (single quotes, double quotes with
+/// backslash escapes, and backslash escapes outside quotes), ending at unquoted whitespace.
+fn shell_word(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => loop {
+                match chars.next()? {
+                    '\'' => break,
+                    c => out.push(c),
+                }
+            },
+            '"' => loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => match chars.next()? {
+                        c @ ('"' | '\\' | '$' | '`') => out.push(c),
+                        c => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                    },
+                    c => out.push(c),
+                }
+            },
+            '\\' => out.push(chars.next()?),
+            c if c.is_whitespace() => break,
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// `text` on one line, cut to about `max` bytes (at a character boundary).
@@ -316,7 +374,32 @@ fn read_string(mem: &File, addr: u64, budget: &mut usize) -> io::Result<String> 
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, shown_command};
+
+    fn argv(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_refusal_names_the_command_inside_an_agent_clis_shell_wrapper() {
+        let wrapped = |cmd: &str| {
+            argv(&[
+                "/bin/bash",
+                "-c",
+                &format!(
+                    "source /home/u/.claude/shell-snapshots/snapshot-bash-1785160735574-zxu151.sh 2>/dev/null || true \
+                     && eval {cmd} \\< /dev/null && pwd -P >| /tmp/claude-ccfa-cwd"
+                ),
+            ])
+        };
+        assert_eq!(shown_command(&wrapped("'git reset --hard'")), "git reset --hard");
+        // A quote inside the command, as the CLI escapes it.
+        assert_eq!(shown_command(&wrapped(r#"'echo '"'"'hi'"'"' > x'"#)), "echo 'hi' > x");
+        assert_eq!(shown_command(&wrapped(r#"'it'\''s'"#)), "it's");
+        // Anything else is shown as it ran.
+        assert_eq!(shown_command(&argv(&["bash", "-c", "eval 'ls'"])), "bash -c eval 'ls'");
+        assert_eq!(shown_command(&argv(&["curl", "-s", "x"])), "curl -s x");
+    }
 
     #[test]
     fn a_message_stays_on_one_line_and_is_cut_at_a_character() {
