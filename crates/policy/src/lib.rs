@@ -55,7 +55,7 @@ use std::collections::BTreeMap;
 
 pub use decision::{Decision, Evaluation, InvalidRequest, Location, Origin, Reason, Rule, UnknownDecision};
 pub use host::{BadHost, Cidr, HostPattern, PatternError, SpecialRange, canonical_ip, normalize_host, special_range};
-pub use load::{BUILTIN_HIDDEN, LoadErrors, NEVER_PASSED_ENV, Problem, env_name_matches};
+pub use load::{BUILTIN_HIDDEN, LoadErrors, NEVER_PASSED_ENV, Problem, RUN_SETS_ENV, env_name_matches};
 pub use path::{Environment, NotAbsolute, PathPattern, PathSyntax, lexical_normalize};
 pub use profile::Profile;
 pub use request::{Access, OwnedRequest, Request, RequestError, parse_host_port};
@@ -182,6 +182,16 @@ impl Policy {
             }
             if !s.tools.rate.is_empty() {
                 say(format!("{prefix}tools.rate"), "per-tool rates count tool calls");
+            }
+            // A client that honoured a passed `NO_PROXY` would go around the proxy and meet
+            // Landlock with nothing to say why: `run` sets these itself.
+            let overridden: Vec<&str> =
+                RUN_SETS_ENV.iter().copied().filter(|v| s.environment.iter().any(|p| env_name_matches(p, v))).collect();
+            if !overridden.is_empty() {
+                say(
+                    format!("{prefix}environment.pass"),
+                    &format!("`run` sets {} itself, whatever is passed", overridden.join(", ")),
+                );
             }
         }
         let hooks = &self.hooks;

@@ -142,6 +142,28 @@ pub const NEVER_PASSED_ENV: &[&str] = &[
 
 /// True when environment variable `name` matches `pattern` (an exact name, or a prefix ending
 /// in `*`).
+/// Variables `run` sets in the sandbox itself, whatever the policy passes: its proxy, and
+/// the session's own home, directories and identity. A `pass` entry naming one has no effect.
+pub const RUN_SETS_ENV: &[&str] = &[
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "npm_config_proxy",
+    "npm_config_https_proxy",
+    "HOME",
+    "PWD",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "PORTCULLIS_SESSION",
+];
+
 pub fn env_name_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),

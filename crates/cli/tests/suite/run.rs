@@ -1316,13 +1316,15 @@ fn settings_run_does_not_enforce_are_named_by_the_policy_check() {
     let dir = super::TempDir::new();
     std::fs::write(
         dir.path().join("p.toml"),
-        "[limits]\nusd = 5.0\n[[hooks.pre_tool_use]]\nmatcher = \"Bash\"\ncommand = \"/bin/true\"\n",
+        "[limits]\nusd = 5.0\n[environment]\npass = [\"NO_PROXY\", \"CARGO_*\"]\n[[hooks.pre_tool_use]]\nmatcher = \"Bash\"\ncommand = \"/bin/true\"\n",
     )
     .unwrap();
     let out = super::portcullis(&["policy", "check", "p.toml"], dir.path(), None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("note: `limits.usd` (a model budget) is loaded but"), "{}", out.stdout);
     assert!(out.stdout.contains("note: `hooks.pre_tool_use`"), "{}", out.stdout);
+    // A passed NO_PROXY once changed nothing, silently: `run` sets it.
+    assert!(out.stdout.contains("note: `environment.pass` (`run` sets NO_PROXY itself"), "{}", out.stdout);
 }
 
 // The start record once read the policy file a second time: what it kept for `audit replay`
