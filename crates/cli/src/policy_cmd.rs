@@ -47,6 +47,26 @@ Examples:
         #[command(flatten)]
         anchors: Anchors,
     },
+    /// Print the effective profile an agent runs under: its settings (the defaults filled in)
+    /// and its rules, in the order they decide.
+    #[command(after_help = "Without --policy, the built-in default policy answers; without --agent, the policy's \
+top level.
+
+Examples:
+  portcullis policy show
+  portcullis policy show --policy portcullis.toml --agent reviewer
+  portcullis policy show --json | jq .settings.limits")]
+    Show {
+        /// The policy file [default: the built-in policy].
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The agent whose profile to show.
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
+        /// Print JSON: `agent`, `settings`, `rules` and `guards_deferred_in_run`.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the built-in guards: their ids, default decisions and what they catch.
     #[command(after_help = "Set a guard in the policy's [guards] table to \"deny\", \"ask\", \"allow\" or \"off\".
 
@@ -150,6 +170,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Check { file, json, anchors } => check(&file, json, &anchors),
         PolicyCommand::Explain(args) => explain(&args),
         PolicyCommand::Guards { policy, json } => guards(policy.as_deref(), json),
+        PolicyCommand::Show { policy, agent, json } => show(policy.as_deref(), agent.as_deref(), json),
     }
 }
 
@@ -181,6 +202,62 @@ fn guards(file: Option<&Path>, json: bool) -> Result<ExitCode> {
         println!("\npath guards: credential_paths, startup_files, hard_links (on unless set to \"off\")");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn show(file: Option<&Path>, agent: Option<&str>, json: bool) -> Result<ExitCode> {
+    let env = environment(&Anchors { workdir: None })?;
+    let policy = match file {
+        Some(file) => match load_file(file, &env, json)? {
+            Ok(policy) => policy,
+            Err(code) => return Ok(code),
+        },
+        None => Policy::builtin(&env),
+    };
+    let profile = policy.profile(agent)?;
+    let rules: Vec<Value> =
+        profile.rules().map(|r| json!({"id": r.id, "text": r.text, "decision": r.decision, "note": r.note})).collect();
+    let answer = json!({
+        "agent": agent,
+        "settings": profile.settings(),
+        "rules": rules,
+        "guards_deferred_in_run": portcullis_harness::deferred_guards(&policy),
+    });
+    if json {
+        println!("{answer}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "# the profile of {}",
+        agent.map_or_else(|| "the policy's top level".to_owned(), |a| format!("agent `{a}`"))
+    );
+    let mut lines = Vec::new();
+    flatten("", &answer["settings"], &mut lines);
+    for line in lines {
+        println!("{line}");
+    }
+    println!("rules (in the order they decide):");
+    for r in profile.rules() {
+        println!("  {:<5} {:<28} {}", r.decision.as_str(), r.id, r.text);
+    }
+    let deferred = portcullis_harness::deferred_guards(&policy);
+    if !deferred.is_empty() {
+        println!("guards deferred to the walls inside `run`: {}", deferred.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `key.path = value` lines for a JSON value's leaves.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        Value::Null => out.push(format!("{prefix} = unlimited")),
+        other => out.push(format!("{prefix} = {other}")),
+    }
 }
 
 fn init(path: &Path, force: bool, stdout: bool) -> Result<ExitCode> {

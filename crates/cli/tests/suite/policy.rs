@@ -122,6 +122,35 @@ fn explain_in_run_shows_the_guards_deferred_to_the_walls() {
     assert!(v["reason"].as_str().unwrap().contains("no approver is attached"), "{v}");
 }
 
+/// `policy show` prints what an agent actually runs under: its own settings over the top
+/// level's, the defaults filled in, and its rules.
+#[test]
+fn policy_show_prints_an_agents_effective_profile_with_the_defaults() {
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[network]\nallow = [\"docs.rs\"]\n[agents.reviewer]\n[agents.reviewer.limits]\nmemory = \"1 GiB\"\n[agents.reviewer.tools]\ndeny = [\"Bash(git push *)\"]\n",
+    )
+    .unwrap();
+    let run = portcullis(&["policy", "show", "--policy", "p.toml", "--agent", "reviewer", "--json"], dir.path(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["settings"]["limits"]["memory"], 1u64 << 30, "{v}");
+    assert_eq!(v["settings"]["limits"]["processes"], 4096, "the default fills what neither sets: {v}");
+    let rules: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["text"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"Bash(git push *)") && rules.contains(&"docs.rs"), "{rules:?}");
+    assert!(v["guards_deferred_in_run"].as_array().unwrap().iter().any(|g| g == "network_transfer"), "{v}");
+    let run = portcullis(&["policy", "show", "--policy", "p.toml"], dir.path(), None);
+    assert!(
+        run.stdout.contains("limits.processes = 4096") && run.stdout.contains("limits.execs = unlimited"),
+        "{}",
+        run.stdout
+    );
+    let run = portcullis(&["policy", "show", "--policy", "p.toml", "--agent", "nobody"], dir.path(), None);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("nobody"), "{}", run.stderr);
+}
+
 #[test]
 fn explain_jsonl_answers_each_line_and_denies_unreadable_ones() {
     let dir = TempDir::new();
