@@ -637,6 +637,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         // session's directory keeps every change for `diff` and `apply`.
         "changed": changed.iter().take(CHANGES_LISTED).collect::<Vec<_>>(),
         "changed_total": changed.len(),
+        // What the next agent session reads as instructions: a prompt injection that outlives
+        // this session would be written there.
+        "agent_instructions": changed
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Deleted && changes::is_agent_instructions(&c.path))
+            .map(|c| &c.path)
+            .take(CHANGES_LISTED)
+            .collect::<Vec<_>>(),
         "limits_hit": limits_hit, "degraded": degraded, "not_enforced": not_enforced, "audit": log.store().dir(),
         "disk": disk.iter().map(|d| json!({"place": d.place, "used": d.used, "size": d.size})).collect::<Vec<_>>(),
     });
@@ -1348,7 +1356,14 @@ fn change_lines(changed: &[Change], extra: &[PathBuf]) -> Vec<String> {
         };
         let (folded, skipped) = after.split_at(inside);
         let protected = std::iter::once(c).chain(folded).any(|d| changes::is_persistence(d, extra));
-        let note = if protected { HOST } else { "" };
+        let instructs = std::iter::once(c).chain(folded).any(|d| changes::is_agent_instructions(&d.path));
+        let note = if protected {
+            HOST
+        } else if instructs {
+            "  (instructions the next agent reads: review before apply)"
+        } else {
+            ""
+        };
         lines.push(match inside {
             0 => format!("{} {}{note}", c.kind.letter(), shown(&c.path.to_string_lossy())),
             n => format!("{} {}/ ({n} inside){note}", c.kind.letter(), shown(&c.path.to_string_lossy())),

@@ -146,6 +146,30 @@ fn window_matches(pattern: &str, parts: &[&OsStr]) -> bool {
         })
 }
 
+/// True for files an agent reads as instructions at its next start: `CLAUDE.md`,
+/// `AGENTS.md` and their kin at any depth, and the Markdown under `.claude/` (commands,
+/// agents, memory) and `.cursor/rules/`. Not persistence (nothing runs them on the host), but
+/// a prompt injection written there reaches the next session's agent: the summary names them.
+pub fn is_agent_instructions(rel: &Path) -> bool {
+    const NAMES: &[&str] = &[
+        "CLAUDE.md",
+        "CLAUDE.local.md",
+        "AGENTS.md",
+        "AGENTS.override.md",
+        "GEMINI.md",
+        ".cursorrules",
+        ".windsurfrules",
+        "copilot-instructions.md",
+    ];
+    let name = rel.file_name().and_then(OsStr::to_str).unwrap_or_default();
+    if NAMES.contains(&name) {
+        return true;
+    }
+    let parts: Vec<&OsStr> = rel.components().map(Component::as_os_str).collect();
+    let under = |dir: &[&str]| parts.windows(dir.len()).any(|w| w.iter().zip(dir).all(|(a, b)| *a == OsStr::new(b)));
+    (name.ends_with(".md") && under(&[".claude"])) || under(&[".cursor", "rules"])
+}
+
 /// True when `change` makes the host run code later: a [`PERSISTENCE`] path, a `.git` that is
 /// not a directory (a `gitdir:` file points git at another repository's config and hooks; one
 /// present at the start is no change), or a path `extra` lists (the policy file, and files the
