@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use portcullis_guard::host::{self, Host};
 use portcullis_guard::shell::{GuardSettings, analyze, analyze_argv};
 use portcullis_policy::Decision;
 use serde_json::Value;
@@ -250,5 +251,38 @@ fn main() {
         "{n} commands: {deny} denied ({:.1}%), {ask} asked ({:.1}%)",
         100.0 * deny as f64 / n as f64,
         100.0 * ask as f64 / n as f64
+    );
+
+    println!("\n## SSRF list: internal targets classified special");
+    let (mut internal, mut special) = (0, 0);
+    for case in lines(&dir.join("paths_urls/ssrf_bypass_urls.jsonl")) {
+        let payload = case["payload"].as_str().unwrap();
+        let section = case["section"].as_str().unwrap_or_default();
+        // Redirect services, PHP snippets and named attacker hosts are not internal targets.
+        if section.contains("Redirect") || section.contains("PHP") {
+            continue;
+        }
+        let url = payload.strip_prefix("ssrf.php?url=").unwrap_or(payload);
+        let target = host::parse_url(url);
+        let external = |n: &str| {
+            ["r3dir", "evil", "attacker", "brutelogic", "domain"].iter().any(|e| n.contains(e)) || n == "example.com"
+        };
+        match &target {
+            Ok(t) if matches!(&t.host.host, Host::Name(n) if external(n)) => continue,
+            // Templates (`dict://<user>…`, `gopher://[host]…`) and local files name no address.
+            Err(_) if url.contains('<') || url.contains("[host]") || url.contains("scheme://") => continue,
+            Err(host::HostError::NoHost(_)) if url.starts_with("file:") || url.starts_with("netdoc:") => continue,
+            _ => {}
+        }
+        internal += 1;
+        let hit = target.as_ref().is_ok_and(|t| t.host.special.is_some());
+        special += usize::from(hit);
+        if !hit && misses {
+            println!("MISS {url:?}: {:?}", target.map(|t| t.host.host));
+        }
+    }
+    println!(
+        "{special}/{internal} = {:.1}% (a miss that is not a valid URL is never dialled)",
+        100.0 * special as f64 / internal as f64
     );
 }

@@ -7,7 +7,7 @@
 //! for mixed scripts and for confusability with an ASCII name. Addresses and well-known names are
 //! classified into the special ranges the proxy must not dial.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use portcullis_policy::{SpecialRange, special_range};
@@ -82,21 +82,37 @@ pub struct UrlTarget {
     pub userinfo: bool,
 }
 
-/// Normalises a host as it appears in a URL, a `CONNECT` authority or a `Host` header
-/// (brackets and zone ids allowed).
+/// Normalises a host as it appears in a URL, a `CONNECT` authority or a `Host` header, or as
+/// a name given to the resolver (brackets, zone ids, a trailing dot and a port allowed).
 pub fn normalize(input: &str) -> Result<HostInfo, HostError> {
-    let (text, zone) = split_zone(input);
+    let (text, zone) = split_zone(strip_port(input));
     let normal = portcullis_policy::normalize_host(text).map_err(|_| HostError::Invalid(input.to_owned()))?;
     let host = match normal.parse::<IpAddr>() {
         Ok(ip) => Host::Ip(ip),
         Err(_) => Host::Name(normal.into_owned()),
     };
     let (special, mut flags) = match &host {
-        Host::Ip(ip) => (special_range(*ip), HostFlags::default()),
+        Host::Ip(ip) => (special_address(*ip), HostFlags::default()),
         Host::Name(name) => (special_name(name), name_flags(name)),
     };
     flags.zone = zone.map(str::to_owned);
     Ok(HostInfo { host, special, flags })
+}
+
+/// `host:port` and `[v6]:port`, as in a `CONNECT` authority or a `Host` header, without the port.
+fn strip_port(text: &str) -> &str {
+    let port =
+        |p: &str| p.is_empty() || (p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
+    if text.starts_with('[') {
+        return match text.rfind(']') {
+            Some(end) if text[end + 1..].strip_prefix(':').is_some_and(port) => &text[..=end],
+            _ => text,
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') && !host.is_empty() && port(p) => host,
+        _ => text,
+    }
 }
 
 /// Splits `fe80::1%eth0` (or `%25eth0`, as in URLs) into the address and its zone.
@@ -109,13 +125,28 @@ fn split_zone(text: &str) -> (&str, Option<&str>) {
 }
 
 /// Parses an absolute URL the WHATWG way and returns what the proxy would dial.
+///
+/// A URL that wraps another (`jar:http://host/a.jar!/entry`, `view-source:http://host/`) is
+/// the inner URL's destination: that is what a client fetches.
 pub fn parse_url(input: &str) -> Result<UrlTarget, HostError> {
+    parse_nested_url(input, 0)
+}
+
+fn parse_nested_url(input: &str, depth: usize) -> Result<UrlTarget, HostError> {
     let url = url::Url::parse(input.trim()).map_err(|_| HostError::Url(input.to_owned()))?;
     let host = match url.host() {
         Some(url::Host::Domain(d)) => normalize(d)?,
         Some(url::Host::Ipv4(v4)) => normalize(&v4.to_string())?,
         Some(url::Host::Ipv6(v6)) => normalize(&v6.to_string())?,
-        None => return Err(HostError::NoHost(input.to_owned())),
+        None => {
+            // `jar:URL!/entry`: the archive's URL ends at `!`.
+            let inner = url.path();
+            let inner = inner.find("!/").map_or(inner.strip_suffix('!').unwrap_or(inner), |end| &inner[..end]);
+            if depth < 4 && url.cannot_be_a_base() && inner.contains("://") {
+                return parse_nested_url(inner, depth + 1);
+            }
+            return Err(HostError::NoHost(input.to_owned()));
+        }
     };
     Ok(UrlTarget {
         scheme: url.scheme().to_owned(),
@@ -154,27 +185,119 @@ fn is_unassigned_plane(c: char) -> bool {
     matches!(c as u32, 0x3_134B..=0xD_FFFF | 0xF_0000..=0x10_FFFF)
 }
 
-/// Names that stand for loopback or for a cloud metadata service.
+/// Names that stand for loopback: RFC 6761 `localhost` and `*.localhost`, and the names
+/// distributions put in `/etc/hosts` for it.
+const LOOPBACK_NAMES: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "localhost4",
+    "localhost4.localdomain4",
+    "localhost6",
+    "localhost6.localdomain6",
+    "ip6-localhost",
+    "ip6-loopback",
+];
+
+/// Public domains whose every name resolves to loopback.
+const LOOPBACK_DOMAINS: &[&str] = &["localtest.me", "lvh.me", "vcap.me", "localho.st", "lacolhost.com"];
+
+/// Public wildcard-DNS domains that resolve a name to the address spelled in it:
+/// `10.0.0.1.nip.io`, `app-127-0-0-1.sslip.io`, `7f000001.nip.io`, `--1.sslip.io`.
+const ADDRESS_DOMAINS: &[&str] = &["nip.io", "sslip.io", "xip.io", "traefik.me"];
+
+/// Names of cloud metadata services, besides `metadata.*.internal` and
+/// `instance-data.*.internal`: Google, AWS, Azure, Tencent, Equinix Metal (Packet), IBM Cloud,
+/// Rancher.
+const METADATA_NAMES: &[&str] = &[
+    "metadata",
+    "metadata.goog",
+    "metadata.google.internal",
+    "instance-data",
+    "metadata.azure.internal",
+    "metadata.tencentyun.com",
+    "metadata.packet.net",
+    "metadata.platformequinix.com",
+    "api.metadata.cloud.ibm.com",
+    "rancher-metadata",
+];
+
+/// True when `name` is `domain` or below it.
+fn within(name: &str, domain: &str) -> bool {
+    name == domain || name.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Names that stand for loopback or for a cloud metadata service, or that spell an address
+/// the public wildcard DNS services resolve them to. `name` is normalised (lower case, no
+/// trailing dot).
 fn special_name(name: &str) -> Option<SpecialRange> {
-    let loopback = [
-        "localhost",
-        "localhost.localdomain",
-        "ip6-localhost",
-        "ip6-loopback",
-        "localhost6",
-        "localhost6.localdomain6",
-    ];
-    if loopback.contains(&name) || name.ends_with(".localhost") {
+    if LOOPBACK_NAMES.contains(&name)
+        || name.ends_with(".localhost")
+        || LOOPBACK_DOMAINS.iter().any(|d| within(name, d))
+    {
         return Some(SpecialRange::Loopback);
     }
-    let metadata = [
-        "metadata",
-        "metadata.google.internal",
-        "instance-data",
-        "instance-data.ec2.internal",
-        "metadata.azure.internal",
-    ];
-    metadata.contains(&name).then_some(SpecialRange::Metadata)
+    let first = name.split('.').next().unwrap_or_default();
+    if METADATA_NAMES.contains(&name)
+        || (matches!(first, "metadata" | "instance-data") && name.ends_with(".internal"))
+        || name.ends_with(".rancher.internal")
+    {
+        return Some(SpecialRange::Metadata);
+    }
+    let spelled = ADDRESS_DOMAINS.iter().find_map(|d| name.strip_suffix(d)?.strip_suffix('.'))?;
+    spelled_address(spelled).and_then(special_address)
+}
+
+/// The address a wildcard-DNS name spells before its domain: four dotted labels at the end,
+/// four dashed numbers or eight hex digits at the end of the last label, or a dashed IPv6
+/// address (`--1` for `::1`).
+fn spelled_address(spelled: &str) -> Option<IpAddr> {
+    let labels: Vec<&str> = spelled.split('.').collect();
+    if labels.len() >= 4
+        && let Ok(v4) = labels[labels.len() - 4..].join(".").parse::<Ipv4Addr>()
+    {
+        return Some(IpAddr::V4(v4));
+    }
+    let last = labels.last().copied().unwrap_or_default();
+    if last.contains("--") {
+        let v6 = last.rsplit_once('.').map_or(last, |(_, a)| a).replace('-', ":");
+        if let Ok(ip) = v6.parse::<Ipv6Addr>() {
+            return Some(IpAddr::V6(ip));
+        }
+    }
+    let parts: Vec<&str> = last.split('-').collect();
+    if parts.len() >= 4
+        && let Ok(v4) = parts[parts.len() - 4..].join(".").parse::<Ipv4Addr>()
+    {
+        return Some(IpAddr::V4(v4));
+    }
+    let hex = parts.last().copied().unwrap_or_default();
+    (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok()).flatten().map(|n| IpAddr::V4(Ipv4Addr::from(n)))
+}
+
+/// Azure's WireServer, which answers inside every Azure VM like a metadata service.
+const AZURE_WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+
+/// The special range of an address, including IPv6 forms that carry an IPv4 address the
+/// network delivers to: 6to4 (`2002:7f00:1::`), Teredo, IPv4-translated (`::ffff:0:7f00:1`)
+/// and local-use NAT64 (`64:ff9b:1::7f00:1`).
+fn special_address(ip: IpAddr) -> Option<SpecialRange> {
+    if ip == IpAddr::V4(AZURE_WIRESERVER) {
+        return Some(SpecialRange::Metadata);
+    }
+    special_range(ip).or_else(|| {
+        let IpAddr::V6(v6) = ip else { return None };
+        let s = v6.segments();
+        let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+        let carried = match s {
+            [0x2002, hi, lo, ..] => v4(hi, lo),
+            // Teredo keeps the client's address inverted in the last 32 bits.
+            [0x2001, 0, .., hi, lo] => v4(!hi, !lo),
+            [0, 0, 0, 0, 0xffff, 0, hi, lo] => v4(hi, lo),
+            [0x64, 0xff9b, 1, _, _, _, hi, lo] => v4(hi, lo),
+            _ => return None,
+        };
+        special_address(IpAddr::V4(carried))
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

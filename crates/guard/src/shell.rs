@@ -13,6 +13,7 @@
 mod fast;
 mod parse;
 mod rules;
+mod tools;
 
 use std::collections::HashMap;
 

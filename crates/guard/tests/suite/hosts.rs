@@ -129,3 +129,37 @@ fn ssrf_spellings_of_internal_targets_are_special() {
     }
     assert!(checked >= 30, "only {checked} internal targets checked");
 }
+
+/// Names that mean loopback or a metadata service are special in every spelling a URL, a
+/// `CONNECT` authority or a resolver query may use.
+#[test]
+fn loopback_and_metadata_host_names_are_special_in_every_spelling() {
+    use portcullis_policy::SpecialRange::{Loopback, Metadata};
+    for (name, range) in [
+        ("LOCALHOST.", Loopback),
+        ("foo.LocalHost.", Loopback),
+        ("LOCALHOST.:443", Loopback),
+        ("[::1]:8080", Loopback),
+        ("localhost4.localdomain4", Loopback),
+        ("app.127.0.0.1.nip.io", Loopback),
+        ("api-127-0-0-1.sslip.io", Loopback),
+        ("readme.localtest.me", Loopback),
+        ("2002:7f00:1::", Loopback),
+        ("METADATA", Metadata),
+        ("metadata.google.internal.:80", Metadata),
+        ("metadata.goog", Metadata),
+        ("instance-data.us-east-1.compute.internal", Metadata),
+        ("metadata.tencentyun.com", Metadata),
+        ("metadata.platformequinix.com", Metadata),
+        ("168.63.129.16", Metadata),
+        ("169-254-169-254.nip.io", Metadata),
+    ] {
+        assert_eq!(host::normalize(name).map(|h| h.special), Ok(Some(range)), "{name}");
+    }
+    for url in ["HTTP://LOCALHOST./x", "jar:http://127.0.0.1!/", "http://u@Metadata.Google.Internal.:80/"] {
+        assert!(host::parse_url(url).is_ok_and(|t| t.host.special.is_some()), "{url}");
+    }
+    for name in ["example.com", "localhost.example.com", "8.8.8.8.nip.io", "metadata.example.com", "2002:808:808::"] {
+        assert_eq!(host::normalize(name).map(|h| h.special), Ok(None), "{name}");
+    }
+}
