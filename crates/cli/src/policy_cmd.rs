@@ -177,12 +177,9 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
 fn guards(file: Option<&Path>, json: bool) -> Result<ExitCode> {
     use portcullis_guard::shell::{FAMILIES, GuardSettings};
     let env = environment(&Anchors { workdir: None })?;
-    let policy = match file {
-        Some(file) => match load_file(file, &env, json)? {
-            Ok(policy) => policy,
-            Err(code) => return Ok(code),
-        },
-        None => Policy::builtin(&env),
+    let policy = match file_or_builtin(file, &env, json)? {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
     };
     let settings = GuardSettings::from_policy(policy.guards());
     let rows: Vec<Value> = FAMILIES
@@ -206,12 +203,9 @@ fn guards(file: Option<&Path>, json: bool) -> Result<ExitCode> {
 
 fn show(file: Option<&Path>, agent: Option<&str>, json: bool) -> Result<ExitCode> {
     let env = environment(&Anchors { workdir: None })?;
-    let policy = match file {
-        Some(file) => match load_file(file, &env, json)? {
-            Ok(policy) => policy,
-            Err(code) => return Ok(code),
-        },
-        None => Policy::builtin(&env),
+    let policy = match file_or_builtin(file, &env, json)? {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
     };
     let profile = policy.profile(agent)?;
     let rules: Vec<Value> =
@@ -284,6 +278,19 @@ fn environment(anchors: &Anchors) -> Result<Environment> {
 }
 
 /// Loads a policy file; on problems, prints them all and returns `Err(exit code)`.
+/// The policy in `file`, or the built-in one without a file; problems reported as
+/// [`load_file`] does.
+fn file_or_builtin(
+    file: Option<&Path>,
+    env: &Environment,
+    json: bool,
+) -> Result<std::result::Result<Policy, ExitCode>> {
+    match file {
+        Some(file) => load_file(file, env, json),
+        None => Ok(Ok(Policy::builtin(env))),
+    }
+}
+
 pub(crate) fn load_file(file: &Path, env: &Environment, json: bool) -> Result<std::result::Result<Policy, ExitCode>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read policy `{}`", file.display()))?;
     load_text(&text, file, env, json)
@@ -339,12 +346,9 @@ fn check(file: &Path, json: bool, anchors: &Anchors) -> Result<ExitCode> {
 
 fn explain(args: &ExplainArgs) -> Result<ExitCode> {
     let env = environment(&args.anchors)?;
-    let policy = match &args.policy {
-        Some(file) => match load_file(file, &env, args.json)? {
-            Ok(policy) => policy,
-            Err(code) => return Ok(code),
-        },
-        None => Policy::builtin(&env),
+    let policy = match file_or_builtin(args.policy.as_deref(), &env, args.json)? {
+        Ok(policy) => policy,
+        Err(code) => return Ok(code),
     };
     let decider = if args.no_guards {
         None
