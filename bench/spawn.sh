@@ -43,9 +43,10 @@ pc_overlay() { "$bin" run -q -- /bin/true; }
 pc_through_before() { "$before" run -q --no-ephemeral -- /bin/true; }
 # The same without a cgroup, to show what the cgroup v1 move costs on this host.
 pc_no_cgroup() { PORTCULLIS_SIMULATE_MISSING=cgroups "$bin" run -q --dangerously-allow-partial-sandbox=cgroups --no-ephemeral -- /bin/true; }
-# Born in a cgroup v2 cgroup (CLONE_INTO_CGROUP), as on a v2 host; no limits, since this host's
-# v2 hierarchy may offer no controllers.
-printf '[limits]\nwall_clock = "1m"\n' > "$base/v2.toml"
+# Born in a cgroup v2 cgroup (CLONE_INTO_CGROUP), as on a v2 host; no memory or process limit
+# (said explicitly: unset, they take finite defaults), since this host's v2 hierarchy may offer
+# no controllers.
+printf '[limits]\nwall_clock = "1m"\nmemory = "unlimited"\nprocesses = "unlimited"\n' > "$base/v2.toml"
 pc_v2() { PORTCULLIS_CGROUP=v2 "$bin" run -q --policy "$base/v2.toml" --no-ephemeral -- /bin/true; }
 
 # Microseconds one call of "$1" takes.
