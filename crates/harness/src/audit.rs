@@ -500,3 +500,54 @@ impl Trail for Collected {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_egress::Recorder;
+
+    fn log(name: &str) -> (SessionLog, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("portcullis-trail-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = open_store(&dir.join("audit"), Options::default()).unwrap();
+        (SessionLog::new(Arc::new(store), "s", None).with_budget(Budget::new(1, u64::MAX)), dir)
+    }
+
+    fn exec(log: &SessionLog, i: usize) -> Record {
+        let mut r = Trail::record(log, Kind::Exec, "exec");
+        r.input = Some(serde_json::json!({"argv": ["true", i]}));
+        r.decision = Some(DecisionRecord { decision: Decision::Allow, rules: vec![], reason: String::new() });
+        r
+    }
+
+    /// Past the budget an exec gated on its record is refused, but a record of what already
+    /// happened is still written (its only trace), and the egress stops taking connections: a
+    /// budget passed by execs once left the proxy allowing, unrecorded.
+    #[test]
+    fn past_the_budget_gated_calls_are_refused_what_happened_is_kept_and_the_egress_stops() {
+        let (log, dir) = log("budget");
+        assert!(log.accepting());
+        // One a second, ten seconds' worth at once.
+        for i in 0..10 {
+            log.commit(exec(&log, i)).unwrap();
+        }
+        let refused = log.commit(exec(&log, 10)).unwrap_err();
+        assert!(refused.contains("audit volume"), "{refused}");
+        assert!(log.volume_hit().is_some());
+        assert!(!log.accepting(), "the egress must refuse from now on");
+        let mut fields = Map::new();
+        fields.insert("host".into(), Value::String("example.com".into()));
+        fields.insert("decision".into(), Value::String("allow".into()));
+        assert!(!Recorder::record(&log, "connect", fields), "the record reports the budget passed");
+        log.store().close().unwrap();
+        let text: String = portcullis_audit::store::segments(&dir.join("audit"))
+            .unwrap()
+            .iter()
+            .map(|(_, p)| std::fs::read_to_string(p).unwrap())
+            .collect();
+        assert!(text.contains("example.com"), "the finished request's record was dropped");
+        assert!(text.contains("limit_reached"), "the budget passed is on the record");
+        assert_eq!(text.matches("\"kind\":\"exec\"").count(), 10, "the refused exec's record went with it");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
