@@ -57,12 +57,8 @@ Examples:
   portcullis policy show --policy portcullis.toml --agent reviewer
   portcullis policy show --json | jq .settings.limits")]
     Show {
-        /// The policy file [default: the built-in policy].
-        #[arg(long, value_name = "FILE")]
-        policy: Option<PathBuf>,
-        /// The agent whose profile to show.
-        #[arg(long, value_name = "NAME")]
-        agent: Option<String>,
+        #[command(flatten)]
+        profile: ProfileArgs,
         /// Print JSON: `agent`, `settings`, `rules` and `guards_deferred_in_run`.
         #[arg(long)]
         json: bool,
@@ -110,14 +106,21 @@ pub(crate) struct Anchors {
     workdir: Option<PathBuf>,
 }
 
+/// Which policy, and which agent's profile in it.
 #[derive(Debug, Args)]
-pub(crate) struct ExplainArgs {
+pub(crate) struct ProfileArgs {
     /// The policy file [default: the built-in policy].
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// Decide as this agent's profile.
+    /// The agent whose profile decides [default: the policy's top level].
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
     /// Print JSON: `decision`, `rules` and `reason`.
     #[arg(long)]
     json: bool,
@@ -170,7 +173,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Check { file, json, anchors } => check(&file, json, &anchors),
         PolicyCommand::Explain(args) => explain(&args),
         PolicyCommand::Guards { policy, json } => guards(policy.as_deref(), json),
-        PolicyCommand::Show { policy, agent, json } => show(policy.as_deref(), agent.as_deref(), json),
+        PolicyCommand::Show { profile, json } => show(profile.policy.as_deref(), profile.agent.as_deref(), json),
     }
 }
 
@@ -346,7 +349,7 @@ fn check(file: &Path, json: bool, anchors: &Anchors) -> Result<ExitCode> {
 
 fn explain(args: &ExplainArgs) -> Result<ExitCode> {
     let env = environment(&args.anchors)?;
-    let policy = match file_or_builtin(args.policy.as_deref(), &env, args.json)? {
+    let policy = match file_or_builtin(args.profile.policy.as_deref(), &env, args.json)? {
         Ok(policy) => policy,
         Err(code) => return Ok(code),
     };
@@ -381,12 +384,12 @@ fn explain(args: &ExplainArgs) -> Result<ExitCode> {
         }
     };
     if args.request.jsonl {
-        return explain_lines(&policy, args.agent.as_deref(), &decide);
+        return explain_lines(&policy, args.profile.agent.as_deref(), &decide);
     }
-    let profile = policy.profile(args.agent.as_deref())?;
+    let profile = policy.profile(args.profile.agent.as_deref())?;
     let request = single_request(&args.request, args.input.as_deref())?;
     let mut answer = decide(profile, &request);
-    answer["agent"] = json!(args.agent);
+    answer["agent"] = json!(args.profile.agent);
     if args.json {
         println!("{answer}");
     } else {
